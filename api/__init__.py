@@ -1,0 +1,43 @@
+"""The HTTP API: Waldur's marketplace component-usage endpoints over the ledger."""
+
+import os
+import threading
+
+from flask import Flask, g
+
+from ledger.database import Ledger
+
+from . import errors
+
+DEFAULT_MAX_BODY = 1024 * 1024
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """The Flask application; `config["DATABASE"]` names the ledger's SQLite file."""
+    app = Flask(__name__)
+    app.config.update(
+        DATABASE=os.environ.get("LEDGER_DB", "ledger.db"),
+        MAX_CONTENT_LENGTH=int(os.environ.get("LEDGER_MAX_BODY", DEFAULT_MAX_BODY)),
+        JSON_SORT_KEYS=False,
+    )
+    app.config.update(config or {})
+    app.json.sort_keys = False
+    app.json.compact = True
+    ledger = Ledger(app.config["DATABASE"])
+    ledger.init()
+    ledger.close()
+
+    # One connection per thread (and so per worker process), opened on first use.
+    local = threading.local()
+
+    @app.before_request
+    def open_ledger():
+        if getattr(local, "ledger", None) is None:
+            local.ledger = Ledger(app.config["DATABASE"])
+        g.ledger = local.ledger
+
+    errors.register(app)
+    from . import usages
+
+    app.register_blueprint(usages.blueprint)
+    return app

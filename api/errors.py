@@ -1,0 +1,51 @@
+"""Every error is a JSON body in Django REST framework's shape, never an HTML page."""
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+
+
+class ApiError(Exception):
+    """An error answered as `status` with `body` as JSON (and optional extra headers)."""
+
+    def __init__(self, status: int, body: dict | list, headers: dict | None = None):
+        super().__init__(body)
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def bad_request(body: dict) -> ApiError:
+    return ApiError(400, body)
+
+
+def not_found() -> ApiError:
+    return ApiError(404, {"detail": "Not found."})
+
+
+def forbidden() -> ApiError:
+    return ApiError(403, {"detail": "You do not have permission to perform this action."})
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def api_error(error: ApiError):
+        return jsonify(error.body), error.status, error.headers
+
+    @app.errorhandler(MethodNotAllowed)
+    def method_not_allowed(error):
+        return jsonify(detail=f'Method "{request.method}" not allowed.'), 405, {"Allow": ", ".join(error.valid_methods or [])}
+
+    @app.errorhandler(NotFound)
+    def not_found_route(error):
+        return jsonify(detail="Not found."), 404
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(error):
+        return jsonify(detail="Request body is too large."), 413
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return jsonify(detail=error.description or error.name), error.code
+
+    @app.errorhandler(Exception)
+    def server_error(error):
+        app.logger.exception("unhandled error")
+        return jsonify(detail="A server error occurred."), 500

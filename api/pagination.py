@@ -1,0 +1,71 @@
+"""Waldur's list conventions: a bare JSON array, `X-Result-Count`, a `Link` header, `field` selection."""
+
+import math
+from urllib.parse import urlencode
+
+from flask import jsonify, request
+
+from .errors import ApiError
+
+DEFAULT_PAGE_SIZE = 10
+MAX_PAGE_SIZE = 300
+
+
+def page_size() -> int:
+    """`page_size` clamped to 300; anything but a positive whole number gives the default."""
+    text = request.args.get("page_size", "")
+    if text.isdigit() and int(text) > 0:
+        return min(int(text), MAX_PAGE_SIZE)
+    return DEFAULT_PAGE_SIZE
+
+
+def page_number(total: int, size: int) -> int:
+    """The 1-based page asked for; 404 "Invalid page." when it is not a number or past the end."""
+    last = max(1, math.ceil(total / size))
+    text = request.args.get("page", "1")
+    if text == "last":
+        return last
+    if not text.isdigit() or not 1 <= int(text) <= last:
+        raise ApiError(404, {"detail": "Invalid page."})
+    return int(text)
+
+
+def page_url(number: int) -> str:
+    """This request's absolute URL at another page; page 1 carries no `page` parameter."""
+    params = [(key, value) for key, value in request.args.items(multi=True) if key != "page"]
+    if number > 1:
+        params.append(("page", str(number)))
+    query = urlencode(params)
+    return request.base_url + (f"?{query}" if query else "")
+
+
+def link_header(number: int, total: int, size: int) -> str:
+    last = max(1, math.ceil(total / size))
+    links = [(page_url(1), "first")]
+    if number > 1:
+        links.append((page_url(number - 1), "prev"))
+    if number < last:
+        links.append((page_url(number + 1), "next"))
+    links.append((page_url(last), "last"))
+    return ", ".join(f'<{url}>; rel="{rel}"' for url, rel in links)
+
+
+def select_fields(record: dict) -> dict:
+    """Only the keys named by `field` parameters; all keys when none of them is a known key."""
+    wanted = [name for name in request.args.getlist("field") if name in record]
+    return {name: record[name] for name in wanted} if wanted else record
+
+
+def paginated(fetch, total: int):
+    """A list response: `fetch(limit, offset)` gives the page's records, already in wire format."""
+    size = page_size()
+    number = page_number(total, size)
+    body = [select_fields(record) for record in fetch(size, (number - 1) * size)]
+    response = jsonify(body)
+    response.headers["X-Result-Count"] = str(total)
+    response.headers["Link"] = link_header(number, total, size)
+    return response
+
+
+def single(record: dict):
+    return jsonify(select_fields(record))

@@ -1,0 +1,218 @@
+"""Request and response schemas, with Django REST framework's error messages and shapes."""
+
+from decimal import Decimal, InvalidOperation
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+
+from ledger import clock
+from ledger.events import POLICIES
+
+REQUIRED = {"required": "This field is required.", "null": "This field may not be null."}
+DATETIME_FORMAT_ERROR = (
+    "Datetime has wrong format. Use one of these formats instead: "
+    "YYYY-MM-DDThh:mm[:ss[.uuuuuu]][+HH:MM|-HH:MM|Z]."
+)
+
+
+class Text(fields.String):
+    """A string as DRF's CharField takes it: numbers are accepted as text, blank is refused unless allowed."""
+
+    default_error_messages = {**REQUIRED, "invalid": "Not a valid string.", "blank": "This field may not be blank."}
+
+    def __init__(self, *, max_length: int | None = None, allow_blank: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.max_length, self.allow_blank = max_length, allow_blank
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise self.make_error("invalid")
+        text = str(value).strip()
+        if not text and not self.allow_blank:
+            raise self.make_error("blank")
+        if self.max_length is not None and len(text) > self.max_length:
+            raise ValidationError(f"Ensure this field has no more than {self.max_length} characters.")
+        return text
+
+
+class Amount(fields.Field):
+    """DRF's DecimalField(max_digits=20, decimal_places=2): exact, never rounded; kept as 2-place text."""
+
+    default_error_messages = {**REQUIRED, "invalid": "A valid number is required."}
+    MAX_DIGITS, DECIMAL_PLACES = 20, 2
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) or len(str(value)) > 1000:
+            raise self.make_error("invalid")
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation as error:
+            raise self.make_error("invalid") from error
+        if not number.is_finite():
+            raise self.make_error("invalid")
+        _, digits, exponent = number.as_tuple()
+        if exponent >= 0:
+            whole, decimals = len(digits) + exponent, 0
+        else:
+            decimals = -exponent
+            whole = max(0, len(digits) - decimals)
+        if whole + decimals > self.MAX_DIGITS:
+            raise ValidationError(f"Ensure that there are no more than {self.MAX_DIGITS} digits in total.")
+        if decimals > self.DECIMAL_PLACES:
+            raise ValidationError(f"Ensure that there are no more than {self.DECIMAL_PLACES} decimal places.")
+        if whole > self.MAX_DIGITS - self.DECIMAL_PLACES:
+            raise ValidationError(
+                f"Ensure that there are no more than {self.MAX_DIGITS - self.DECIMAL_PLACES} digits before the decimal point."
+            )
+        return f"{number.quantize(Decimal('0.01')):f}"
+
+
+class Choice(fields.String):
+    default_error_messages = {**REQUIRED}
+
+    def __init__(self, choices, **kwargs):
+        super().__init__(**kwargs)
+        self.choices = choices
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or value not in self.choices:
+            raise ValidationError(f'"{value}" is not a valid choice.')
+        return value
+
+
+class Boolean(fields.Boolean):
+    default_error_messages = {**REQUIRED, "invalid": "Must be a valid boolean."}
+
+
+class HexUUID(fields.UUID):
+    default_error_messages = {**REQUIRED, "invalid_uuid": "Must be a valid UUID."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).hex
+
+
+class Moment(fields.DateTime):
+    """An ISO datetime; a naive one is UTC."""
+
+    default_error_messages = {**REQUIRED, "invalid": DATETIME_FORMAT_ERROR}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise self.make_error("invalid")
+        try:
+            return clock.parse_datetime(value)
+        except ValueError as error:
+            raise self.make_error("invalid") from error
+
+
+class ItemList(fields.List):
+    default_error_messages = {**REQUIRED}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, list):
+            raise ValidationError(f'Expected a list of items but got type "{type(value).__name__}".')
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class Request(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class UsageItemRequest(Request):
+    type = Text(required=True, max_length=50)
+    amount = Amount(required=True)
+    description = Text(load_default="", allow_blank=True, max_length=2000)
+    missing_usage_policy = Choice(POLICIES)
+    recurring = Boolean(allow_none=True)
+
+
+class SetUsageRequest(Request):
+    usages = ItemList(fields.Nested(UsageItemRequest), required=True)
+    plan_period = HexUUID()
+    resource = HexUUID()
+    date = Moment()
+
+
+class UserUsageRequest(Request):
+    username = Text(required=True, max_length=100)
+    usage = Amount(load_default="0.00")
+    user = Text(allow_blank=True)
+    date = Moment()
+
+
+class SetUserUsagesRequest(Request):
+    usages = ItemList(fields.Nested(UserUsageRequest), required=True)
+
+    @validates("usages")
+    def not_empty(self, value, **kwargs):
+        if not value:
+            raise ValidationError("This list may not be empty.")
+
+
+def load(schema: Schema, body) -> dict:
+    """The body loaded by `schema`; raises ValidationError with DRF-shaped messages."""
+    if not isinstance(body, dict):
+        raise ValidationError(
+            {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {type(body).__name__}."]}
+        )
+    try:
+        return schema.load(body)
+    except ValidationError as error:
+        raise ValidationError(drf_shape(error.messages, body)) from error
+
+
+def drf_shape(messages: dict, body: dict) -> dict:
+    """Marshmallow's {index: errors} for list items becomes DRF's list aligned with the input."""
+    shaped = {}
+    for key, value in messages.items():
+        items = body.get(key)
+        if isinstance(value, dict) and isinstance(items, list) and all(isinstance(i, int) for i in value):
+            shaped[key] = [_item_errors(value.get(index, {}), item) for index, item in enumerate(items)]
+        elif key == "_schema":
+            shaped["non_field_errors"] = value
+        else:
+            shaped[key] = value
+    return shaped
+
+
+def _item_errors(errors: dict, item) -> dict:
+    if not isinstance(item, dict):
+        return {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {type(item).__name__}."]}
+    return errors
+
+
+class ComponentUsage(Schema):
+    """A usage record as the API shows it."""
+
+    uuid = fields.String(metadata={"format": "uuid"})
+    created = fields.String(metadata={"format": "date-time"})
+    description = fields.String()
+    type = fields.String()
+    name = fields.String()
+    measured_unit = fields.String()
+    usage = fields.String(metadata={"format": "decimal", "pattern": r"^-?\d{0,18}\.\d{2}$"})
+    date = fields.String(metadata={"format": "date-time"})
+    recurring = fields.Boolean()
+    missing_usage_policy = fields.String(validate=validate.OneOf(POLICIES))
+    resource_name = fields.String()
+    resource_uuid = fields.String(metadata={"format": "uuid"})
+    offering_name = fields.String()
+    offering_uuid = fields.String(metadata={"format": "uuid"})
+    project_name = fields.String()
+    project_uuid = fields.String(metadata={"format": "uuid"})
+    customer_name = fields.String()
+    customer_uuid = fields.String(metadata={"format": "uuid"})
+    billing_period = fields.String(metadata={"format": "date"})
+    modified_by = fields.Integer(allow_none=True)
+
+
+def usage_record(row: dict) -> dict:
+    """A usage record row from the view in the wire format of SPEC §6."""
+    return {
+        **row,
+        "created": clock.wire(row["created"]),
+        "date": clock.wire(row["date"]),
+        "recurring": row["missing_usage_policy"] == "reuse",
+        "name": row["name"] or "",
+        "measured_unit": row["measured_unit"] or "",
+    }

@@ -1,0 +1,261 @@
+"""The catalog file: validated whole, then turned into the catalog events that differ from the log."""
+
+import hashlib
+import json
+import sqlite3
+from decimal import Decimal, InvalidOperation
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from . import clock, events
+from .store import EventStore, NewEvent
+
+COMPONENT_TYPE = validate.Regexp(r"^[a-zA-Z0-9_\-/:]+$", error="Enter a valid component type.")
+ROLES_BY_SCOPE = {"customer": ("owner", "manager"), "project": ("admin", "manager", "member"), "offering": ("manager",)}
+
+
+class CatalogError(ValueError):
+    """A catalog file that cannot be loaded; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def token_sha256(token: str) -> str:
+    """How a token is kept: only its SHA-256, never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class HexUUID(fields.UUID):
+    """A UUID given hyphenated or as 32 hex digits, kept as 32 lowercase hex digits."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).hex
+
+
+class Amount(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ValidationError("Not a valid number.")
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation as error:
+            raise ValidationError("Not a valid number.") from error
+        if not number.is_finite():
+            raise ValidationError("Not a valid number.")
+        return str(number)
+
+
+class Moment(fields.Field):
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return clock.stored(clock.parse_datetime(value))
+        except (TypeError, ValueError, AttributeError) as error:
+            raise ValidationError("Not a valid datetime.") from error
+
+
+class Closed(Schema):
+    class Meta:
+        unknown = "raise"
+
+
+class UserFile(Closed):
+    id = fields.Integer(required=True, strict=True)
+    username = fields.String(required=True, validate=validate.Length(1, 150))
+    token = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
+    is_staff = fields.Boolean(load_default=False)
+    is_support = fields.Boolean(load_default=False)
+
+
+class CustomerFile(Closed):
+    uuid = HexUUID(required=True)
+    name = fields.String(required=True)
+
+
+class ProjectFile(Closed):
+    uuid = HexUUID(required=True)
+    name = fields.String(required=True)
+    customer_uuid = HexUUID(required=True)
+
+
+class ComponentFile(Closed):
+    type = fields.String(required=True, validate=[validate.Length(1, 50), COMPONENT_TYPE])
+    name = fields.String(required=True)
+    measured_unit = fields.String(load_default="")
+    billing_type = fields.String(required=True, validate=validate.OneOf(events.BILLING_TYPES))
+    limit_period = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(events.LIMIT_PERIODS))
+    limit_amount = Amount(load_default=None, allow_none=True)
+
+
+class OfferingFile(Closed):
+    uuid = HexUUID(required=True)
+    name = fields.String(required=True)
+    customer_uuid = HexUUID(required=True)
+    components = fields.List(fields.Nested(ComponentFile), load_default=list)
+
+    @validates_schema
+    def unique_component_types(self, data, **kwargs):
+        seen = set()
+        for index, component in enumerate(data.get("components", [])):
+            if component["type"] in seen:
+                raise ValidationError(
+                    {"components": {index: {"type": [f"Duplicate component type {component['type']!r}."]}}}
+                )
+            seen.add(component["type"])
+
+
+class OfferingUserFile(Closed):
+    uuid = HexUUID(required=True)
+    offering_uuid = HexUUID(required=True)
+    username = fields.String(required=True, validate=validate.Length(1, 100))
+    user_id = fields.Integer(load_default=None, allow_none=True, strict=True)
+
+
+class PlanPeriodFile(Closed):
+    uuid = HexUUID(required=True)
+    start = Moment(required=True)
+    end = Moment(load_default=None, allow_none=True)
+
+
+class ResourceFile(Closed):
+    uuid = HexUUID(required=True)
+    name = fields.String(required=True)
+    offering_uuid = HexUUID(required=True)
+    project_uuid = HexUUID(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(events.STATES))
+    plan_periods = fields.List(fields.Nested(PlanPeriodFile), load_default=list)
+
+
+class RoleFile(Closed):
+    username = fields.String(required=True)
+    scope = fields.String(required=True, validate=validate.OneOf(tuple(ROLES_BY_SCOPE)))
+    scope_uuid = HexUUID(required=True)
+    role = fields.String(required=True)
+    revoked = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def role_fits_scope(self, data, **kwargs):
+        allowed = ROLES_BY_SCOPE.get(data.get("scope"), ())
+        if data.get("role") not in allowed:
+            raise ValidationError({"role": [f"Must be one of: {', '.join(allowed)}."]})
+
+
+class CatalogFile(Closed):
+    users = fields.List(fields.Nested(UserFile), load_default=list)
+    customers = fields.List(fields.Nested(CustomerFile), load_default=list)
+    projects = fields.List(fields.Nested(ProjectFile), load_default=list)
+    offerings = fields.List(fields.Nested(OfferingFile), load_default=list)
+    offering_users = fields.List(fields.Nested(OfferingUserFile), load_default=list)
+    resources = fields.List(fields.Nested(ResourceFile), load_default=list)
+    roles = fields.List(fields.Nested(RoleFile), load_default=list)
+
+
+def parse(text: str) -> dict:
+    """The catalog file's content, validated for shape; raises CatalogError."""
+    try:
+        document = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CatalogError([f"$: not valid JSON: {error}"]) from error
+    try:
+        return CatalogFile().load(document)
+    except ValidationError as error:
+        raise CatalogError(sorted(_flatten(error.messages, "$"))) from error
+
+
+def _flatten(messages, path: str) -> list[str]:
+    if isinstance(messages, dict):
+        lines = []
+        for key, value in messages.items():
+            if isinstance(key, int):
+                lines += _flatten(value, f"{path}[{key}]")
+            elif key == "_schema":
+                lines += _flatten(value, path)
+            else:
+                lines += _flatten(value, f"{path}.{key}")
+        return lines
+    return [f"{path}: {message}" for message in messages]
+
+
+def check_references(catalog: dict, conn: sqlite3.Connection) -> None:
+    """Every reference in the file must name something in the file or already in the catalog."""
+    problems = []
+
+    def known(table: str, column: str, listed: list[dict], key: str) -> set:
+        existing = {row[0] for row in conn.execute(f"SELECT {column} FROM {table}")}
+        return existing | {item[key] for item in listed}
+
+    def unique(section: str, key: str) -> None:
+        seen = set()
+        for index, item in enumerate(catalog[section]):
+            if item[key] in seen:
+                problems.append(f"$.{section}[{index}].{key}: duplicate {key} {item[key]!r} in this file")
+            seen.add(item[key])
+
+    for section, key in (("users", "id"), ("users", "username"), ("customers", "uuid"), ("projects", "uuid"),
+                         ("offerings", "uuid"), ("offering_users", "uuid"), ("resources", "uuid")):
+        unique(section, key)
+
+    customers = known("customers", "uuid", catalog["customers"], "uuid")
+    projects = known("projects", "uuid", catalog["projects"], "uuid")
+    offerings = known("offerings", "uuid", catalog["offerings"], "uuid")
+    usernames = known("users", "username", catalog["users"], "username")
+    user_ids = known("users", "id", catalog["users"], "id")
+    scopes = {"customer": customers, "project": projects, "offering": offerings}
+
+    def refer(section: str, index: int, field: str, value, universe: set, what: str) -> None:
+        if value is not None and value not in universe:
+            problems.append(f"$.{section}[{index}].{field}: unknown {what} {value!r}")
+
+    for i, item in enumerate(catalog["projects"]):
+        refer("projects", i, "customer_uuid", item["customer_uuid"], customers, "customer")
+    for i, item in enumerate(catalog["offerings"]):
+        refer("offerings", i, "customer_uuid", item["customer_uuid"], customers, "customer")
+    for i, item in enumerate(catalog["offering_users"]):
+        refer("offering_users", i, "offering_uuid", item["offering_uuid"], offerings, "offering")
+        refer("offering_users", i, "user_id", item["user_id"], user_ids, "user id")
+    for i, item in enumerate(catalog["resources"]):
+        refer("resources", i, "offering_uuid", item["offering_uuid"], offerings, "offering")
+        refer("resources", i, "project_uuid", item["project_uuid"], projects, "project")
+    for i, item in enumerate(catalog["roles"]):
+        refer("roles", i, "username", item["username"], usernames, "user")
+        refer("roles", i, "scope_uuid", item["scope_uuid"], scopes[item["scope"]], item["scope"])
+    if problems:
+        raise CatalogError(problems)
+
+
+def decide(catalog: dict, store: EventStore, occurred_at: str, actor_id: int | None = None) -> list[NewEvent]:
+    """The catalog events that bring the log to what the file says; none for what is unchanged."""
+    decided = []
+
+    def define(stream: str, event_type: str, data: dict) -> None:
+        last = store.last_event(stream)
+        if last is None or last.type != event_type or last.data != data:
+            version = (last.version if last else 0) + 1
+            decided.append(events.new(stream, version, event_type, data, occurred_at, actor_id))
+
+    for user in catalog["users"]:
+        token = token_sha256(user["token"]) if user["token"] else None
+        data = {key: user[key] for key in ("id", "username", "is_staff", "is_support")} | {"token_sha256": token}
+        define(f"user/{user['id']}", "UserDefined", data)
+    for customer in catalog["customers"]:
+        define(f"customer/{customer['uuid']}", "CustomerDefined", customer)
+    for project in catalog["projects"]:
+        define(f"project/{project['uuid']}", "ProjectDefined", project)
+    for offering in catalog["offerings"]:
+        define(f"offering/{offering['uuid']}", "OfferingDefined", offering)
+    for offering_user in catalog["offering_users"]:
+        define(f"offering-user/{offering_user['uuid']}", "OfferingUserDefined", offering_user)
+    for resource in catalog["resources"]:
+        define(f"resource/{resource['uuid']}", "ResourceDefined", resource)
+    for role in catalog["roles"]:
+        grant = {key: role[key] for key in ("username", "scope", "scope_uuid", "role")}
+        stream = f"role/{role['username']}/{role['scope']}/{role['scope_uuid']}/{role['role']}"
+        last = store.last_event(stream)
+        granted = last is not None and last.type == "RoleGranted"
+        if role["revoked"] and granted:
+            decided.append(events.new(stream, last.version + 1, "RoleRevoked", grant, occurred_at, actor_id))
+        elif not role["revoked"] and not granted:
+            version = (last.version if last else 0) + 1
+            decided.append(events.new(stream, version, "RoleGranted", grant, occurred_at, actor_id))
+    return decided

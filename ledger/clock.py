@@ -1,0 +1,55 @@
+"""Time for the ledger: now, billing periods, and the wire format of datetimes."""
+
+import datetime as dt
+import os
+from zoneinfo import ZoneInfo
+
+UTC = dt.timezone.utc
+
+
+def now() -> dt.datetime:
+    """The current time in UTC; `LEDGER_NOW` fixes it for tests and demonstrations."""
+    fixed = os.environ.get("LEDGER_NOW")
+    if fixed:
+        return parse_datetime(fixed)
+    return dt.datetime.now(UTC)
+
+
+def timezone() -> ZoneInfo:
+    return ZoneInfo(os.environ.get("LEDGER_TIMEZONE", "UTC"))
+
+
+def parse_datetime(text: str) -> dt.datetime:
+    """An ISO 8601 datetime; a naive one is taken as UTC. Raises ValueError."""
+    value = dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def billing_period(moment: dt.datetime) -> dt.date:
+    """The first day of the calendar month of `moment` in the ledger's time zone."""
+    local = moment.astimezone(timezone())
+    return local.date().replace(day=1)
+
+
+def period_start(period: dt.date) -> dt.datetime:
+    """The instant (UTC) at which a billing period starts in the ledger's time zone."""
+    local = dt.datetime(period.year, period.month, 1, tzinfo=timezone())
+    return local.astimezone(UTC)
+
+
+def next_period(period: dt.date) -> dt.date:
+    return dt.date(period.year + period.month // 12, period.month % 12 + 1, 1)
+
+
+def stored(moment: dt.datetime) -> str:
+    """Fixed-width UTC text, so that string order is time order in the database."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def wire(stored_text: str) -> str:
+    """Stored text as the API shows it: `Z`, microseconds only when non-zero."""
+    if stored_text.endswith(".000000Z"):
+        return stored_text[:-8] + "Z"
+    return stored_text

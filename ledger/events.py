@@ -1,0 +1,174 @@
+"""Event types: one marshmallow schema per type and schema version, and upcasters for old shapes.
+
+Data is validated when appended (`check`) and when read (`upgrade`), so a projection
+only ever sees the current shape of each type.
+"""
+
+import dataclasses
+import uuid
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from .store import NewEvent, StoredEvent
+
+UUID_HEX = validate.Regexp(r"^[0-9a-f]{32}$", error="not a 32-digit lowercase hex UUID")
+STATES = ("Creating", "OK", "Erred", "Updating", "Terminating", "Terminated")
+BILLING_TYPES = ("fixed", "usage", "limit", "one", "few")
+LIMIT_PERIODS = ("month", "quarterly", "annual", "total")
+POLICIES = ("none", "reuse", "zero")
+
+
+class EventDataError(ValueError):
+    """Event data that does not match its type's schema."""
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = "raise"
+
+
+class UserDefined(Strict):
+    id = fields.Integer(required=True)
+    username = fields.String(required=True)
+    is_staff = fields.Boolean(required=True)
+    is_support = fields.Boolean(required=True)
+    token_sha256 = fields.String(required=True, allow_none=True)
+
+
+class TokenIssued(Strict):
+    user_id = fields.Integer(required=True)
+    token_sha256 = fields.String(required=True)
+
+
+class CustomerDefined(Strict):
+    uuid = fields.String(required=True, validate=UUID_HEX)
+    name = fields.String(required=True)
+
+
+class ProjectDefined(Strict):
+    uuid = fields.String(required=True, validate=UUID_HEX)
+    name = fields.String(required=True)
+    customer_uuid = fields.String(required=True, validate=UUID_HEX)
+
+
+class Component(Strict):
+    type = fields.String(required=True)
+    name = fields.String(required=True)
+    measured_unit = fields.String(required=True)
+    billing_type = fields.String(required=True, validate=validate.OneOf(BILLING_TYPES))
+    limit_period = fields.String(required=True, allow_none=True, validate=validate.OneOf(LIMIT_PERIODS))
+    limit_amount = fields.String(required=True, allow_none=True)
+
+
+class OfferingDefined(Strict):
+    uuid = fields.String(required=True, validate=UUID_HEX)
+    name = fields.String(required=True)
+    customer_uuid = fields.String(required=True, validate=UUID_HEX)
+    components = fields.List(fields.Nested(Component), required=True)
+
+
+class OfferingUserDefined(Strict):
+    uuid = fields.String(required=True, validate=UUID_HEX)
+    offering_uuid = fields.String(required=True, validate=UUID_HEX)
+    username = fields.String(required=True)
+    user_id = fields.Integer(required=True, allow_none=True)
+
+
+class PlanPeriod(Strict):
+    uuid = fields.String(required=True, validate=UUID_HEX)
+    start = fields.String(required=True)
+    end = fields.String(required=True, allow_none=True)
+
+
+class ResourceDefined(Strict):
+    uuid = fields.String(required=True, validate=UUID_HEX)
+    name = fields.String(required=True)
+    offering_uuid = fields.String(required=True, validate=UUID_HEX)
+    project_uuid = fields.String(required=True, validate=UUID_HEX)
+    state = fields.String(required=True, validate=validate.OneOf(STATES))
+    plan_periods = fields.List(fields.Nested(PlanPeriod), required=True)
+
+
+class RoleChanged(Strict):
+    username = fields.String(required=True)
+    scope = fields.String(required=True, validate=validate.OneOf(("customer", "project", "offering")))
+    scope_uuid = fields.String(required=True, validate=UUID_HEX)
+    role = fields.String(required=True)
+
+
+class UsageReported(Strict):
+    """A provider's report of one component's usage of a resource in one billing period."""
+
+    resource_uuid = fields.String(required=True, validate=UUID_HEX)
+    type = fields.String(required=True)
+    billing_period = fields.String(required=True)
+    plan_period_uuid = fields.String(required=True, validate=UUID_HEX)
+    amount = fields.String(required=True)
+    description = fields.String(required=True)
+    missing_usage_policy = fields.String(required=True, validate=validate.OneOf(POLICIES))
+
+
+# (type, schema_version) -> schema of that shape.
+SCHEMAS: dict[tuple[str, int], Schema] = {
+    ("UserDefined", 1): UserDefined(),
+    ("TokenIssued", 1): TokenIssued(),
+    ("CustomerDefined", 1): CustomerDefined(),
+    ("ProjectDefined", 1): ProjectDefined(),
+    ("OfferingDefined", 1): OfferingDefined(),
+    ("OfferingUserDefined", 1): OfferingUserDefined(),
+    ("ResourceDefined", 1): ResourceDefined(),
+    ("RoleGranted", 1): RoleChanged(),
+    ("RoleRevoked", 1): RoleChanged(),
+    ("UsageReported", 1): UsageReported(),
+}
+
+# (type, from_version) -> function turning data of that version into the next one.
+UPCASTERS: dict[tuple[str, int], callable] = {}
+
+CURRENT_VERSION = {event_type: max(v for t, v in SCHEMAS if t == event_type) for event_type, _ in SCHEMAS}
+
+
+def check(event: NewEvent) -> NewEvent:
+    """Validates a new event's data against its type's current schema."""
+    _validate(event.type, event.schema_version, event.data)
+    return event
+
+
+def new(stream: str, version: int, event_type: str, data: dict, occurred_at: str, actor_id: int | None = None) -> NewEvent:
+    """A validated new event in the current schema version of its type."""
+    return check(NewEvent(stream, version, event_type, data, occurred_at, actor_id, CURRENT_VERSION[event_type]))
+
+
+def upgrade(event: StoredEvent) -> StoredEvent:
+    """The event with its data validated and upcast to the current schema version of its type."""
+    data, version = event.data, event.schema_version
+    _validate(event.type, version, data)
+    while version < CURRENT_VERSION[event.type]:
+        data = UPCASTERS[(event.type, version)](data)
+        version += 1
+    if version == event.schema_version:
+        return event
+    return dataclasses.replace(event, data=data, schema_version=version)
+
+
+def _validate(event_type: str, version: int, data: dict) -> None:
+    schema = SCHEMAS.get((event_type, version))
+    if schema is None:
+        raise EventDataError(f"unknown event type {event_type!r} version {version}")
+    try:
+        schema.load(data)
+    except ValidationError as error:
+        raise EventDataError(f"{event_type} v{version}: {error.messages}") from error
+
+
+RECORD_NAMESPACE = uuid.UUID("6f6c2d1a-3b1e-4a47-9d8e-6c6564676572")
+
+
+def usage_stream(resource_uuid: str, component_type: str, billing_period: str) -> str:
+    """The stream of one usage record: (resource, component type, billing period YYYY-MM-DD)."""
+    return f"usage/{resource_uuid}/{component_type}/{billing_period[:7]}"
+
+
+def usage_record_uuid(resource_uuid: str, component_type: str, billing_period: str) -> str:
+    """A usage record's UUID, derived from its key so that every replay gives the same one."""
+    return uuid.uuid5(RECORD_NAMESPACE, usage_stream(resource_uuid, component_type, billing_period)).hex

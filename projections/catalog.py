@@ -1,0 +1,215 @@
+"""The catalog view: users, tokens, customers, projects, offerings, resources and roles."""
+
+import hmac
+import sqlite3
+
+import sqlite_utils
+
+from ledger.access import Caller
+from ledger.store import StoredEvent
+
+NAME = "catalog"
+
+TABLES = {
+    "users": ({"id": int, "username": str, "is_staff": int, "is_support": int}, "id"),
+    "tokens": ({"token_sha256": str, "user_id": int, "source": str}, "token_sha256"),
+    "customers": ({"uuid": str, "name": str}, "uuid"),
+    "projects": ({"uuid": str, "name": str, "customer_uuid": str}, "uuid"),
+    "offerings": ({"uuid": str, "name": str, "customer_uuid": str}, "uuid"),
+    "components": (
+        {"offering_uuid": str, "type": str, "name": str, "measured_unit": str,
+         "billing_type": str, "limit_period": str, "limit_amount": str},
+        ("offering_uuid", "type"),
+    ),
+    "offering_users": ({"uuid": str, "offering_uuid": str, "username": str, "user_id": int}, "uuid"),
+    "resources": (
+        {"uuid": str, "name": str, "offering_uuid": str, "project_uuid": str, "state": str}, "uuid",
+    ),
+    "plan_periods": ({"uuid": str, "resource_uuid": str, "start": str, "end": str}, "uuid"),
+    "roles": (
+        {"username": str, "scope": str, "scope_uuid": str, "role": str},
+        ("username", "scope", "scope_uuid", "role"),
+    ),
+}
+
+
+def create(db: sqlite_utils.Database) -> None:
+    for table, (columns, pk) in TABLES.items():
+        db[table].create(columns, pk=pk, if_not_exists=True)
+    db["users"].create_index(["username"], unique=True, if_not_exists=True)
+    db["tokens"].create_index(["user_id"], if_not_exists=True)
+    db["plan_periods"].create_index(["resource_uuid", "start"], if_not_exists=True)
+    db["roles"].create_index(["scope", "scope_uuid"], if_not_exists=True)
+
+
+def drop(db: sqlite_utils.Database) -> None:
+    for table in TABLES:
+        db[table].drop(ignore=True)
+
+
+def apply(conn: sqlite3.Connection, event: StoredEvent) -> None:
+    handler = HANDLERS.get(event.type)
+    if handler:
+        handler(conn, event.data)
+
+
+def _user_defined(conn, data):
+    conn.execute(
+        "INSERT OR REPLACE INTO users (id, username, is_staff, is_support) VALUES (?, ?, ?, ?)",
+        (data["id"], data["username"], data["is_staff"], data["is_support"]),
+    )
+    # The catalog's token replaces the previous catalog token; issued tokens stay.
+    conn.execute("DELETE FROM tokens WHERE user_id = ? AND source = 'catalog'", (data["id"],))
+    if data["token_sha256"]:
+        conn.execute(
+            "INSERT OR REPLACE INTO tokens (token_sha256, user_id, source) VALUES (?, ?, 'catalog')",
+            (data["token_sha256"], data["id"]),
+        )
+
+
+def _token_issued(conn, data):
+    conn.execute(
+        "INSERT OR REPLACE INTO tokens (token_sha256, user_id, source) VALUES (?, ?, 'issued')",
+        (data["token_sha256"], data["user_id"]),
+    )
+
+
+def _customer_defined(conn, data):
+    conn.execute("INSERT OR REPLACE INTO customers (uuid, name) VALUES (?, ?)", (data["uuid"], data["name"]))
+
+
+def _project_defined(conn, data):
+    conn.execute(
+        "INSERT OR REPLACE INTO projects (uuid, name, customer_uuid) VALUES (?, ?, ?)",
+        (data["uuid"], data["name"], data["customer_uuid"]),
+    )
+
+
+def _offering_defined(conn, data):
+    conn.execute(
+        "INSERT OR REPLACE INTO offerings (uuid, name, customer_uuid) VALUES (?, ?, ?)",
+        (data["uuid"], data["name"], data["customer_uuid"]),
+    )
+    conn.execute("DELETE FROM components WHERE offering_uuid = ?", (data["uuid"],))
+    conn.executemany(
+        "INSERT INTO components (offering_uuid, type, name, measured_unit, billing_type, limit_period, limit_amount)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (data["uuid"], c["type"], c["name"], c["measured_unit"], c["billing_type"],
+             c["limit_period"], c["limit_amount"])
+            for c in data["components"]
+        ],
+    )
+
+
+def _offering_user_defined(conn, data):
+    conn.execute(
+        "INSERT OR REPLACE INTO offering_users (uuid, offering_uuid, username, user_id) VALUES (?, ?, ?, ?)",
+        (data["uuid"], data["offering_uuid"], data["username"], data["user_id"]),
+    )
+
+
+def _resource_defined(conn, data):
+    conn.execute(
+        "INSERT OR REPLACE INTO resources (uuid, name, offering_uuid, project_uuid, state) VALUES (?, ?, ?, ?, ?)",
+        (data["uuid"], data["name"], data["offering_uuid"], data["project_uuid"], data["state"]),
+    )
+    conn.execute("DELETE FROM plan_periods WHERE resource_uuid = ?", (data["uuid"],))
+    conn.executemany(
+        "INSERT INTO plan_periods (uuid, resource_uuid, start, end) VALUES (?, ?, ?, ?)",
+        [(p["uuid"], data["uuid"], p["start"], p["end"]) for p in data["plan_periods"]],
+    )
+
+
+def _role_granted(conn, data):
+    conn.execute(
+        "INSERT OR IGNORE INTO roles (username, scope, scope_uuid, role) VALUES (?, ?, ?, ?)",
+        (data["username"], data["scope"], data["scope_uuid"], data["role"]),
+    )
+
+
+def _role_revoked(conn, data):
+    conn.execute(
+        "DELETE FROM roles WHERE username = ? AND scope = ? AND scope_uuid = ? AND role = ?",
+        (data["username"], data["scope"], data["scope_uuid"], data["role"]),
+    )
+
+
+HANDLERS = {
+    "UserDefined": _user_defined,
+    "TokenIssued": _token_issued,
+    "CustomerDefined": _customer_defined,
+    "ProjectDefined": _project_defined,
+    "OfferingDefined": _offering_defined,
+    "OfferingUserDefined": _offering_user_defined,
+    "ResourceDefined": _resource_defined,
+    "RoleGranted": _role_granted,
+    "RoleRevoked": _role_revoked,
+}
+
+
+def caller(conn: sqlite3.Connection, token_sha256: str) -> Caller | None:
+    """The user holding a token (by its hash), with the scopes of their roles; None if unknown."""
+    user = conn.execute(
+        "SELECT u.id, u.username, u.is_staff, u.is_support, t.token_sha256 FROM tokens t"
+        " JOIN users u ON u.id = t.user_id WHERE t.token_sha256 = ?",
+        (token_sha256,),
+    ).fetchone()
+    if user is None or not hmac.compare_digest(user[4], token_sha256):
+        return None
+    scopes: dict[tuple[str, str], set] = {}
+    for scope, role, scope_uuid in conn.execute(
+        "SELECT scope, role, scope_uuid FROM roles WHERE username = ?", (user[1],)
+    ):
+        scopes.setdefault((scope, role), set()).add(scope_uuid)
+    return Caller(
+        id=user[0], username=user[1], is_staff=bool(user[2]), is_support=bool(user[3]),
+        customers_owned=frozenset(scopes.get(("customer", "owner"), ())),
+        customers_managed=frozenset(scopes.get(("customer", "manager"), ())),
+        projects=frozenset(set().union(*(v for (s, _), v in scopes.items() if s == "project"))),
+        offerings_managed=frozenset(scopes.get(("offering", "manager"), ())),
+    )
+
+
+def _record(cursor, columns: tuple[str, ...]) -> dict | None:
+    row = cursor.fetchone()
+    return dict(zip(columns, row)) if row else None
+
+
+def plan_period(conn: sqlite3.Connection, uuid: str) -> dict | None:
+    return _record(
+        conn.execute("SELECT uuid, resource_uuid, start, end FROM plan_periods WHERE uuid = ?", (uuid,)),
+        ("uuid", "resource_uuid", "start", "end"),
+    )
+
+
+def plan_periods(conn: sqlite3.Connection, resource_uuid: str) -> list[dict]:
+    rows = conn.execute("SELECT uuid, start, end FROM plan_periods WHERE resource_uuid = ? ORDER BY start", (resource_uuid,))
+    return [dict(zip(("uuid", "start", "end"), row)) for row in rows]
+
+
+def resource(conn: sqlite3.Connection, uuid: str) -> dict | None:
+    """A resource with its offering's provider customer and its project's customer."""
+    return _record(
+        conn.execute(
+            "SELECT r.uuid, r.name, r.state, r.offering_uuid, o.customer_uuid, r.project_uuid, p.customer_uuid"
+            " FROM resources r JOIN offerings o ON o.uuid = r.offering_uuid JOIN projects p ON p.uuid = r.project_uuid"
+            " WHERE r.uuid = ?",
+            (uuid,),
+        ),
+        ("uuid", "name", "state", "offering_uuid", "provider_uuid", "project_uuid", "customer_uuid"),
+    )
+
+
+def billing_types(conn: sqlite3.Connection, offering_uuid: str) -> dict[str, str]:
+    """Component type -> billing type, for one offering."""
+    return dict(conn.execute("SELECT type, billing_type FROM components WHERE offering_uuid = ?", (offering_uuid,)))
+
+
+def exists(conn: sqlite3.Connection, table: str, uuid: str) -> bool:
+    return conn.execute(f"SELECT 1 FROM {table} WHERE uuid = ?", (uuid,)).fetchone() is not None
+
+
+def user_id(conn: sqlite3.Connection, username: str) -> int | None:
+    row = conn.execute("SELECT id FROM users WHERE username = ?", (username,)).fetchone()
+    return row[0] if row else None

@@ -1,0 +1,68 @@
+"""Runs the projections: inline in the writing transaction, or all over again from the log."""
+
+import sqlite3
+from collections.abc import Callable, Iterable
+
+import sqlite_utils
+
+from ledger import events as event_types
+from ledger.store import EventStore, StoredEvent
+
+from . import catalog, usages
+
+# In order of dependence: a later view may read an earlier one while folding.
+PROJECTIONS = (catalog, usages)
+REBUILD_BATCH = 5000
+
+
+def create(db: sqlite_utils.Database) -> None:
+    db["projection_checkpoints"].create({"name": str, "position": int}, pk="name", if_not_exists=True)
+    for projection in PROJECTIONS:
+        projection.create(db)
+        db.conn.execute(
+            "INSERT OR IGNORE INTO projection_checkpoints (name, position) VALUES (?, 0)", (projection.NAME,)
+        )
+
+
+def drop(db: sqlite_utils.Database) -> None:
+    for projection in PROJECTIONS:
+        projection.drop(db)
+    db["projection_checkpoints"].drop(ignore=True)
+
+
+def apply(conn: sqlite3.Connection, events: Iterable[StoredEvent]) -> None:
+    """Folds events into every view and moves the checkpoints; call inside the writing transaction."""
+    last = None
+    for event in events:
+        event = event_types.upgrade(event)
+        for projection in PROJECTIONS:
+            projection.apply(conn, event)
+        last = event.seq
+    if last is not None:
+        conn.execute("UPDATE projection_checkpoints SET position = ?", (last,))
+
+
+def position(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT MIN(position) FROM projection_checkpoints").fetchone()
+    return row[0] or 0
+
+
+def catch_up(store: EventStore, until: int | None = None, progress: Callable[[int], None] | None = None) -> None:
+    """Applies every event past the views' checkpoint, in batches of one transaction each."""
+    while True:
+        with store.transaction():
+            batch = list(store.read(after=position(store.conn), until=until, batch=REBUILD_BATCH))
+            apply(store.conn, batch)
+        if progress:
+            progress(len(batch))
+        if len(batch) < REBUILD_BATCH:
+            return
+
+
+def rebuild(store: EventStore, until: int | None = None, progress: Callable[[int], None] | None = None) -> None:
+    """Drops every view and replays the log into fresh ones, in one transaction: readers see
+    the old views until the new ones are complete."""
+    with store.transaction():
+        drop(store.db)
+        create(store.db)
+        catch_up(store, until=until, progress=progress)

@@ -1,0 +1,192 @@
+"""The component-usage view: one row per (resource, component type, billing period).
+
+Rows carry the resource's offering, provider, project and consumer customer so that
+every filter and the visibility rule are plain indexed columns of one table.
+"""
+
+import datetime as dt
+import json
+import sqlite3
+
+import sqlite_utils
+
+from ledger.events import usage_record_uuid
+from ledger.store import StoredEvent
+
+NAME = "usages"
+
+COLUMNS = {
+    "uuid": str, "resource_uuid": str, "offering_uuid": str, "provider_uuid": str,
+    "project_uuid": str, "customer_uuid": str, "type": str, "billing_period": str,
+    "plan_period_uuid": str, "usage": str, "description": str, "missing_usage_policy": str,
+    "date": str, "created": str, "modified_by": int,
+}
+
+INDEXES = (
+    ["date", "type", "uuid"],
+    ["offering_uuid", "type", "date"],
+    ["offering_uuid", "date"],
+    ["resource_uuid", "type", "billing_period"],
+    ["resource_uuid", "date"],
+    ["project_uuid", "date"],
+    ["customer_uuid", "date"],
+    ["provider_uuid", "date"],
+    ["billing_period", "date"],
+    ["type", "date"],
+)
+
+
+def create(db: sqlite_utils.Database) -> None:
+    db["component_usages"].create(COLUMNS, pk="uuid", if_not_exists=True)
+    for columns in INDEXES:
+        db["component_usages"].create_index(columns, if_not_exists=True)
+
+
+def drop(db: sqlite_utils.Database) -> None:
+    db["component_usages"].drop(ignore=True)
+
+
+def apply(conn: sqlite3.Connection, event: StoredEvent) -> None:
+    handler = HANDLERS.get(event.type)
+    if handler:
+        handler(conn, event)
+
+
+def _usage_reported(conn, event):
+    data = event.data
+    placement = conn.execute(
+        "SELECT r.offering_uuid, o.customer_uuid, r.project_uuid, p.customer_uuid"
+        " FROM resources r JOIN offerings o ON o.uuid = r.offering_uuid JOIN projects p ON p.uuid = r.project_uuid"
+        " WHERE r.uuid = ?",
+        (data["resource_uuid"],),
+    ).fetchone()
+    conn.execute(
+        "INSERT INTO component_usages (uuid, resource_uuid, offering_uuid, provider_uuid, project_uuid,"
+        " customer_uuid, type, billing_period, plan_period_uuid, usage, description, missing_usage_policy,"
+        " date, created, modified_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (uuid) DO UPDATE SET plan_period_uuid = excluded.plan_period_uuid, usage = excluded.usage,"
+        " description = excluded.description, missing_usage_policy = excluded.missing_usage_policy,"
+        " date = excluded.date, modified_by = excluded.modified_by",
+        (
+            usage_record_uuid(data["resource_uuid"], data["type"], data["billing_period"]),
+            data["resource_uuid"], *placement, data["type"], data["billing_period"],
+            data["plan_period_uuid"], data["amount"], data["description"], data["missing_usage_policy"],
+            event.occurred_at, event.recorded_at, event.actor_id,
+        ),
+    )
+
+
+def _resource_defined(conn, event):
+    # A resource moved to another project (or offering) takes its records' placement with it.
+    conn.execute(
+        "UPDATE component_usages SET offering_uuid = r.offering_uuid, provider_uuid = o.customer_uuid,"
+        " project_uuid = r.project_uuid, customer_uuid = p.customer_uuid"
+        " FROM resources r JOIN offerings o ON o.uuid = r.offering_uuid JOIN projects p ON p.uuid = r.project_uuid"
+        " WHERE r.uuid = ? AND component_usages.resource_uuid = r.uuid",
+        (event.data["uuid"],),
+    )
+
+
+def _project_defined(conn, event):
+    conn.execute(
+        "UPDATE component_usages SET customer_uuid = ? WHERE project_uuid = ? AND customer_uuid != ?",
+        (event.data["customer_uuid"], event.data["uuid"], event.data["customer_uuid"]),
+    )
+
+
+def _offering_defined(conn, event):
+    conn.execute(
+        "UPDATE component_usages SET provider_uuid = ? WHERE offering_uuid = ? AND provider_uuid != ?",
+        (event.data["customer_uuid"], event.data["uuid"], event.data["customer_uuid"]),
+    )
+
+
+HANDLERS = {
+    "UsageReported": _usage_reported,
+    "ResourceDefined": _resource_defined,
+    "ProjectDefined": _project_defined,
+    "OfferingDefined": _offering_defined,
+}
+
+
+RECORD_SELECT = (
+    "SELECT u.uuid, u.created, u.description, u.type, c.name, c.measured_unit, u.usage, u.date,"
+    " u.missing_usage_policy, r.name, u.resource_uuid, o.name, u.offering_uuid, p.name, u.project_uuid,"
+    " cu.name, u.customer_uuid, u.billing_period, u.modified_by"
+    " FROM component_usages u"
+    " JOIN resources r ON r.uuid = u.resource_uuid"
+    " JOIN offerings o ON o.uuid = u.offering_uuid"
+    " JOIN projects p ON p.uuid = u.project_uuid"
+    " JOIN customers cu ON cu.uuid = u.customer_uuid"
+    " LEFT JOIN components c ON c.offering_uuid = u.offering_uuid AND c.type = u.type"
+)
+RECORD_KEYS = (
+    "uuid", "created", "description", "type", "name", "measured_unit", "usage", "date",
+    "missing_usage_policy", "resource_name", "resource_uuid", "offering_name", "offering_uuid", "project_name",
+    "project_uuid", "customer_name", "customer_uuid", "billing_period", "modified_by",
+)
+ORDER_COLUMNS = {
+    "billing_period": "u.billing_period",
+    "usage": "CAST(u.usage AS REAL)",
+    "missing_usage_policy": "u.missing_usage_policy",
+}
+DEFAULT_ORDER = "u.date DESC, u.type, u.uuid"
+
+
+def visibility(scopes: dict[str, list[str]] | None) -> tuple[str, list]:
+    """A WHERE clause limiting records to those a caller may read; None means every record."""
+    if scopes is None:
+        return "1", []
+    clauses, params = [], []
+    for column, values in scopes.items():
+        if values:
+            clauses.append(f"u.{column} IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(values))
+    return f"({' OR '.join(clauses) or '0'})", params
+
+
+def where(scopes: dict | None, filters: dict) -> tuple[str, list]:
+    """Visibility and filters as one WHERE clause. `filters` maps a filter name to its parsed value."""
+    clause, params = visibility(scopes)
+    clauses = [clause]
+    for column in ("uuid", "resource_uuid", "offering_uuid", "project_uuid", "customer_uuid", "type", "billing_period"):
+        if column in filters:
+            clauses.append(f"u.{column} = ?")
+            params.append(filters[column])
+    if "billing_period_year" in filters:
+        clauses.append("substr(u.billing_period, 1, 4) = ?")
+        params.append(f"{filters['billing_period_year']:04d}")
+    if "billing_period_month" in filters:
+        clauses.append("substr(u.billing_period, 6, 2) = ?")
+        params.append(f"{filters['billing_period_month']:02d}")
+    if "date_after" in filters:
+        clauses.append("u.date >= ?")
+        params.append(filters["date_after"].isoformat())
+    if "date_before" in filters:
+        # Inclusive of the whole day: anything before the next day's start.
+        clauses.append("u.date < ?")
+        params.append((filters["date_before"] + dt.timedelta(days=1)).isoformat())
+    if "missing_usage_policy" in filters:
+        clauses.append("u.missing_usage_policy IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(filters["missing_usage_policy"]))
+    return " AND ".join(clauses), params
+
+
+def order_by(keys: list[str]) -> str:
+    """`keys` are ordering names, each with an optional leading '-'; the default order breaks ties."""
+    terms = [f"{ORDER_COLUMNS[key.lstrip('-')]}{' DESC' if key.startswith('-') else ''}" for key in keys]
+    return ", ".join(terms + [DEFAULT_ORDER])
+
+
+def count(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> int:
+    clause, params = where(scopes, filters)
+    return conn.execute(f"SELECT COUNT(*) FROM component_usages u WHERE {clause}", params).fetchone()[0]
+
+
+def records(conn: sqlite3.Connection, scopes: dict | None, filters: dict, order: list[str],
+            limit: int, offset: int = 0) -> list[dict]:
+    clause, params = where(scopes, filters)
+    rows = conn.execute(
+        f"{RECORD_SELECT} WHERE {clause} ORDER BY {order_by(order)} LIMIT ? OFFSET ?", [*params, limit, offset]
+    )
+    return [dict(zip(RECORD_KEYS, row)) for row in rows]
