@@ -37,7 +37,8 @@ def create_app(config: dict | None = None) -> Flask:
         g.ledger = local.ledger
 
     errors.register(app)
-    from . import usages
+    from . import openapi, usages
 
     app.register_blueprint(usages.blueprint)
+    app.register_blueprint(openapi.blueprint)
     return app

@@ -1,17 +1,15 @@
 """The `ledger` command: a thin click layer over functions you can call from Python."""
 
-import json
 import os
 import secrets
 import sys
-from importlib import resources
 
 import click
 
 from projections import catalog as catalog_view
 from projections import runner
 
-from . import catalog, clock, events
+from . import catalog, clock, demo, events
 from .database import Ledger
 
 
@@ -142,6 +140,7 @@ def run_server(db_path: str, host: str, port: int, workers: int) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("accesslog", None)
+            self.cfg.set("control_socket_disable", True)
 
         def load(self):
             return create_app({"DATABASE": os.path.abspath(db_path)})
@@ -149,20 +148,20 @@ def run_server(db_path: str, host: str, port: int, workers: int) -> None:
     Server().run()
 
 
-@cli.command()
+@cli.command("demo")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=2, show_default=True, type=int)
 @click.pass_context
-def demo(ctx, host, port, workers):
+def demo_command(ctx, host, port, workers):
     """Create the database if needed, load a demo catalog, print a staff token and serve.
 
     Example: ledger --db demo.db demo --port 8000
     """
     ledger = open_ledger(ctx)
-    text = resources.files("ledger").joinpath("demo_catalog.json").read_text()
-    load_catalog(ledger, text)
-    key = issue_token(ledger, json.loads(text)["users"][0]["username"])
+    load_catalog(ledger, demo.catalog_text())
+    demo.seed_usage(ledger)
+    key = issue_token(ledger, demo.staff_username())
     click.echo(f"staff token: {key}")
     click.echo(
         f"try: curl -s -H 'Authorization: Token {key}' http://{host}:{port}/api/marketplace-component-usages/"

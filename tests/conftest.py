@@ -1,0 +1,96 @@
+import copy
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from api import create_app
+from ledger.cli import load_catalog
+from ledger.database import Ledger
+
+from .world import catalog_document, token
+
+@pytest.fixture
+def now(monkeypatch):
+    """Fixes the ledger's clock; returns a setter for moving it."""
+
+    def set_now(moment: str):
+        monkeypatch.setenv("LEDGER_NOW", moment)
+
+    set_now("2026-03-15T12:00:00Z")
+    return set_now
+
+
+@pytest.fixture
+def catalog():
+    return copy.deepcopy(catalog_document())
+
+
+@pytest.fixture
+def db_path(tmp_path, catalog, now):
+    """A ledger database with the test catalog loaded."""
+    path = str(tmp_path / "ledger.db")
+    ledger = Ledger(path)
+    ledger.init()
+    load_catalog(ledger, json.dumps(catalog))
+    ledger.close()
+    return path
+
+
+@pytest.fixture
+def ledger(db_path):
+    opened = Ledger(db_path)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def app(db_path):
+    return create_app({"DATABASE": db_path, "TESTING": True})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def auth(username: str) -> dict:
+    return {"Authorization": f"Token {token(username)}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_server(db_path):
+    """`ledger serve` in a subprocess on a loopback port; yields its base URL."""
+    port = free_port()
+    env = {**os.environ, "LEDGER_DB": db_path}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ledger", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+        env=env, cwd=Path(db_path).parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/schema/", timeout=1).read()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"server did not start: {process.stderr.read().decode()}") from None
+            time.sleep(0.1)
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+    process.stderr.close()
