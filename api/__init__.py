@@ -4,12 +4,25 @@ import os
 import threading
 
 from flask import Flask, g
+from werkzeug.routing import BaseConverter
 
 from ledger.database import Ledger
 
 from . import errors
 
 DEFAULT_MAX_BODY = 1024 * 1024
+
+
+class UUIDConverter(BaseConverter):
+    """A UUID in a path, hyphenated or as 32 hex digits; given to views as 32 lowercase hex digits.
+
+    Matching only UUIDs keeps action paths such as `set_usage/` from being taken for a record.
+    """
+
+    regex = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+
+    def to_python(self, value: str) -> str:
+        return value.replace("-", "").lower()
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -36,6 +49,7 @@ def create_app(config: dict | None = None) -> Flask:
             local.ledger = Ledger(app.config["DATABASE"])
         g.ledger = local.ledger
 
+    app.url_map.converters["uuid"] = UUIDConverter
     errors.register(app)
     from . import openapi, usages
 

@@ -82,12 +82,11 @@ def list_usages():
     return pagination.paginated(fetch, usages.count(conn, scopes, found))
 
 
-@blueprint.route("/<record_uuid>/", methods=["GET"])
+@blueprint.route("/<uuid:record_uuid>/", methods=["GET"])
 def retrieve_usage(record_uuid):
     caller = authenticate(g.ledger.conn)
-    uuid = filters.hex_uuid(record_uuid)
     scopes = None if caller.sees_everything else caller.visible_scopes()
-    rows = usages.records(g.ledger.conn, scopes, {"uuid": uuid}, [], 1) if uuid else []
+    rows = usages.records(g.ledger.conn, scopes, {"uuid": record_uuid}, [], 1)
     if not rows:
         raise not_found()
     return pagination.single(schemas.usage_record(rows[0]))

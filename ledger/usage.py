@@ -65,7 +65,8 @@ def set_usage(ledger: Ledger, caller: Caller, command: SetUsage) -> list[StoredE
         target = load_target(ledger, command)
         moment = command.date or clock.now()
         period = clock.billing_period(moment).isoformat()
-        streams = {events.usage_stream(target.resource["uuid"], item.type, period) for item in command.items}
+        resource_uuid = target.resource.get("uuid")
+        streams = {events.usage_stream(resource_uuid, item.type, period) for item in command.items} if resource_uuid else ()
         versions = {stream: ledger.store.stream_version(stream) for stream in streams}
         return decide(command, target, caller, clock.now(), versions)
 

@@ -1,0 +1,214 @@
+"""GET/HEAD /api/marketplace-component-usages/ and {uuid}/: SPEC §6 for usage records."""
+
+import re
+
+import pytest
+
+from ledger import usage
+from ledger.access import Caller
+
+from .conftest import auth
+from .world import NON_READERS, OTHER_RESOURCE, PROJECT, READERS, RESOURCE, USERS
+
+LIST = "/api/marketplace-component-usages/"
+STAFF = Caller(id=1, username="staff", is_staff=True)
+
+
+def report(ledger, resource=RESOURCE, date=None, **amounts):
+    items = [usage.UsageItem(type=kind, amount=f"{amount:.2f}") for kind, amount in amounts.items()]
+    usage.set_usage(ledger, STAFF, usage.SetUsage(items=items, resource_uuid=resource, date=date))
+
+
+@pytest.fixture
+def many(ledger, now):
+    """25 records: 5 components x 5 months of one resource, plus one record of another offering."""
+    for month in range(1, 6):
+        now(f"2026-{month:02d}-10T08:00:00Z")
+        report(ledger, cpu=month, ram=10 + month, storage=20 + month, license=30 + month)
+    now("2026-05-11T08:00:00Z")
+    report(ledger, resource=OTHER_RESOURCE, cpu=99)
+    now("2026-05-20T00:00:00Z")
+
+
+def get(client, user="staff", **params):
+    return client.get(LIST, query_string=params, headers=auth(user))
+
+
+def links(response) -> dict:
+    return {rel: url for url, rel in re.findall(r'<([^>]+)>; rel="(\w+)"', response.headers["Link"])}
+
+
+def test_list_is_a_bare_array_with_count_and_links(client, many):
+    response = get(client)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert isinstance(body, list) and len(body) == 10
+    assert response.headers["X-Result-Count"] == "21"
+    assert links(response) == {
+        "first": "http://localhost/api/marketplace-component-usages/",
+        "next": "http://localhost/api/marketplace-component-usages/?page=2",
+        "last": "http://localhost/api/marketplace-component-usages/?page=3",
+    }
+
+
+def test_middle_page_links_keep_the_filters(client, many):
+    response = get(client, page=2, page_size=5, type="cpu")
+    assert response.headers["X-Result-Count"] == "6"
+    assert links(response) == {
+        "first": "http://localhost/api/marketplace-component-usages/?page_size=5&type=cpu",
+        "prev": "http://localhost/api/marketplace-component-usages/?page_size=5&type=cpu",
+        "last": "http://localhost/api/marketplace-component-usages/?page_size=5&type=cpu&page=2",
+    }
+    assert len(response.get_json()) == 1
+
+
+def test_head_gives_headers_and_no_body(client, many):
+    response = client.head(LIST, headers=auth("staff"))
+    assert response.status_code == 200
+    assert response.headers["X-Result-Count"] == "21"
+    assert response.data == b""
+
+
+@pytest.mark.parametrize("size, expected", [("3", 3), ("0", 10), ("-1", 10), ("x", 10), ("1000", 21)])
+def test_page_size_rules(client, many, size, expected):
+    assert len(get(client, page_size=size).get_json()) == expected
+
+
+def test_page_size_is_clamped_to_300(client, many):
+    response = get(client, page_size=301)
+    assert "page=2" not in response.headers["Link"]
+
+
+@pytest.mark.parametrize("page", ["4", "0", "x", "-1"])
+def test_invalid_page_is_404(client, many, page):
+    response = get(client, page=page)
+    assert response.status_code == 404
+    assert response.get_json() == {"detail": "Invalid page."}
+
+
+def test_empty_list_has_one_page(client):
+    response = get(client)
+    assert response.get_json() == [] and response.headers["X-Result-Count"] == "0"
+    assert set(links(response)) == {"first", "last"}
+
+
+def test_default_order_is_newest_first_then_type(client, many):
+    body = get(client, page_size=6).get_json()
+    assert [(r["resource_uuid"], r["billing_period"], r["type"]) for r in body] == [
+        (OTHER_RESOURCE, "2026-05-01", "cpu"),
+        (RESOURCE, "2026-05-01", "cpu"), (RESOURCE, "2026-05-01", "license"), (RESOURCE, "2026-05-01", "ram"),
+        (RESOURCE, "2026-05-01", "storage"), (RESOURCE, "2026-04-01", "cpu"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "o, key",
+    [("usage", lambda r: float(r["usage"])), ("-usage", lambda r: -float(r["usage"])),
+     ("billing_period", lambda r: r["billing_period"]), ("missing_usage_policy", lambda r: r["missing_usage_policy"])],
+)
+def test_ordering(client, many, o, key):
+    body = get(client, o=o, page_size=100).get_json()
+    assert [key(r) for r in body] == sorted(key(r) for r in body)
+
+
+def test_last_o_wins_and_unknown_o_is_400(client, many):
+    body = client.get(f"{LIST}?o=-usage&o=usage&page_size=100", headers=auth("staff")).get_json()
+    assert body[0]["usage"] == "1.00"
+    response = get(client, o="name")
+    assert response.status_code == 400 and "o" in response.get_json()
+
+
+@pytest.mark.parametrize(
+    "params, count",
+    [
+        ({"resource_uuid": RESOURCE}, 20),
+        ({"resource_uuid": OTHER_RESOURCE}, 1),
+        ({"resource": f"https://waldur.example/api/marketplace-resources/{RESOURCE}/"}, 20),
+        ({"project_uuid": PROJECT}, 20),
+        ({"type": "ram"}, 5),
+        ({"billing_period": "2026-02-01"}, 4),
+        ({"billing_period_month": "2", "billing_period_year": "2026"}, 4),
+        ({"billing_period_month": "2.0"}, 4),
+        ({"billing_period_year": "2025"}, 0),
+        ({"date_after": "2026-04-10"}, 9),
+        ({"date_before": "2026-01-10"}, 4),
+        ({"date_after": "2026-02-10", "date_before": "2026-02-10"}, 4),
+        ({"missing_usage_policy": "none"}, 21),
+        ({"missing_usage_policy": "reuse"}, 0),
+    ],
+)
+def test_filters(client, many, params, count):
+    response = get(client, **params)
+    assert response.status_code == 200, response.get_json()
+    assert response.headers["X-Result-Count"] == str(count)
+
+
+@pytest.mark.parametrize(
+    "params, error",
+    [
+        ({"resource_uuid": "nope"}, {"resource_uuid": ["Enter a valid UUID."]}),
+        ({"offering_uuid": "1234"}, {"offering_uuid": ["Enter a valid UUID."]}),
+        ({"billing_period": "2026-13-01"}, {"billing_period": ["Enter a valid date."]}),
+        ({"date_after": "yesterday"}, {"date_after": ["Enter a valid date."]}),
+        ({"missing_usage_policy": "sometimes"},
+         {"missing_usage_policy": ["Select a valid choice. sometimes is not one of the available choices."]}),
+    ],
+)
+def test_invalid_filters_are_400(client, params, error):
+    response = get(client, **params)
+    assert response.status_code == 400
+    assert response.get_json() == error
+
+
+def test_field_selects_keys_and_ignores_unknown_ones(client, many):
+    body = client.get(f"{LIST}?field=uuid&field=usage&field=bogus", headers=auth("staff")).get_json()
+    assert set(body[0]) == {"uuid", "usage"}
+    assert len(get(client, field="bogus").get_json()[0]) == 20
+
+
+def test_record_has_every_key_in_wire_format(client, many):
+    record = get(client, resource_uuid=RESOURCE, type="ram", billing_period="2026-03-01").get_json()[0]
+    assert set(record) == {
+        "uuid", "created", "description", "type", "name", "measured_unit", "usage", "date", "recurring",
+        "missing_usage_policy", "resource_name", "resource_uuid", "offering_name", "offering_uuid", "project_name",
+        "project_uuid", "customer_name", "customer_uuid", "billing_period", "modified_by",
+    }
+    assert re.fullmatch(r"[0-9a-f]{32}", record["uuid"])
+    assert record["date"] == "2026-03-10T08:00:00Z"
+    assert record["usage"] == "13.00"
+    assert record["modified_by"] == 1
+
+
+def test_retrieve_accepts_hex_and_hyphenated_uuids(client, many):
+    uuid = get(client).get_json()[0]["uuid"]
+    hyphenated = f"{uuid[:8]}-{uuid[8:12]}-{uuid[12:16]}-{uuid[16:20]}-{uuid[20:]}"
+    for form in (uuid, hyphenated):
+        response = client.get(f"{LIST}{form}/", headers=auth("staff"))
+        assert response.status_code == 200 and response.get_json()["uuid"] == uuid
+
+
+@pytest.mark.parametrize("user", sorted(USERS))
+def test_visibility_by_role(client, ledger, now, user):
+    report(ledger, cpu=1)
+    uuid = get(client).get_json()[0]["uuid"]
+    listed = get(client, user=user)
+    retrieved = client.get(f"{LIST}{uuid}/", headers=auth(user))
+    counted = client.head(LIST, headers=auth(user)).headers["X-Result-Count"]
+    if user in READERS:
+        assert len(listed.get_json()) == 1 and retrieved.status_code == 200 and counted == "1"
+    else:
+        assert user in NON_READERS
+        assert listed.get_json() == [] and retrieved.status_code == 404 and counted == "0"
+
+
+def test_filters_do_not_leak_other_customers_records(client, ledger):
+    report(ledger, resource=OTHER_RESOURCE, cpu=1)
+    assert get(client, user="consumer-owner", resource_uuid=OTHER_RESOURCE).get_json() == []
+    assert get(client, user="project-admin", o="-usage").get_json() == []
+
+
+def test_list_methods_other_than_get_and_head_are_405(client):
+    for method in ("put", "patch", "delete", "post"):
+        response = getattr(client, method)(LIST, headers=auth("staff"))
+        assert response.status_code == 405
+        assert response.get_json() == {"detail": f'Method "{method.upper()}" not allowed.'}
