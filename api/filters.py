@@ -23,7 +23,20 @@ def hex_uuid(text: str) -> str | None:
 
 def usage_filters() -> dict:
     """Filters on usage records from this request's query string, by the view's filter names."""
-    args, filters, errors = request.args, {}, {}
+    errors: dict = {}
+    return checked(record_filters(errors), errors)
+
+
+def checked(filters: dict, errors: dict) -> dict:
+    """The filters, or a 400 naming every bad parameter."""
+    if errors:
+        raise bad_request(errors)
+    return filters
+
+
+def record_filters(errors: dict) -> dict:
+    """The query's filters on usage records; problems are added to `errors`, by parameter name."""
+    args, filters = request.args, {}
     for name in UUID_FILTERS:
         if name in args:
             filters[name] = hex_uuid(args[name]) or errors.setdefault(name, ["Enter a valid UUID."])
@@ -55,8 +68,6 @@ def usage_filters() -> dict:
                 f"Select a valid choice. {unknown[0]} is not one of the available choices."
             ]
         filters["missing_usage_policy"] = policies
-    if errors:
-        raise bad_request(errors)
     return filters
 
 

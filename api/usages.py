@@ -1,29 +1,17 @@
 """/api/marketplace-component-usages/: report usage, list and retrieve usage records."""
 
-import json
-
-from flask import Blueprint, g, request
+from flask import Blueprint, g
 from marshmallow import ValidationError
 
 from ledger import usage
 from projections import catalog, usages
 
-from . import filters, pagination, schemas
+from . import filters, reading, schemas
 from .auth import authenticate
-from .errors import bad_request, forbidden, not_found
+from .errors import bad_request, forbidden
+from .requests import json_body
 
 blueprint = Blueprint("component_usages", __name__, url_prefix="/api/marketplace-component-usages")
-
-
-def json_body():
-    """The request's JSON body (an empty body is an empty object); 400 in DRF's words when it is not JSON."""
-    data = request.get_data(cache=True)
-    if not data.strip():
-        return {}
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as error:
-        raise bad_request({"detail": f"JSON parse error - {error}"}) from None
 
 
 @blueprint.route("/set_usage/", methods=["POST"])
@@ -65,28 +53,11 @@ def set_usage():
     return "", 201
 
 
-ORDERING = tuple(usages.ORDER_COLUMNS)
-
-
 @blueprint.route("/", methods=["GET"])
 def list_usages():
-    caller = authenticate(g.ledger.conn)
-    found = filters.usage_filters()
-    order = filters.ordering(ORDERING)
-    scopes = None if caller.sees_everything else caller.visible_scopes()
-    conn = g.ledger.conn
-
-    def fetch(limit, offset):
-        return [schemas.usage_record(row) for row in usages.records(conn, scopes, found, order, limit, offset)]
-
-    return pagination.paginated(fetch, usages.count(conn, scopes, found))
+    return reading.listing(usages, filters.usage_filters, schemas.usage_record)
 
 
 @blueprint.route("/<uuid:record_uuid>/", methods=["GET"])
 def retrieve_usage(record_uuid):
-    caller = authenticate(g.ledger.conn)
-    scopes = None if caller.sees_everything else caller.visible_scopes()
-    rows = usages.records(g.ledger.conn, scopes, {"uuid": record_uuid}, [], 1)
-    if not rows:
-        raise not_found()
-    return pagination.single(schemas.usage_record(rows[0]))
+    return reading.retrieval(usages, record_uuid, schemas.usage_record)

@@ -109,16 +109,19 @@ HANDLERS = {
 }
 
 
-RECORD_SELECT = (
-    "SELECT u.uuid, u.created, u.description, u.type, c.name, c.measured_unit, u.usage, u.date,"
-    " u.missing_usage_policy, r.name, u.resource_uuid, o.name, u.offering_uuid, p.name, u.project_uuid,"
-    " cu.name, u.customer_uuid, u.billing_period, u.modified_by"
-    " FROM component_usages u"
+# The catalog rows that name a record `u`'s resource, offering, project, customer and component.
+RECORD_JOINS = (
     " JOIN resources r ON r.uuid = u.resource_uuid"
     " JOIN offerings o ON o.uuid = u.offering_uuid"
     " JOIN projects p ON p.uuid = u.project_uuid"
     " JOIN customers cu ON cu.uuid = u.customer_uuid"
     " LEFT JOIN components c ON c.offering_uuid = u.offering_uuid AND c.type = u.type"
+)
+RECORD_SELECT = (
+    "SELECT u.uuid, u.created, u.description, u.type, c.name, c.measured_unit, u.usage, u.date,"
+    " u.missing_usage_policy, r.name, u.resource_uuid, o.name, u.offering_uuid, p.name, u.project_uuid,"
+    " cu.name, u.customer_uuid, u.billing_period, u.modified_by"
+    f" FROM component_usages u{RECORD_JOINS}"
 )
 RECORD_KEYS = (
     "uuid", "created", "description", "type", "name", "measured_unit", "usage", "date",

@@ -1,0 +1,42 @@
+"""The read endpoints of a view: a list and a single record, limited to what the caller may read.
+
+A view is a projection module with `ORDER_COLUMNS`, `count(conn, scopes, filters)` and
+`records(conn, scopes, filters, order, limit, offset)`.
+"""
+
+from collections.abc import Callable
+
+from flask import g
+
+from ledger.access import Caller
+
+from . import filters, pagination
+from .auth import authenticate
+from .errors import not_found
+
+
+def read_scopes(caller: Caller) -> dict | None:
+    """The scopes a caller reads through; None (no limit) for staff and support."""
+    return None if caller.sees_everything else caller.visible_scopes()
+
+
+def listing(view, parse_filters: Callable[[], dict], wire: Callable[[dict], dict]):
+    """A paginated list of the view's records that the caller may read, filtered and ordered by the query."""
+    caller = authenticate(g.ledger.conn)
+    found = parse_filters()
+    order = filters.ordering(tuple(view.ORDER_COLUMNS))
+    conn, scopes = g.ledger.conn, read_scopes(caller)
+
+    def fetch(limit, offset):
+        return [wire(row) for row in view.records(conn, scopes, found, order, limit, offset)]
+
+    return pagination.paginated(fetch, view.count(conn, scopes, found))
+
+
+def retrieval(view, uuid: str, wire: Callable[[dict], dict]):
+    """One record of the view; 404 when it does not exist or the caller may not read it."""
+    caller = authenticate(g.ledger.conn)
+    rows = view.records(g.ledger.conn, read_scopes(caller), {"uuid": uuid}, [], 1)
+    if not rows:
+        raise not_found()
+    return pagination.single(wire(rows[0]))
