@@ -1,7 +1,10 @@
 """The HTTP API: Waldur's marketplace component-usage endpoints over the ledger."""
 
+import logging
 import os
+import sqlite3
 import threading
+import time
 
 from flask import Flask, g
 from werkzeug.routing import BaseConverter
@@ -25,6 +28,21 @@ class UUIDConverter(BaseConverter):
         return value.replace("-", "").lower()
 
 
+def start_rollover_timer(path: str, seconds: float) -> None:
+    """Starts billing months on time even when nobody writes (writes also start them first)."""
+
+    def roll_forever():
+        ledger = Ledger(path)
+        while True:
+            time.sleep(seconds)
+            try:
+                ledger.roll_periods()
+            except sqlite3.Error:
+                logging.getLogger(__name__).exception("billing period rollover failed; retrying")
+
+    threading.Thread(target=roll_forever, name="rollover", daemon=True).start()
+
+
 def create_app(config: dict | None = None) -> Flask:
     """The Flask application; `config["DATABASE"]` names the ledger's SQLite file."""
     app = Flask(__name__)
@@ -32,21 +50,28 @@ def create_app(config: dict | None = None) -> Flask:
         DATABASE=os.environ.get("LEDGER_DB", "ledger.db"),
         MAX_CONTENT_LENGTH=int(os.environ.get("LEDGER_MAX_BODY", DEFAULT_MAX_BODY)),
         JSON_SORT_KEYS=False,
+        ROLLOVER_SECONDS=60,
     )
     app.config.update(config or {})
     app.json.sort_keys = False
     app.json.compact = True
     ledger = Ledger(app.config["DATABASE"])
     ledger.init()
+    ledger.roll_periods()
     ledger.close()
 
-    # One connection per thread (and so per worker process), opened on first use.
+    # One connection per thread (and so per worker process), opened on first use; one timer per process.
     local = threading.local()
+    timer_pid = None
 
     @app.before_request
     def open_ledger():
+        nonlocal timer_pid
         if getattr(local, "ledger", None) is None:
             local.ledger = Ledger(app.config["DATABASE"])
+        if app.config["ROLLOVER_SECONDS"] and timer_pid != os.getpid():
+            timer_pid = os.getpid()
+            start_rollover_timer(app.config["DATABASE"], app.config["ROLLOVER_SECONDS"])
         g.ledger = local.ledger
 
     app.url_map.converters["uuid"] = UUIDConverter

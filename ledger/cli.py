@@ -103,6 +103,22 @@ def issue_token(ledger: Ledger, username: str) -> str:
     return key
 
 
+@cli.command("roll-period")
+@click.pass_context
+def roll_period(ctx):
+    """Start every billing month the clock has entered (idempotent; for cron).
+
+    The server does this on its own; this command is for ledgers written without one.
+
+    Example: ledger --db ledger.db roll-period
+    """
+    started = open_ledger(ctx).roll_periods()
+    for event in started:
+        click.echo(f"started billing period {event.data['billing_period']}")
+    if not started:
+        click.echo("no billing period to start")
+
+
 @cli.command()
 @click.pass_context
 def rebuild(ctx):

@@ -15,8 +15,12 @@ def now() -> dt.datetime:
     return dt.datetime.now(UTC)
 
 
+def timezone_name() -> str:
+    return os.environ.get("LEDGER_TIMEZONE", "UTC")
+
+
 def timezone() -> ZoneInfo:
-    return ZoneInfo(os.environ.get("LEDGER_TIMEZONE", "UTC"))
+    return ZoneInfo(timezone_name())
 
 
 def parse_datetime(text: str) -> dt.datetime:
@@ -33,14 +37,18 @@ def billing_period(moment: dt.datetime) -> dt.date:
     return local.date().replace(day=1)
 
 
-def period_start(period: dt.date) -> dt.datetime:
-    """The instant (UTC) at which a billing period starts in the ledger's time zone."""
-    local = dt.datetime(period.year, period.month, 1, tzinfo=timezone())
+def period_start(period: dt.date, zone: str | None = None) -> dt.datetime:
+    """The instant (UTC) at which a billing period starts in `zone` (default: the ledger's time zone)."""
+    local = dt.datetime(period.year, period.month, 1, tzinfo=ZoneInfo(zone) if zone else timezone())
     return local.astimezone(UTC)
 
 
 def next_period(period: dt.date) -> dt.date:
     return dt.date(period.year + period.month // 12, period.month % 12 + 1, 1)
+
+
+def previous_period(period: dt.date) -> dt.date:
+    return dt.date(period.year - (period.month == 1), (period.month - 2) % 12 + 1, 1)
 
 
 def stored(moment: dt.datetime) -> str:

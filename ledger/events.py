@@ -108,6 +108,23 @@ class UsageReported(Strict):
     missing_usage_policy = fields.String(required=True, validate=validate.OneOf(POLICIES))
 
 
+class UserUsageReported(Strict):
+    """A provider's report of one user's share of a usage record (upserted by username)."""
+
+    component_usage_uuid = fields.String(required=True, validate=UUID_HEX)
+    username = fields.String(required=True)
+    usage = fields.String(required=True)
+    user_uuid = fields.String(required=True, allow_none=True, validate=UUID_HEX)
+
+
+class BillingPeriodStarted(Strict):
+    """The clock passed the start of a billing month: values are carried into it from then on."""
+
+    billing_period = fields.String(required=True)
+    starts_at = fields.String(required=True)
+    timezone = fields.String(required=True)
+
+
 # (type, schema_version) -> schema of that shape.
 SCHEMAS: dict[tuple[str, int], Schema] = {
     ("UserDefined", 1): UserDefined(),
@@ -120,6 +137,8 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
     ("RoleGranted", 1): RoleChanged(),
     ("RoleRevoked", 1): RoleChanged(),
     ("UsageReported", 1): UsageReported(),
+    ("UserUsageReported", 1): UserUsageReported(),
+    ("BillingPeriodStarted", 1): BillingPeriodStarted(),
 }
 
 # (type, from_version) -> function turning data of that version into the next one.
@@ -136,7 +155,8 @@ def check(event: NewEvent) -> NewEvent:
 
 def new(stream: str, version: int, event_type: str, data: dict, occurred_at: str, actor_id: int | None = None) -> NewEvent:
     """A validated new event in the current schema version of its type."""
-    return check(NewEvent(stream, version, event_type, data, occurred_at, actor_id, CURRENT_VERSION[event_type]))
+    schema_version = CURRENT_VERSION.get(event_type, 1)  # an unknown type is then rejected by check
+    return check(NewEvent(stream, version, event_type, data, occurred_at, actor_id, schema_version))
 
 
 def upgrade(event: StoredEvent) -> StoredEvent:
@@ -148,6 +168,7 @@ def upgrade(event: StoredEvent) -> StoredEvent:
         version += 1
     if version == event.schema_version:
         return event
+    _validate(event.type, version, data)
     return dataclasses.replace(event, data=data, schema_version=version)
 
 
@@ -172,3 +193,13 @@ def usage_stream(resource_uuid: str, component_type: str, billing_period: str) -
 def usage_record_uuid(resource_uuid: str, component_type: str, billing_period: str) -> str:
     """A usage record's UUID, derived from its key so that every replay gives the same one."""
     return uuid.uuid5(RECORD_NAMESPACE, usage_stream(resource_uuid, component_type, billing_period)).hex
+
+
+def user_usage_stream(component_usage_uuid: str, username: str) -> str:
+    """The stream of one user usage record: (usage record, username)."""
+    return f"user-usage/{component_usage_uuid}/{username}"
+
+
+def user_usage_uuid(component_usage_uuid: str, username: str) -> str:
+    """A user usage record's UUID, derived from its key so that every replay gives the same one."""
+    return uuid.uuid5(RECORD_NAMESPACE, user_usage_stream(component_usage_uuid, username)).hex

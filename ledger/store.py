@@ -64,7 +64,8 @@ class StoredEvent:
 
     def row(self) -> dict:
         """Every column, as stored (and as exported)."""
-        return {**dataclasses.asdict(self), "data": canonical(self.data)}
+        # vars, not dataclasses.asdict: asdict deep-copies `data`, which is then replaced anyway.
+        return {**vars(self), "data": canonical(self.data)}
 
 
 COLUMNS = [f.name for f in dataclasses.fields(StoredEvent)]
@@ -144,6 +145,15 @@ class EventStore:
         ).fetchone()
         return _stored(row) if row else None
 
+    def last_of_greatest_stream(self, prefix: str) -> StoredEvent | None:
+        """The last event of the greatest stream name starting with `prefix`, e.g. the latest `period/YYYY-MM`."""
+        row = self.conn.execute(
+            f"SELECT {', '.join(COLUMNS)} FROM events WHERE stream >= ? AND stream < ?"
+            " ORDER BY stream DESC, version DESC LIMIT 1",
+            (prefix, prefix + "\uffff"),
+        ).fetchone()
+        return _stored(row) if row else None
+
     def head(self) -> tuple[int, str]:
         """The last seq and hash, or (0, genesis) for an empty log."""
         row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
@@ -190,7 +200,7 @@ class EventStore:
         try:
             self.conn.executemany(
                 f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({placeholders})",
-                [tuple(e.row()[c] for c in COLUMNS) for e in events],
+                [tuple(row[c] for c in COLUMNS) for row in map(StoredEvent.row, events)],
             )
         except sqlite3.IntegrityError as error:
             raise StreamConflict(str(error)) from error
@@ -236,7 +246,7 @@ def check_link(event: StoredEvent, expected_seq: int, prev_hash: str) -> None:
         raise ChainBroken(event.seq, f"expected seq {expected_seq}")
     if event.prev_hash != prev_hash:
         raise ChainBroken(event.seq, "prev_hash does not match the previous event's hash")
-    if chain_hash(prev_hash, event.row() | {"data": event.data}) != event.hash:
+    if chain_hash(prev_hash, vars(event)) != event.hash:
         raise ChainBroken(event.seq, "content does not match its hash")
 
 

@@ -23,7 +23,8 @@ TABLES = {
     ),
     "offering_users": ({"uuid": str, "offering_uuid": str, "username": str, "user_id": int}, "uuid"),
     "resources": (
-        {"uuid": str, "name": str, "offering_uuid": str, "project_uuid": str, "state": str}, "uuid",
+        {"uuid": str, "name": str, "offering_uuid": str, "project_uuid": str, "state": str, "terminated_at": str},
+        "uuid",
     ),
     "plan_periods": ({"uuid": str, "resource_uuid": str, "start": str, "end": str}, "uuid"),
     "roles": (
@@ -50,10 +51,11 @@ def drop(db: sqlite_utils.Database) -> None:
 def apply(conn: sqlite3.Connection, event: StoredEvent) -> None:
     handler = HANDLERS.get(event.type)
     if handler:
-        handler(conn, event.data)
+        handler(conn, event)
 
 
-def _user_defined(conn, data):
+def _user_defined(conn, event):
+    data = event.data
     conn.execute(
         "INSERT OR REPLACE INTO users (id, username, is_staff, is_support) VALUES (?, ?, ?, ?)",
         (data["id"], data["username"], data["is_staff"], data["is_support"]),
@@ -67,25 +69,29 @@ def _user_defined(conn, data):
         )
 
 
-def _token_issued(conn, data):
+def _token_issued(conn, event):
+    data = event.data
     conn.execute(
         "INSERT OR REPLACE INTO tokens (token_sha256, user_id, source) VALUES (?, ?, 'issued')",
         (data["token_sha256"], data["user_id"]),
     )
 
 
-def _customer_defined(conn, data):
+def _customer_defined(conn, event):
+    data = event.data
     conn.execute("INSERT OR REPLACE INTO customers (uuid, name) VALUES (?, ?)", (data["uuid"], data["name"]))
 
 
-def _project_defined(conn, data):
+def _project_defined(conn, event):
+    data = event.data
     conn.execute(
         "INSERT OR REPLACE INTO projects (uuid, name, customer_uuid) VALUES (?, ?, ?)",
         (data["uuid"], data["name"], data["customer_uuid"]),
     )
 
 
-def _offering_defined(conn, data):
+def _offering_defined(conn, event):
+    data = event.data
     conn.execute(
         "INSERT OR REPLACE INTO offerings (uuid, name, customer_uuid) VALUES (?, ?, ?)",
         (data["uuid"], data["name"], data["customer_uuid"]),
@@ -102,17 +108,25 @@ def _offering_defined(conn, data):
     )
 
 
-def _offering_user_defined(conn, data):
+def _offering_user_defined(conn, event):
+    data = event.data
     conn.execute(
         "INSERT OR REPLACE INTO offering_users (uuid, offering_uuid, username, user_id) VALUES (?, ?, ?, ?)",
         (data["uuid"], data["offering_uuid"], data["username"], data["user_id"]),
     )
 
 
-def _resource_defined(conn, data):
+def _resource_defined(conn, event):
+    data = event.data
+    # terminated_at: when the resource first became Terminated (kept while it stays so), for carry-forward.
+    terminated_at = event.occurred_at if data["state"] == "Terminated" else None
     conn.execute(
-        "INSERT OR REPLACE INTO resources (uuid, name, offering_uuid, project_uuid, state) VALUES (?, ?, ?, ?, ?)",
-        (data["uuid"], data["name"], data["offering_uuid"], data["project_uuid"], data["state"]),
+        "INSERT INTO resources (uuid, name, offering_uuid, project_uuid, state, terminated_at) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, offering_uuid = excluded.offering_uuid,"
+        " project_uuid = excluded.project_uuid, state = excluded.state,"
+        " terminated_at = CASE WHEN excluded.state = 'Terminated' THEN COALESCE(resources.terminated_at,"
+        " excluded.terminated_at) END",
+        (data["uuid"], data["name"], data["offering_uuid"], data["project_uuid"], data["state"], terminated_at),
     )
     conn.execute("DELETE FROM plan_periods WHERE resource_uuid = ?", (data["uuid"],))
     conn.executemany(
@@ -121,14 +135,16 @@ def _resource_defined(conn, data):
     )
 
 
-def _role_granted(conn, data):
+def _role_granted(conn, event):
+    data = event.data
     conn.execute(
         "INSERT OR IGNORE INTO roles (username, scope, scope_uuid, role) VALUES (?, ?, ?, ?)",
         (data["username"], data["scope"], data["scope_uuid"], data["role"]),
     )
 
 
-def _role_revoked(conn, data):
+def _role_revoked(conn, event):
+    data = event.data
     conn.execute(
         "DELETE FROM roles WHERE username = ? AND scope = ? AND scope_uuid = ? AND role = ?",
         (data["username"], data["scope"], data["scope_uuid"], data["role"]),

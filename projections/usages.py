@@ -2,6 +2,10 @@
 
 Rows carry the resource's offering, provider, project and consumer customer so that
 every filter and the visibility rule are plain indexed columns of one table.
+
+Carry-forward (SPEC §7) lives here: a record whose policy is `reuse` or `zero` gives
+the next started billing period without a report of its own a *carried* record
+(`carried = 1`), which gives the next one, and so on. A real report always wins.
 """
 
 import datetime as dt
@@ -10,8 +14,11 @@ import sqlite3
 
 import sqlite_utils
 
+from ledger import clock
 from ledger.events import usage_record_uuid
 from ledger.store import StoredEvent
+
+from . import catalog
 
 NAME = "usages"
 
@@ -19,8 +26,13 @@ COLUMNS = {
     "uuid": str, "resource_uuid": str, "offering_uuid": str, "provider_uuid": str,
     "project_uuid": str, "customer_uuid": str, "type": str, "billing_period": str,
     "plan_period_uuid": str, "usage": str, "description": str, "missing_usage_policy": str,
-    "date": str, "created": str, "modified_by": int,
+    "date": str, "created": str, "modified_by": int, "carried": int,
 }
+CARRIED_FIELDS = (
+    "uuid", "resource_uuid", "offering_uuid", "provider_uuid", "project_uuid", "customer_uuid", "type",
+    "billing_period", "plan_period_uuid", "usage", "description", "missing_usage_policy", "date", "created",
+    "modified_by", "carried",
+)
 
 INDEXES = (
     ["date", "type", "uuid"],
@@ -37,6 +49,8 @@ INDEXES = (
 
 
 def create(db: sqlite_utils.Database) -> None:
+    db["billing_periods"].create({"billing_period": str, "starts_at": str, "timezone": str}, pk="billing_period",
+                                 if_not_exists=True)
     db["component_usages"].create(COLUMNS, pk="uuid", if_not_exists=True)
     for columns in INDEXES:
         db["component_usages"].create_index(columns, if_not_exists=True)
@@ -44,6 +58,7 @@ def create(db: sqlite_utils.Database) -> None:
 
 def drop(db: sqlite_utils.Database) -> None:
     db["component_usages"].drop(ignore=True)
+    db["billing_periods"].drop(ignore=True)
 
 
 def apply(conn: sqlite3.Connection, event: StoredEvent) -> None:
@@ -54,19 +69,16 @@ def apply(conn: sqlite3.Connection, event: StoredEvent) -> None:
 
 def _usage_reported(conn, event):
     data = event.data
-    placement = conn.execute(
-        "SELECT r.offering_uuid, o.customer_uuid, r.project_uuid, p.customer_uuid"
-        " FROM resources r JOIN offerings o ON o.uuid = r.offering_uuid JOIN projects p ON p.uuid = r.project_uuid"
-        " WHERE r.uuid = ?",
-        (data["resource_uuid"],),
-    ).fetchone()
+    resource = catalog.resource(conn, data["resource_uuid"])
+    placement = [resource[key] for key in ("offering_uuid", "provider_uuid", "project_uuid", "customer_uuid")]
     conn.execute(
         "INSERT INTO component_usages (uuid, resource_uuid, offering_uuid, provider_uuid, project_uuid,"
         " customer_uuid, type, billing_period, plan_period_uuid, usage, description, missing_usage_policy,"
-        " date, created, modified_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " date, created, modified_by, carried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
         " ON CONFLICT (uuid) DO UPDATE SET plan_period_uuid = excluded.plan_period_uuid, usage = excluded.usage,"
         " description = excluded.description, missing_usage_policy = excluded.missing_usage_policy,"
-        " date = excluded.date, modified_by = excluded.modified_by",
+        " date = excluded.date, modified_by = excluded.modified_by,"
+        " created = CASE WHEN carried THEN excluded.created ELSE created END, carried = 0",
         (
             usage_record_uuid(data["resource_uuid"], data["type"], data["billing_period"]),
             data["resource_uuid"], *placement, data["type"], data["billing_period"],
@@ -74,17 +86,107 @@ def _usage_reported(conn, event):
             event.occurred_at, event.recorded_at, event.actor_id,
         ),
     )
+    period = dt.date.fromisoformat(data["billing_period"])
+    carry_forward(conn, data["resource_uuid"], data["type"], clock.next_period(period))
+
+
+def _billing_period_started(conn, event):
+    data = event.data
+    conn.execute(
+        "INSERT OR IGNORE INTO billing_periods (billing_period, starts_at, timezone) VALUES (?, ?, ?)",
+        (data["billing_period"], data["starts_at"], data["timezone"]),
+    )
+    # Every chain whose latest record before this month keeps going continues into it.
+    heads = conn.execute(
+        "SELECT u.resource_uuid, u.type, u.billing_period FROM component_usages u"
+        " JOIN (SELECT resource_uuid, type, MAX(billing_period) AS latest FROM component_usages"
+        "       WHERE billing_period < ? GROUP BY resource_uuid, type) h"
+        " ON h.resource_uuid = u.resource_uuid AND h.type = u.type AND h.latest = u.billing_period"
+        " WHERE u.missing_usage_policy IN ('reuse', 'zero')",
+        (data["billing_period"],),
+    ).fetchall()
+    for resource_uuid, component_type, latest in heads:
+        carry_forward(conn, resource_uuid, component_type, clock.next_period(dt.date.fromisoformat(latest)))
 
 
 def _resource_defined(conn, event):
+    resource_uuid = event.data["uuid"]
     # A resource moved to another project (or offering) takes its records' placement with it.
     conn.execute(
         "UPDATE component_usages SET offering_uuid = r.offering_uuid, provider_uuid = o.customer_uuid,"
         " project_uuid = r.project_uuid, customer_uuid = p.customer_uuid"
         " FROM resources r JOIN offerings o ON o.uuid = r.offering_uuid JOIN projects p ON p.uuid = r.project_uuid"
         " WHERE r.uuid = ? AND component_usages.resource_uuid = r.uuid",
-        (event.data["uuid"],),
+        (resource_uuid,),
     )
+    # Termination (or its reversal) changes which months may receive carried values: walk every chain again.
+    chains = conn.execute(
+        "SELECT type, MIN(billing_period) FROM component_usages WHERE resource_uuid = ? AND NOT carried GROUP BY type",
+        (resource_uuid,),
+    ).fetchall()
+    for component_type, first in chains:
+        carry_forward(conn, resource_uuid, component_type, clock.next_period(dt.date.fromisoformat(first)), whole_chain=True)
+
+
+def _record(conn, resource_uuid: str, component_type: str, period: dt.date) -> dict | None:
+    row = conn.execute(
+        f"SELECT {', '.join(CARRIED_FIELDS)} FROM component_usages WHERE uuid = ?",
+        (usage_record_uuid(resource_uuid, component_type, period.isoformat()),),
+    ).fetchone()
+    return dict(zip(CARRIED_FIELDS, row)) if row else None
+
+
+def carried_value(source: dict | None, period: dt.date, starts_at: str) -> dict | None:
+    """What a record gives the following billing period without a report: SPEC §7's rules."""
+    if source is None or source["missing_usage_policy"] not in ("reuse", "zero"):
+        return None
+    return {
+        **source,
+        "uuid": usage_record_uuid(source["resource_uuid"], source["type"], period.isoformat()),
+        "billing_period": period.isoformat(),
+        "usage": source["usage"] if source["missing_usage_policy"] == "reuse" else "0.00",
+        "date": starts_at,
+        "created": starts_at,
+        "carried": 1,
+    }
+
+
+def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date, whole_chain: bool = False) -> None:
+    """Re-derives the carried records of one (resource, component) from `start` through the last started period.
+
+    Records outside the walked months are already right, so the walk stops at the first month
+    whose record is unchanged or real, unless `whole_chain` asks to see every month (termination).
+    """
+    last = conn.execute("SELECT billing_period, timezone FROM billing_periods ORDER BY billing_period DESC LIMIT 1").fetchone()
+    if last is None:
+        return
+    last_period, zone = dt.date.fromisoformat(last[0]), last[1]
+    terminated_at = conn.execute("SELECT terminated_at FROM resources WHERE uuid = ?", (resource_uuid,)).fetchone()
+    terminated_at = terminated_at[0] if terminated_at else None
+    source = _record(conn, resource_uuid, component_type, clock.previous_period(start))
+    period = start
+    while period <= last_period:
+        existing = _record(conn, resource_uuid, component_type, period)
+        if existing and not existing["carried"]:
+            if not whole_chain:
+                return
+            source = existing
+        else:
+            starts_at = clock.stored(clock.period_start(period, zone))
+            allowed = terminated_at is None or starts_at < terminated_at
+            wanted = carried_value(source, period, starts_at) if allowed else None
+            if wanted == existing and not whole_chain:
+                return
+            if wanted is None and existing:
+                conn.execute("DELETE FROM component_usages WHERE uuid = ?", (existing["uuid"],))
+            elif wanted is not None and wanted != existing:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO component_usages ({', '.join(CARRIED_FIELDS)})"
+                    f" VALUES ({', '.join('?' for _ in CARRIED_FIELDS)})",
+                    [wanted[name] for name in CARRIED_FIELDS],
+                )
+            source = wanted
+        period = clock.next_period(period)
 
 
 def _project_defined(conn, event):
@@ -103,6 +205,7 @@ def _offering_defined(conn, event):
 
 HANDLERS = {
     "UsageReported": _usage_reported,
+    "BillingPeriodStarted": _billing_period_started,
     "ResourceDefined": _resource_defined,
     "ProjectDefined": _project_defined,
     "OfferingDefined": _offering_defined,
@@ -175,10 +278,10 @@ def where(scopes: dict | None, filters: dict) -> tuple[str, list]:
     return " AND ".join(clauses), params
 
 
-def order_by(keys: list[str]) -> str:
-    """`keys` are ordering names, each with an optional leading '-'; the default order breaks ties."""
-    terms = [f"{ORDER_COLUMNS[key.lstrip('-')]}{' DESC' if key.startswith('-') else ''}" for key in keys]
-    return ", ".join(terms + [DEFAULT_ORDER])
+def order_by(keys: list[str], columns: dict[str, str] = ORDER_COLUMNS, default: str = DEFAULT_ORDER) -> str:
+    """`keys` are ordering names of `columns`, each with an optional leading '-'; the default order breaks ties."""
+    terms = [f"{columns[key.lstrip('-')]}{' DESC' if key.startswith('-') else ''}" for key in keys]
+    return ", ".join(terms + [default])
 
 
 def count(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> int:
@@ -193,3 +296,9 @@ def records(conn: sqlite3.Connection, scopes: dict | None, filters: dict, order:
         f"{RECORD_SELECT} WHERE {clause} ORDER BY {order_by(order)} LIMIT ? OFFSET ?", [*params, limit, offset]
     )
     return [dict(zip(RECORD_KEYS, row)) for row in rows]
+
+
+def stored_record(conn: sqlite3.Connection, uuid: str) -> dict | None:
+    """One record with every column of the view, for the commands that decide on it."""
+    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM component_usages WHERE uuid = ?", (uuid,)).fetchone()
+    return dict(zip(COLUMNS, row)) if row else None

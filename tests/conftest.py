@@ -52,7 +52,7 @@ def ledger(db_path):
 
 @pytest.fixture
 def app(db_path):
-    return create_app({"DATABASE": db_path, "TESTING": True})
+    return create_app({"DATABASE": db_path, "TESTING": True, "ROLLOVER_SECONDS": 0})
 
 
 @pytest.fixture
