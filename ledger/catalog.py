@@ -195,6 +195,7 @@ def check_references(catalog: dict, conn: sqlite3.Connection) -> None:
     for section, key in (("users", "id"), ("users", "username"), ("customers", "uuid"), ("projects", "uuid"),
                          ("offerings", "uuid"), ("offering_users", "uuid"), ("resources", "uuid")):
         unique(section, key)
+    check_claims(catalog, conn, problems)
 
     customers = known("customers", "uuid", catalog["customers"], "uuid")
     projects = known("projects", "uuid", catalog["projects"], "uuid")
@@ -222,6 +223,47 @@ def check_references(catalog: dict, conn: sqlite3.Connection) -> None:
         refer("roles", i, "scope_uuid", item["scope_uuid"], scopes[item["scope"]], item["scope"])
     if problems:
         raise CatalogError(problems)
+
+
+def check_claims(catalog: dict, conn: sqlite3.Connection, problems: list[str]) -> None:
+    """Names that only one holder may have: taking one from another holder would silently
+    drop it from the views (a username, a token, a plan period) or make the file contradict
+    itself (the same role listed twice)."""
+    redefined = {user["id"] for user in catalog["users"]}
+    usernames = dict(conn.execute("SELECT username, id FROM users"))
+    tokens = {sha: (user_id, source) for sha, user_id, source in conn.execute("SELECT token_sha256, user_id, source FROM tokens")}
+    file_tokens: set[str] = set()
+    for index, user in enumerate(catalog["users"]):
+        holder = usernames.get(user["username"])
+        if holder not in (None, user["id"]) and holder not in redefined:
+            problems.append(f"$.users[{index}].username: {user['username']!r} belongs to user {holder}")
+        if not user["token"]:
+            continue
+        sha = token_sha256(user["token"])
+        holder, source = tokens.get(sha, (None, None))
+        if sha in file_tokens or (
+            holder not in (None, user["id"]) and not (source == "catalog" and holder in redefined)
+        ):
+            problems.append(f"$.users[{index}].token: this token belongs to another user")
+        file_tokens.add(sha)
+
+    owners = dict(conn.execute("SELECT uuid, resource_uuid FROM plan_periods"))
+    listed: set[str] = set()
+    for index, resource in enumerate(catalog["resources"]):
+        for position, plan_period in enumerate(resource["plan_periods"]):
+            path, uuid = f"$.resources[{index}].plan_periods[{position}].uuid", plan_period["uuid"]
+            if uuid in listed:
+                problems.append(f"{path}: duplicate uuid {uuid!r} in this file")
+            elif owners.get(uuid, resource["uuid"]) != resource["uuid"]:
+                problems.append(f"{path}: plan period {uuid!r} belongs to resource {owners[uuid]!r}")
+            listed.add(uuid)
+
+    grants = set()
+    for index, role in enumerate(catalog["roles"]):
+        grant = (role["username"], role["scope"], role["scope_uuid"], role["role"])
+        if grant in grants:
+            problems.append(f"$.roles[{index}]: the same role of {role['username']!r} is listed twice")
+        grants.add(grant)
 
 
 def decide(catalog: dict, store: EventStore, occurred_at: str, actor_id: int | None = None) -> list[NewEvent]:

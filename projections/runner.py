@@ -1,5 +1,6 @@
 """Runs the projections: inline in the writing transaction, or all over again from the log."""
 
+import itertools
 import sqlite3
 from collections.abc import Callable, Iterable
 
@@ -51,7 +52,8 @@ def catch_up(store: EventStore, until: int | None = None, progress: Callable[[in
     """Applies every event past the views' checkpoint, in batches of one transaction each."""
     while True:
         with store.transaction():
-            batch = list(store.read(after=position(store.conn), until=until, batch=REBUILD_BATCH))
+            events = store.read(after=position(store.conn), until=until, batch=REBUILD_BATCH)
+            batch = list(itertools.islice(events, REBUILD_BATCH))  # read() goes on to the log's end
             apply(store.conn, batch)
         if progress:
             progress(len(batch))
