@@ -76,8 +76,9 @@ def create_app(config: dict | None = None) -> Flask:
 
     app.url_map.converters["uuid"] = UUIDConverter
     errors.register(app)
-    from . import openapi, usages
+    from . import openapi, usages, user_usages
 
     app.register_blueprint(usages.blueprint)
+    app.register_blueprint(user_usages.blueprint)
     app.register_blueprint(openapi.blueprint)
     return app

@@ -71,6 +71,22 @@ def record_filters(errors: dict) -> dict:
     return filters
 
 
+def user_usage_filters() -> dict:
+    """Filters on user usage records: their usage record's, plus `username` and that record's billing period."""
+    args, errors = request.args, {}
+    filters = record_filters(errors)
+    if args.get("username"):
+        filters["username"] = args["username"]
+    # Waldur's name (what its clients send) and SPEC's spelling of it.
+    for name in ("component_usage__billing_period", "component_usage_billing_period"):
+        if name in args:
+            try:
+                filters["component_usage_billing_period"] = dt.date.fromisoformat(args[name]).isoformat()
+            except ValueError:
+                errors[name] = ["Enter a valid date."]
+    return checked(filters, errors)
+
+
 def ordering(allowed: tuple[str, ...]) -> list[str]:
     """The last `o` parameter as a list of keys (comma-separated, each with optional '-')."""
     values = request.args.getlist("o")

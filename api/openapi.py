@@ -4,6 +4,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify
 
+from projections import user_usages
+
 from . import schemas
 
 blueprint = Blueprint("openapi", __name__)
@@ -40,6 +42,62 @@ USAGE_FILTERS = {
     "date_before": {"type": "string", "format": "date"},
     "missing_usage_policy": {"type": "array", "items": {"type": "string", "enum": ["none", "reuse", "zero"]}},
 }
+USER_USAGE_FILTERS = {
+    **USAGE_FILTERS,
+    "username": {"type": "string"},
+    "component_usage__billing_period": {"type": "string", "format": "date"},
+}
+LIST_HEADERS = {"X-Result-Count": {"schema": {"type": "integer"}}, "Link": {"schema": {"type": "string"}}}
+
+
+def add_read_paths(spec: APISpec, path: str, operation: str, schema: str, filters: dict, ordering: tuple[str, ...]) -> None:
+    """The list and retrieve operations of one kind of record."""
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    spec.path(
+        path=path,
+        operations={
+            "get": {
+                "operationId": f"{operation}_list",
+                "parameters": list_parameters(filters, ordering),
+                "responses": {
+                    "200": {"description": "records", "headers": LIST_HEADERS,
+                            "content": {"application/json": {"schema": {"type": "array", "items": ref}}}},
+                    **error_responses(400, 401, 404),
+                },
+            },
+        },
+    )
+    spec.path(
+        path=f"{path}{{uuid}}/",
+        operations={
+            "get": {
+                "operationId": f"{operation}_retrieve",
+                "parameters": [UUID_PARAM],
+                "responses": {
+                    "200": {"description": "a record", "content": {"application/json": {"schema": ref}}},
+                    **error_responses(401, 404),
+                },
+            },
+        },
+    )
+
+
+def add_write_path(spec: APISpec, path: str, operation: str, request_schema: str, on_record: bool) -> None:
+    """A POST that records what it is given and answers 201 with an empty body; `on_record`: on one usage record."""
+    spec.path(
+        path=path,
+        operations={
+            "post": {
+                "operationId": operation,
+                "parameters": [UUID_PARAM] if on_record else [],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": request_schema}}},
+                "responses": {
+                    "201": {"description": "recorded; empty body"},
+                    **error_responses(400, 401, 403, *([404] if on_record else []), 413),
+                },
+            },
+        },
+    )
 
 
 def build_spec() -> dict:
@@ -50,46 +108,20 @@ def build_spec() -> dict:
     spec.components.security_scheme("TokenAuth", {"type": "apiKey", "in": "header", "name": "Authorization"})
     spec.components.schema("ComponentUsage", schema=schemas.ComponentUsage)
     spec.components.schema("ComponentUsageCreateRequest", schema=schemas.SetUsageRequest)
-    records = {"type": "array", "items": {"$ref": "#/components/schemas/ComponentUsage"}}
-    list_headers = {"X-Result-Count": {"schema": {"type": "integer"}}, "Link": {"schema": {"type": "string"}}}
-    spec.path(
-        path="/api/marketplace-component-usages/",
-        operations={
-            "get": {
-                "operationId": "marketplace_component_usages_list",
-                "parameters": list_parameters(USAGE_FILTERS, ("billing_period", "usage", "missing_usage_policy")),
-                "responses": {
-                    "200": {"description": "usage records", "headers": list_headers,
-                            "content": {"application/json": {"schema": records}}},
-                    **error_responses(400, 401, 404),
-                },
-            },
-        },
-    )
-    spec.path(
-        path="/api/marketplace-component-usages/{uuid}/",
-        operations={
-            "get": {
-                "operationId": "marketplace_component_usages_retrieve",
-                "parameters": [UUID_PARAM],
-                "responses": {
-                    "200": {"description": "a usage record",
-                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ComponentUsage"}}}},
-                    **error_responses(401, 404),
-                },
-            },
-        },
-    )
-    spec.path(
-        path="/api/marketplace-component-usages/set_usage/",
-        operations={
-            "post": {
-                "operationId": "marketplace_component_usages_set_usage",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": "ComponentUsageCreateRequest"}}},
-                "responses": {"201": {"description": "recorded; empty body"}, **error_responses(400, 401, 403, 413)},
-            },
-        },
-    )
+    spec.components.schema("ComponentUserUsage", schema=schemas.ComponentUserUsage)
+    spec.components.schema("ComponentUserUsageCreateRequest", schema=schemas.UserUsageRequest)
+    spec.components.schema("ComponentUserUsageBulkCreateRequest", schema=schemas.SetUserUsagesRequest)
+    usages_path = "/api/marketplace-component-usages/"
+    add_read_paths(spec, usages_path, "marketplace_component_usages", "ComponentUsage",
+                   USAGE_FILTERS, ("billing_period", "usage", "missing_usage_policy"))
+    add_write_path(spec, f"{usages_path}set_usage/", "marketplace_component_usages_set_usage",
+                   "ComponentUsageCreateRequest", on_record=False)
+    for action, request_schema in (("set_user_usage", "ComponentUserUsageCreateRequest"),
+                                   ("set_user_usages", "ComponentUserUsageBulkCreateRequest")):
+        add_write_path(spec, f"{usages_path}{{uuid}}/{action}/", f"marketplace_component_usages_{action}",
+                       request_schema, on_record=True)
+    add_read_paths(spec, "/api/marketplace-component-user-usages/", "marketplace_component_user_usages",
+                   "ComponentUserUsage", USER_USAGE_FILTERS, tuple(user_usages.ORDER_COLUMNS))
     document = spec.to_dict()
     document["security"] = [{"TokenAuth": []}]
     return document

@@ -1,6 +1,9 @@
 """Request and response schemas, with Django REST framework's error messages and shapes."""
 
+import re
+import uuid
 from decimal import Decimal, InvalidOperation
+from urllib.parse import urlparse
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
 
@@ -104,6 +107,32 @@ class Moment(fields.DateTime):
             raise self.make_error("invalid") from error
 
 
+LINK_DOES_NOT_EXIST = "Invalid hyperlink - Object does not exist."
+
+
+class OfferingUserLink(fields.String):
+    """DRF's HyperlinkedRelatedField to an offering user: a URL, absolute or relative; loads the UUID it names.
+
+    Whether that offering user exists is for the caller to check (and answer LINK_DOES_NOT_EXIST).
+    """
+
+    PATH = re.compile(r"^/api/marketplace-offering-users/([^/.]+)/$")
+    default_error_messages = {**REQUIRED, "no_match": "Invalid hyperlink - No URL match.", "does_not_exist": LINK_DOES_NOT_EXIST}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str):
+            raise ValidationError(f"Incorrect type. Expected URL string, received {type(value).__name__}.")
+        if not value:
+            raise self.make_error("null")  # DRF takes an empty link for null
+        match = self.PATH.match(urlparse(value).path)
+        if not match:
+            raise self.make_error("no_match")
+        try:
+            return uuid.UUID(match[1]).hex
+        except ValueError as error:
+            raise self.make_error("does_not_exist") from error
+
+
 class ItemList(fields.List):
     default_error_messages = {**REQUIRED}
 
@@ -135,8 +164,8 @@ class SetUsageRequest(Request):
 
 class UserUsageRequest(Request):
     username = Text(required=True, max_length=100)
-    usage = Amount(load_default="0.00")
-    user = Text(allow_blank=True)
+    usage = Amount(load_default="0.00", metadata={"type": "string", "format": "decimal"})
+    user = OfferingUserLink(metadata={"format": "uri"})
     date = Moment()
 
 
@@ -215,4 +244,58 @@ def usage_record(row: dict) -> dict:
         "recurring": row["missing_usage_policy"] == "reuse",
         "name": row["name"] or "",
         "measured_unit": row["measured_unit"] or "",
+    }
+
+
+class ComponentUserUsage(Schema):
+    """A user usage record as the API shows it."""
+
+    uuid = fields.String(metadata={"format": "uuid"})
+    user = fields.String(allow_none=True, metadata={"format": "uri"})
+    username = fields.String()
+    component_usage = fields.String(metadata={"format": "uri"})
+    usage = fields.String(metadata={"format": "decimal", "pattern": r"^-?\d{0,18}\.\d{2}$"})
+    measured_unit = fields.String()
+    description = fields.String()
+    created = fields.String(metadata={"format": "date-time"})
+    modified = fields.String(metadata={"format": "date-time"})
+    backend_id = fields.String()
+    resource_name = fields.String()
+    resource_uuid = fields.String(metadata={"format": "uuid"})
+    offering_name = fields.String()
+    offering_uuid = fields.String(metadata={"format": "uuid"})
+    project_name = fields.String()
+    project_uuid = fields.String(metadata={"format": "uuid"})
+    customer_name = fields.String()
+    customer_uuid = fields.String(metadata={"format": "uuid"})
+    component_type = fields.String()
+    date = fields.String(metadata={"format": "date-time"})
+    billing_period = fields.String(metadata={"format": "date"})
+
+
+PLACEMENT_KEYS = (
+    "resource_name", "resource_uuid", "offering_name", "offering_uuid", "project_name", "project_uuid",
+    "customer_name", "customer_uuid",
+)
+
+
+def user_usage_record(row: dict, url_root: str) -> dict:
+    """A user usage record row from the view in the wire format of SPEC §6; links are under `url_root`."""
+    user = f"{url_root}api/marketplace-offering-users/{row['user_uuid']}/" if row["user_uuid"] else None
+    return {
+        "uuid": row["uuid"],
+        "user": user,
+        "username": row["username"],
+        "component_usage": f"{url_root}api/marketplace-component-usages/{row['component_usage_uuid']}/",
+        "usage": row["usage"],
+        "measured_unit": row["measured_unit"] or "",
+        # Neither can be set through the API; Waldur shows them blank.
+        "description": "",
+        "created": clock.wire(row["created"]),
+        "modified": clock.wire(row["modified"]),
+        "backend_id": "",
+        **{key: row[key] for key in PLACEMENT_KEYS},
+        "component_type": row["component_type"],
+        "date": clock.wire(row["date"]),
+        "billing_period": row["billing_period"],
     }

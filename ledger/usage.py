@@ -1,10 +1,11 @@
-"""Usage commands: the checks of SPEC §4 after the field checks, and the events they decide on."""
+"""Usage commands: the checks of SPEC §4 and §5 after the field checks, and the events they decide on."""
 
 import dataclasses
 import datetime as dt
+from decimal import Decimal
 
 from . import clock, events
-from projections import catalog
+from projections import catalog, usages
 
 from .access import Caller
 from .database import Ledger
@@ -24,6 +25,10 @@ class UsageRejected(Exception):
 
 class PermissionDenied(Exception):
     """The caller may not write usage for this resource."""
+
+
+class RecordNotFound(Exception):
+    """The usage record that user usages are reported for does not exist."""
 
 
 def rejected(field: str, message: str) -> UsageRejected:
@@ -149,3 +154,136 @@ def covering_plan_period(plan_periods: list[dict], period: dt.date) -> dict | No
     end = clock.stored(clock.period_start(clock.next_period(period)))
     covering = [p for p in plan_periods if p["start"] < end and (p["end"] is None or p["end"] > start)]
     return max(covering, key=lambda p: p["start"], default=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class UserUsageItem:
+    """One user's usage of a usage record, whose fields have passed their checks."""
+
+    username: str
+    usage: str = "0.00"
+    user_uuid: str | None = None
+    date: dt.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SetUserUsages:
+    """`set_user_usage` (one item) or, with `bulk`, `set_user_usages`: user usages of one usage record."""
+
+    record_uuid: str
+    items: list[UserUsageItem]
+    bulk: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class UserUsageTarget:
+    """What the decision needs to know about the record and the periods that the items' dates name."""
+
+    record: dict
+    plan_periods: list[dict]
+    records: dict[str, dict | None]  # billing period -> that period's record of the same resource and component
+    versions: dict[str, int]
+
+
+def set_user_usages(ledger: Ledger, caller: Caller, command: SetUserUsages) -> list[StoredEvent]:
+    """Records every user usage of a request, or none of them."""
+
+    def decide_events() -> list[NewEvent]:
+        return decide_user_usages(command, load_user_usage_target(ledger, command), caller, clock.now())
+
+    return ledger.write(decide_events)
+
+
+def load_user_usage_target(ledger: Ledger, command: SetUserUsages) -> UserUsageTarget:
+    conn = ledger.conn
+    record = usages.stored_record(conn, command.record_uuid)
+    if record is None:
+        raise RecordNotFound()
+    resource_uuid, component_type = record["resource_uuid"], record["type"]
+    periods = {item_period(record, item) for item in command.items}
+    records = {period: usages.stored_record(conn, events.usage_record_uuid(resource_uuid, component_type, period))
+               for period in periods}
+    streams = {events.usage_stream(resource_uuid, component_type, period) for period in periods} | {
+        events.user_usage_stream(events.usage_record_uuid(resource_uuid, component_type, item_period(record, item)),
+                                 item.username)
+        for item in command.items
+    }
+    return UserUsageTarget(
+        record, catalog.plan_periods(conn, resource_uuid), records,
+        {stream: ledger.store.stream_version(stream) for stream in streams},
+    )
+
+
+def item_period(record: dict, item: UserUsageItem) -> str:
+    """The billing period whose record an item belongs to: its date's, else the record's own."""
+    return clock.billing_period(item.date).isoformat() if item.date else record["billing_period"]
+
+
+def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: Caller, now: dt.datetime) -> list[NewEvent]:
+    """SPEC §5: permission, each item's date, then the events.
+
+    A date in another billing period needs that period's record, which is created (at usage 0)
+    when missing. For `set_user_usages`, a record at usage 0 takes the total of the submitted
+    usages (a username submitted twice counts once, with its last usage).
+    """
+    record = target.record
+    if not caller.may_write(record["offering_uuid"], record["provider_uuid"]):
+        raise PermissionDenied()
+    errors = [user_usage_errors(item, target, now) for item in command.items]
+    if any(errors):
+        raise UsageRejected({"usages": errors} if command.bulk else errors[0])
+
+    resource_uuid, component_type = record["resource_uuid"], record["type"]
+    versions = dict(target.versions)
+
+    def next_event(stream: str, event_type: str, data: dict, occurred_at: str) -> NewEvent:
+        versions[stream] += 1
+        return events.new(stream, versions[stream], event_type, data, occurred_at, caller.id)
+
+    def usage_reported(period: str, plan_period_uuid: str, amount: Decimal, description: str, policy: str, occurred_at: str):
+        data = {
+            "resource_uuid": resource_uuid, "type": component_type, "billing_period": period,
+            "plan_period_uuid": plan_period_uuid, "amount": f"{amount:.2f}", "description": description,
+            "missing_usage_policy": policy,
+        }
+        return next_event(events.usage_stream(resource_uuid, component_type, period), "UsageReported", data, occurred_at)
+
+    usage_by_period: dict[str, dict[str, Decimal]] = {}
+    latest_by_period: dict[str, str] = {}
+    reported = []
+    for item in command.items:
+        period = item_period(record, item)
+        occurred_at = clock.stored(item.date or now)
+        usage_by_period.setdefault(period, {})[item.username] = Decimal(item.usage)
+        latest_by_period[period] = occurred_at
+        record_uuid = events.usage_record_uuid(resource_uuid, component_type, period)
+        data = {"component_usage_uuid": record_uuid, "username": item.username, "usage": item.usage,
+                "user_uuid": item.user_uuid}
+        stream = events.user_usage_stream(record_uuid, item.username)
+        reported.append(next_event(stream, "UserUsageReported", data, occurred_at))
+
+    created, totals = [], []
+    for period, by_user in usage_by_period.items():
+        total = sum(by_user.values(), Decimal(0)) if command.bulk else Decimal(0)
+        existing = target.records[period]
+        if existing is None:
+            plan_period = covering_plan_period(target.plan_periods, dt.date.fromisoformat(period))
+            created.append(usage_reported(period, plan_period["uuid"], total, "", "none", latest_by_period[period]))
+        elif command.bulk and Decimal(existing["usage"]) == 0 and total != 0:
+            totals.append(usage_reported(
+                period, existing["plan_period_uuid"], total, existing["description"],
+                existing["missing_usage_policy"], latest_by_period[period],
+            ))
+    return created + reported + totals
+
+
+def user_usage_errors(item: UserUsageItem, target: UserUsageTarget, now: dt.datetime) -> dict:
+    """The DRF-shaped errors of one item's date; empty when it has none."""
+    if item.date is None:
+        return {}
+    if item.date > now:
+        return {"date": ["Cannot submit usage for future dates"]}
+    period = item_period(target.record, item)
+    if target.records[period] is None and not covering_plan_period(target.plan_periods, dt.date.fromisoformat(period)):
+        return {"date": ["Resource must have a plan to report usage"]}
+    return {}

@@ -9,10 +9,10 @@ import sqlite_utils
 from ledger import events as event_types
 from ledger.store import EventStore, StoredEvent
 
-from . import catalog, usages
+from . import catalog, usages, user_usages
 
 # In order of dependence: a later view may read an earlier one while folding.
-PROJECTIONS = (catalog, usages)
+PROJECTIONS = (catalog, usages, user_usages)
 REBUILD_BATCH = 5000
 
 

@@ -1,0 +1,93 @@
+"""User usages: report them on a usage record (`set_user_usage(s)`), list and retrieve them."""
+
+from flask import Blueprint, g, request
+from marshmallow import ValidationError
+
+from ledger import usage
+from projections import catalog, usages, user_usages
+
+from . import filters, reading, schemas
+from .auth import authenticate
+from .errors import bad_request, forbidden, not_found
+from .requests import json_body
+
+blueprint = Blueprint("component_user_usages", __name__, url_prefix="/api")
+
+
+def writable_record(record_uuid: str) -> dict:
+    """The usage record of a user usage report: 404 when the caller may not see it, then 403 when they may not write."""
+    caller = authenticate(g.ledger.conn)
+    record = usages.stored_record(g.ledger.conn, record_uuid)
+    if record is None or not caller.may_read(
+        record["offering_uuid"], record["provider_uuid"], record["project_uuid"], record["customer_uuid"]
+    ):
+        raise not_found()
+    if not caller.may_write(record["offering_uuid"], record["provider_uuid"]):
+        raise forbidden()
+    return record
+
+
+def loaded(schema, body) -> dict:
+    try:
+        return schemas.load(schema, body)
+    except ValidationError as error:
+        raise bad_request(error.messages) from None
+
+
+def link_errors(fields: dict) -> dict:
+    """The error of an item whose `user` names no known offering user; empty otherwise."""
+    if "user" in fields and not catalog.exists(g.ledger.conn, "offering_users", fields["user"]):
+        return {"user": [schemas.LINK_DOES_NOT_EXIST]}
+    return {}
+
+
+def item(fields: dict) -> usage.UserUsageItem:
+    return usage.UserUsageItem(
+        username=fields["username"], usage=fields["usage"], user_uuid=fields.get("user"), date=fields.get("date")
+    )
+
+
+def record_user_usages(command: usage.SetUserUsages):
+    try:
+        usage.set_user_usages(g.ledger, g.caller, command)
+    except usage.RecordNotFound:
+        raise not_found() from None
+    except usage.PermissionDenied:
+        raise forbidden() from None
+    except usage.UsageRejected as error:
+        raise bad_request(error.body) from None
+    return "", 201
+
+
+@blueprint.route("/marketplace-component-usages/<uuid:record_uuid>/set_user_usage/", methods=["POST"])
+def set_user_usage(record_uuid):
+    record = writable_record(record_uuid)
+    fields = loaded(schemas.UserUsageRequest(), json_body())
+    errors = link_errors(fields)
+    if errors:
+        raise bad_request(errors)
+    return record_user_usages(usage.SetUserUsages(record["uuid"], [item(fields)]))
+
+
+@blueprint.route("/marketplace-component-usages/<uuid:record_uuid>/set_user_usages/", methods=["POST"])
+def set_user_usages(record_uuid):
+    record = writable_record(record_uuid)
+    items = loaded(schemas.SetUserUsagesRequest(), json_body())["usages"]
+    errors = [link_errors(fields) for fields in items]
+    if any(errors):
+        raise bad_request({"usages": errors})
+    return record_user_usages(usage.SetUserUsages(record["uuid"], [item(fields) for fields in items], bulk=True))
+
+
+def wire(row: dict) -> dict:
+    return schemas.user_usage_record(row, request.url_root)
+
+
+@blueprint.route("/marketplace-component-user-usages/", methods=["GET"])
+def list_user_usages():
+    return reading.listing(user_usages, filters.user_usage_filters, wire)
+
+
+@blueprint.route("/marketplace-component-user-usages/<uuid:record_uuid>/", methods=["GET"])
+def retrieve_user_usage(record_uuid):
+    return reading.retrieval(user_usages, record_uuid, wire)

@@ -1,0 +1,456 @@
+"""User usages (SPEC §5 and §6): set_user_usage, set_user_usages, and the user usage list."""
+
+import re
+
+import pytest
+
+from ledger import clock, events, usage
+from ledger.access import Caller
+from ledger.database import Ledger
+from projections import runner
+
+from .conftest import auth
+from .world import (
+    CLIENT, NON_READERS, OFFERING, OFFERING_USER, OTHER_RESOURCE, PROJECT, READERS, RESOURCE, WRITERS,
+)
+
+STAFF = Caller(id=1, username="staff", is_staff=True)
+LIST = "/api/marketplace-component-user-usages/"
+MARCH, FEBRUARY = "2026-03-01", "2026-02-01"
+USER_LINK = f"/api/marketplace-offering-users/{OFFERING_USER}/"
+
+
+def report(ledger, amount="0", component="cpu", resource=RESOURCE, date=None, policy="none") -> str:
+    """Reports usage through the command; returns the record's uuid."""
+    item = usage.UsageItem(type=component, amount=f"{float(amount):.2f}", missing_usage_policy=policy)
+    moment = clock.parse_datetime(date) if date else None
+    usage.set_usage(ledger, STAFF, usage.SetUsage(items=[item], resource_uuid=resource, date=moment))
+    period = (date or "2026-03")[:7] + "-01"
+    return events.usage_record_uuid(resource, component, period)
+
+
+@pytest.fixture
+def record(ledger):
+    """The uuid of a March cpu record of RESOURCE at usage 0."""
+    return report(ledger)
+
+
+def set_one(client, record_uuid, body, user="staff"):
+    return client.post(f"/api/marketplace-component-usages/{record_uuid}/set_user_usage/", json=body, headers=auth(user))
+
+
+def set_many(client, record_uuid, items, user="staff"):
+    return client.post(
+        f"/api/marketplace-component-usages/{record_uuid}/set_user_usages/", json={"usages": items}, headers=auth(user)
+    )
+
+
+def user_usages(client, user="staff", **params):
+    response = client.get(LIST, query_string=params, headers=auth(user))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def parent(client, record_uuid):
+    return client.get(f"/api/marketplace-component-usages/{record_uuid}/", headers=auth("staff")).get_json()
+
+
+def test_set_user_usage_answers_201_with_empty_body(client, record):
+    response = set_one(client, record, {"username": "alice", "usage": "3.5"})
+    assert response.status_code == 201
+    assert response.data == b""
+
+
+def test_user_usage_record_has_every_key_in_wire_format(client, record):
+    set_one(client, record, {"username": "alice", "usage": "3.5", "user": USER_LINK})
+    (entry,) = user_usages(client)
+    assert list(entry) == [
+        "uuid", "user", "username", "component_usage", "usage", "measured_unit", "description", "created",
+        "modified", "backend_id", "resource_name", "resource_uuid", "offering_name", "offering_uuid",
+        "project_name", "project_uuid", "customer_name", "customer_uuid", "component_type", "date", "billing_period",
+    ]
+    assert re.fullmatch(r"[0-9a-f]{32}", entry["uuid"])
+    assert entry["user"] == f"http://localhost{USER_LINK}"
+    assert entry["component_usage"] == f"http://localhost/api/marketplace-component-usages/{record}/"
+    assert entry["username"] == "alice" and entry["usage"] == "3.50"
+    assert entry["measured_unit"] == "h" and entry["component_type"] == "cpu"
+    assert entry["description"] == "" and entry["backend_id"] == ""
+    assert entry["created"] == entry["modified"] == "2026-03-15T12:00:00Z"
+    assert entry["resource_name"] == "alloc-01" and entry["resource_uuid"] == RESOURCE
+    assert entry["offering_name"] == "HPC" and entry["offering_uuid"] == OFFERING
+    assert entry["project_name"] == "Climate" and entry["project_uuid"] == PROJECT
+    assert entry["customer_name"] == "Client Org" and entry["customer_uuid"] == CLIENT
+    assert entry["date"] == parent(client, record)["date"] and entry["billing_period"] == MARCH
+
+
+def test_user_is_null_when_not_given(client, record):
+    set_one(client, record, {"username": "alice"})
+    (entry,) = user_usages(client)
+    assert entry["user"] is None and entry["usage"] == "0.00"
+
+
+def test_absolute_user_link_is_accepted(client, record):
+    response = set_one(client, record, {"username": "alice", "user": f"https://waldur.example.org{USER_LINK}"})
+    assert response.status_code == 201
+    assert user_usages(client)[0]["user"] == f"http://localhost{USER_LINK}"
+
+
+def test_second_report_for_a_username_updates_only_its_usage(client, record, now):
+    set_one(client, record, {"username": "alice", "usage": "1"})
+    (first,) = user_usages(client)
+    now("2026-03-16T08:30:00.250000Z")
+    set_one(client, record, {"username": "alice", "usage": "2", "user": USER_LINK})
+    (second,) = user_usages(client)
+    assert second["uuid"] == first["uuid"] and second["usage"] == "2.00"
+    assert second["user"] is None
+    assert second["created"] == first["created"] and second["modified"] == "2026-03-16T08:30:00.250000Z"
+
+
+def test_usernames_are_separate_records(client, record):
+    set_one(client, record, {"username": "alice", "usage": "1"})
+    set_one(client, record, {"username": "bob", "usage": "2"})
+    assert sorted(entry["username"] for entry in user_usages(client)) == ["alice", "bob"]
+
+
+def test_every_accepted_entry_is_an_event(client, ledger, record):
+    before = ledger.store.count()
+    set_one(client, record, {"username": "alice", "usage": "1"})
+    set_one(client, record, {"username": "alice", "usage": "2"})
+    stream = events.user_usage_stream(record, "alice")
+    assert ledger.store.count() == before + 2
+    assert [(e.type, e.data["usage"]) for e in ledger.store.read_stream(stream)] == [
+        ("UserUsageReported", "1.00"), ("UserUsageReported", "2.00"),
+    ]
+
+
+def test_unknown_offering_user_is_refused_in_drf_words(client, record):
+    response = set_one(client, record, {"username": "alice", "user": f"/api/marketplace-offering-users/{'7' * 32}/"})
+    assert response.status_code == 400
+    assert response.get_json() == {"user": ["Invalid hyperlink - Object does not exist."]}
+
+
+@pytest.mark.parametrize("link, message", [
+    (f"/api/marketplace-resources/{RESOURCE}/", "Invalid hyperlink - No URL match."),
+    ("/api/marketplace-offering-users/not-a-uuid/", "Invalid hyperlink - Object does not exist."),
+    (7, "Incorrect type. Expected URL string, received int."),
+    ("", "This field may not be null."),
+])
+def test_malformed_user_links_are_refused(client, record, link, message):
+    response = set_one(client, record, {"username": "alice", "user": link})
+    assert response.status_code == 400
+    assert response.get_json() == {"user": [message]}
+
+
+def test_username_is_required_and_at_most_100_characters(client, record):
+    assert set_one(client, record, {"usage": "1"}).get_json() == {"username": ["This field is required."]}
+    assert set_one(client, record, {"username": "a" * 101}).get_json() == {
+        "username": ["Ensure this field has no more than 100 characters."]
+    }
+    assert set_one(client, record, {"username": "a" * 100}).status_code == 201
+
+
+def test_usage_follows_the_amount_rules(client, record):
+    response = set_one(client, record, {"username": "alice", "usage": "1.234"})
+    assert response.get_json() == {"usage": ["Ensure that there are no more than 2 decimal places."]}
+    assert set_one(client, record, {"username": "alice", "usage": "NaN"}).get_json() == {
+        "usage": ["A valid number is required."]
+    }
+    assert set_one(client, record, {"username": "alice", "usage": "-2.5"}).status_code == 201
+
+
+def test_unknown_and_malformed_record_uuids_are_404(client, record):
+    assert set_one(client, "7" * 32, {"username": "alice"}).status_code == 404
+    assert set_one(client, "not-a-uuid", {"username": "alice"}).status_code == 404
+
+
+@pytest.mark.parametrize("user", NON_READERS)
+def test_record_the_caller_cannot_see_is_404_before_403_and_400(client, record, user):
+    response = set_one(client, record, {"usage": "1.234"}, user=user)
+    assert response.status_code == 404
+    assert response.get_json() == {"detail": "Not found."}
+
+
+@pytest.mark.parametrize("user", sorted(set(READERS) - set(WRITERS)))
+def test_reader_who_may_not_write_gets_403_before_400(client, record, user):
+    response = set_one(client, record, {"usage": "1.234"}, user=user)
+    assert response.status_code == 403
+    assert response.get_json() == {"detail": "You do not have permission to perform this action."}
+    assert set_many(client, record, [], user=user).status_code == 403
+
+
+@pytest.mark.parametrize("user", WRITERS)
+def test_every_writer_may_set_user_usages(client, record, user):
+    assert set_one(client, record, {"username": "alice"}, user=user).status_code == 201
+    assert set_many(client, record, [{"username": "bob"}], user=user).status_code == 201
+
+
+def test_missing_token_is_401(client, record):
+    response = client.post(f"/api/marketplace-component-usages/{record}/set_user_usage/", json={"username": "a"})
+    assert response.status_code == 401
+
+
+def test_future_date_is_refused(client, ledger, record):
+    before = ledger.store.count()
+    response = set_one(client, record, {"username": "alice", "date": "2026-03-16T00:00:00Z"})
+    assert response.status_code == 400
+    assert response.get_json() == {"date": ["Cannot submit usage for future dates"]}
+    assert ledger.store.count() == before
+
+
+def test_date_in_the_same_month_attaches_to_the_record(client, ledger, record):
+    set_one(client, record, {"username": "alice", "usage": "4", "date": "2026-03-02T00:00:00Z"})
+    (entry,) = user_usages(client)
+    assert entry["component_usage"].endswith(f"/{record}/")
+
+
+def test_date_in_another_month_creates_that_months_record_at_zero(client, ledger, record):
+    response = set_one(client, record, {"username": "alice", "usage": "4", "date": "2026-02-10T09:00:00Z"})
+    assert response.status_code == 201
+    february = events.usage_record_uuid(RESOURCE, "cpu", FEBRUARY)
+    created = parent(client, february)
+    assert created["usage"] == "0.00" and created["billing_period"] == FEBRUARY
+    assert created["date"] == "2026-02-10T09:00:00Z" and created["modified_by"] == 1
+    (entry,) = user_usages(client)
+    assert entry["component_usage"].endswith(f"/{february}/") and entry["billing_period"] == FEBRUARY
+    assert parent(client, record)["usage"] == "0.00"
+
+
+def test_date_in_another_month_uses_that_months_existing_record(client, ledger, record):
+    february = report(ledger, amount="9", date="2026-02-05T00:00:00Z")
+    before = ledger.store.count()
+    set_one(client, record, {"username": "alice", "usage": "4", "date": "2026-02-10T00:00:00Z"})
+    assert ledger.store.count() == before + 1
+    assert parent(client, february)["usage"] == "9.00"
+    assert user_usages(client)[0]["component_usage"].endswith(f"/{february}/")
+
+
+def test_date_in_a_month_without_a_plan_is_refused(client, ledger, record):
+    before = ledger.store.count()
+    response = set_one(client, record, {"username": "alice", "date": "2024-06-01T00:00:00Z"})
+    assert response.status_code == 400
+    assert response.get_json() == {"date": ["Resource must have a plan to report usage"]}
+    assert ledger.store.count() == before
+
+
+def test_user_usage_on_a_carried_record(client, ledger):
+    report(ledger, amount="0", date="2026-02-10T00:00:00Z", policy="zero")
+    carried = events.usage_record_uuid(RESOURCE, "cpu", MARCH)
+    assert set_many(client, carried, [{"username": "alice", "usage": "6"}]).status_code == 201
+    march = parent(client, carried)
+    assert march["usage"] == "6.00" and march["missing_usage_policy"] == "zero"
+    assert user_usages(client)[0]["component_usage"].endswith(f"/{carried}/")
+
+
+def test_set_user_usages_records_every_item(client, record):
+    response = set_many(client, record, [{"username": "alice", "usage": "1"}, {"username": "bob", "usage": "2"}])
+    assert response.status_code == 201 and response.data == b""
+    assert {e["username"]: e["usage"] for e in user_usages(client)} == {"alice": "1.00", "bob": "2.00"}
+
+
+def test_set_user_usages_refuses_an_empty_list(client, record):
+    response = set_many(client, record, [])
+    assert response.status_code == 400
+    assert response.get_json() == {"usages": ["This list may not be empty."]}
+
+
+def test_set_user_usages_requires_a_list(client, record):
+    response = client.post(
+        f"/api/marketplace-component-usages/{record}/set_user_usages/", json={}, headers=auth("staff")
+    )
+    assert response.get_json() == {"usages": ["This field is required."]}
+
+
+def test_set_user_usages_bad_item_leaves_nothing_behind(client, ledger, record):
+    before = ledger.store.count()
+    response = set_many(client, record, [{"username": "alice", "usage": "1"}, {"username": "bob", "usage": "x"}])
+    assert response.status_code == 400
+    assert response.get_json() == {"usages": [{}, {"usage": ["A valid number is required."]}]}
+    assert ledger.store.count() == before
+    assert user_usages(client) == []
+
+
+def test_set_user_usages_unknown_user_leaves_nothing_behind(client, ledger, record):
+    before = ledger.store.count()
+    unknown = f"/api/marketplace-offering-users/{'7' * 32}/"
+    response = set_many(client, record, [{"username": "alice", "user": USER_LINK}, {"username": "bob", "user": unknown}])
+    assert response.get_json() == {"usages": [{}, {"user": ["Invalid hyperlink - Object does not exist."]}]}
+    assert ledger.store.count() == before
+
+
+def test_set_user_usages_future_date_in_one_item_leaves_nothing_behind(client, ledger, record):
+    before = ledger.store.count()
+    items = [{"username": "alice", "date": "2026-02-01T00:00:00Z"}, {"username": "bob", "date": "2027-01-01T00:00:00Z"}]
+    response = set_many(client, record, items)
+    assert response.get_json() == {"usages": [{}, {"date": ["Cannot submit usage for future dates"]}]}
+    assert ledger.store.count() == before
+    assert parent(client, events.usage_record_uuid(RESOURCE, "cpu", FEBRUARY)) == {"detail": "Not found."}
+
+
+def test_set_user_usages_sets_a_zero_record_to_the_total(client, record):
+    set_many(client, record, [{"username": "alice", "usage": "1.25"}, {"username": "bob", "usage": "2"}])
+    assert parent(client, record)["usage"] == "3.25"
+
+
+def test_set_user_usages_leaves_a_nonzero_record_alone(client, ledger):
+    record = report(ledger, amount="10")
+    set_many(client, record, [{"username": "alice", "usage": "1"}, {"username": "bob", "usage": "2"}])
+    assert parent(client, record)["usage"] == "10.00"
+
+
+def test_total_counts_a_repeated_username_once_with_its_last_usage(client, record):
+    set_many(client, record, [{"username": "alice", "usage": "5"}, {"username": "alice", "usage": "2"}])
+    assert parent(client, record)["usage"] == "2.00"
+    assert [e["usage"] for e in user_usages(client)] == ["2.00"]
+
+
+def test_set_user_usage_never_changes_the_record(client, record):
+    set_one(client, record, {"username": "alice", "usage": "5"})
+    assert parent(client, record)["usage"] == "0.00"
+
+
+def test_total_keeps_the_records_policy_and_description(client, ledger):
+    item = usage.UsageItem(type="cpu", amount="0.00", description="nightly", missing_usage_policy="reuse")
+    usage.set_usage(ledger, STAFF, usage.SetUsage(items=[item], resource_uuid=RESOURCE))
+    record = events.usage_record_uuid(RESOURCE, "cpu", MARCH)
+    set_many(client, record, [{"username": "alice", "usage": "4"}])
+    after = parent(client, record)
+    assert (after["usage"], after["description"], after["missing_usage_policy"]) == ("4.00", "nightly", "reuse")
+
+
+def test_total_goes_to_the_record_each_entry_attached_to(client, record):
+    set_many(client, record, [
+        {"username": "alice", "usage": "1"},
+        {"username": "bob", "usage": "7", "date": "2026-02-03T00:00:00Z"},
+    ])
+    assert parent(client, record)["usage"] == "1.00"
+    assert parent(client, events.usage_record_uuid(RESOURCE, "cpu", FEBRUARY))["usage"] == "7.00"
+
+
+def test_rebuild_reproduces_user_usages_and_totals(client, db_path, record, now):
+    set_many(client, record, [{"username": "alice", "usage": "1", "user": USER_LINK}, {"username": "bob", "usage": "2"}])
+    now("2026-03-15T13:00:00Z")
+    set_one(client, record, {"username": "alice", "usage": "3", "date": "2026-02-03T00:00:00Z"})
+    before = (user_usages(client, o="username"), parent(client, record))
+    rebuilt = Ledger(db_path)
+    runner.rebuild(rebuilt.store)
+    rebuilt.close()
+    assert (user_usages(client, o="username"), parent(client, record)) == before
+
+
+@pytest.fixture
+def spread(ledger, client, now):
+    """Five user usages over two months and two resources."""
+    february = report(ledger, amount="1", date="2026-02-05T00:00:00Z")
+    march = report(ledger, amount="1")
+    other = report(ledger, amount="1", resource=OTHER_RESOURCE)
+    set_many(client, february, [{"username": "Alice", "usage": "5"}, {"username": "bob", "usage": "1"}])
+    set_many(client, march, [{"username": "alice", "usage": "3"}, {"username": "carol", "usage": "2"}])
+    set_many(client, other, [{"username": "dave", "usage": "4"}])
+
+
+@pytest.mark.parametrize("params, usernames", [
+    ({"username": "ALI"}, ["Alice", "alice"]),
+    ({"component_usage__billing_period": FEBRUARY}, ["Alice", "bob"]),
+    ({"component_usage_billing_period": MARCH}, ["alice", "carol", "dave"]),
+    ({"resource_uuid": OTHER_RESOURCE}, ["dave"]),
+    ({"resource": f"http://x/api/marketplace-resources/{RESOURCE}/"}, ["Alice", "alice", "bob", "carol"]),
+    ({"offering_uuid": OFFERING, "billing_period": MARCH}, ["alice", "carol"]),
+    ({"billing_period_month": 2, "billing_period_year": 2026}, ["Alice", "bob"]),
+    ({"date_before": "2026-02-28"}, ["Alice", "bob"]),
+    ({"type": "ram"}, []),
+])
+def test_filters(client, spread, params, usernames):
+    assert sorted(e["username"] for e in user_usages(client, **params)) == usernames
+
+
+@pytest.mark.parametrize("params, error", [
+    ({"component_usage__billing_period": "March"}, {"component_usage__billing_period": ["Enter a valid date."]}),
+    ({"resource_uuid": "x", "component_usage_billing_period": "y"},
+     {"resource_uuid": ["Enter a valid UUID."], "component_usage_billing_period": ["Enter a valid date."]}),
+    ({"o": "type"}, {"o": ["Select a valid choice. type is not one of the available choices."]}),
+])
+def test_invalid_filters_are_400(client, params, error):
+    response = client.get(LIST, query_string=params, headers=auth("staff"))
+    assert response.status_code == 400
+    assert response.get_json() == error
+
+
+def test_default_order_is_the_records_newest_date_first_then_type(client, ledger, spread):
+    usage.set_usage(ledger, STAFF, usage.SetUsage(items=[usage.UsageItem("ram", "1.00")], resource_uuid=RESOURCE))
+    ram = events.usage_record_uuid(RESOURCE, "ram", MARCH)
+    set_one(client, ram, {"username": "erin"})
+    listed = [(e["billing_period"], e["component_type"], e["uuid"]) for e in user_usages(client, page_size=20)]
+    march, february = listed[:4], listed[4:]
+    assert [row[:2] for row in march] == [(MARCH, "cpu")] * 3 + [(MARCH, "ram")]
+    assert march[:3] == sorted(march[:3]) and february == sorted(february)
+    assert [row[0] for row in february] == [FEBRUARY, FEBRUARY]
+
+
+@pytest.mark.parametrize("o, key", [
+    ("username", "username"), ("-username", "username"), ("usage", "usage"), ("-usage", "usage"),
+    ("component_usage__billing_period", "billing_period"), ("-component_usage__billing_period", "billing_period"),
+])
+def test_ordering(client, spread, o, key):
+    values = [entry[key] for entry in user_usages(client, o=o)]
+    assert values == sorted(values, reverse=o.startswith("-"))
+
+
+def test_list_pages_count_and_head(client, spread):
+    response = client.get(LIST, query_string={"page_size": 2, "page": 2}, headers=auth("staff"))
+    assert response.headers["X-Result-Count"] == "5" and len(response.get_json()) == 2
+    assert 'rel="prev"' in response.headers["Link"] and 'rel="next"' in response.headers["Link"]
+    assert f"<http://localhost{LIST}?page_size=2&page=3>; rel=\"last\"" in response.headers["Link"]
+    head = client.head(LIST, headers=auth("staff"))
+    assert head.headers["X-Result-Count"] == "5" and head.data == b""
+
+
+def test_field_selects_keys(client, spread):
+    listed = user_usages(client, field=["username", "component_usage", "nonsense"], o="username")
+    assert listed[0] == {"username": "Alice", "component_usage": listed[0]["component_usage"]}
+
+
+def test_retrieve_by_hex_and_hyphenated_uuid(client, record):
+    set_one(client, record, {"username": "alice"})
+    (entry,) = user_usages(client)
+    hex_uuid = entry["uuid"]
+    hyphenated = f"{hex_uuid[:8]}-{hex_uuid[8:12]}-{hex_uuid[12:16]}-{hex_uuid[16:20]}-{hex_uuid[20:]}"
+    for uuid in (hex_uuid, hyphenated):
+        assert client.get(f"{LIST}{uuid}/", headers=auth("staff")).get_json() == entry
+    assert client.get(f"{LIST}{'7' * 32}/", headers=auth("staff")).status_code == 404
+
+
+@pytest.mark.parametrize("user", READERS)
+def test_readers_see_user_usages(client, record, user):
+    set_one(client, record, {"username": "alice"})
+    (entry,) = user_usages(client, user=user)
+    assert client.get(f"{LIST}{entry['uuid']}/", headers=auth(user)).status_code == 200
+
+
+@pytest.mark.parametrize("user", NON_READERS)
+def test_non_readers_see_nothing_and_get_404(client, record, user):
+    set_one(client, record, {"username": "alice"})
+    (entry,) = user_usages(client)
+    assert user_usages(client, user=user) == []
+    assert client.head(LIST, headers=auth(user)).headers["X-Result-Count"] == "0"
+    assert client.get(f"{LIST}{entry['uuid']}/", headers=auth(user)).status_code == 404
+
+
+def test_other_methods_are_405(client, record):
+    response = client.post(LIST, json={}, headers=auth("staff"))
+    assert response.status_code == 405
+    assert response.get_json() == {"detail": 'Method "POST" not allowed.'}
+    response = client.get(f"/api/marketplace-component-usages/{record}/set_user_usage/", headers=auth("staff"))
+    assert response.status_code == 405
+
+
+def test_openapi_document_describes_user_usages(client):
+    document = client.get("/api/schema/").get_json()
+    paths = document["paths"]
+    assert set(paths["/api/marketplace-component-user-usages/"]) == {"get"}
+    assert set(paths["/api/marketplace-component-user-usages/{uuid}/"]) == {"get"}
+    for action in ("set_user_usage", "set_user_usages"):
+        assert set(paths[f"/api/marketplace-component-usages/{{uuid}}/{action}/"]) == {"post"}
+    schemas = document["components"]["schemas"]
+    assert set(schemas["ComponentUserUsage"]["properties"]) >= {"uuid", "user", "component_usage", "billing_period"}
+    assert schemas["ComponentUserUsageCreateRequest"]["required"] == ["username"]
+    assert "usages" in schemas["ComponentUserUsageBulkCreateRequest"]["properties"]
