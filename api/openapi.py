@@ -47,6 +47,20 @@ USER_USAGE_FILTERS = {
     "username": {"type": "string"},
     "component_usage__billing_period": {"type": "string", "format": "date"},
 }
+# One event of a record's history (GET …/{uuid}/history/), its data as it was hashed.
+USAGE_EVENT = {
+    "type": "object",
+    "properties": {
+        "seq": {"type": "integer"},
+        "event_id": {"type": "string", "format": "uuid"},
+        "type": {"type": "string"},
+        "occurred_at": {"type": "string", "format": "date-time"},
+        "recorded_at": {"type": "string", "format": "date-time"},
+        "actor_id": {"type": "integer", "nullable": True},
+        "data": {"type": "object", "additionalProperties": True},
+        "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+    },
+}
 LIST_HEADERS = {"X-Result-Count": {"schema": {"type": "integer"}}, "Link": {"schema": {"type": "string"}}}
 
 
@@ -120,6 +134,22 @@ def build_spec() -> dict:
                                    ("set_user_usages", "ComponentUserUsageBulkCreateRequest")):
         add_write_path(spec, f"{usages_path}{{uuid}}/{action}/", f"marketplace_component_usages_{action}",
                        request_schema, on_record=True)
+    spec.components.schema("UsageEvent", component=USAGE_EVENT)
+    spec.path(
+        path=f"{usages_path}{{uuid}}/history/",
+        operations={
+            "get": {
+                "operationId": "marketplace_component_usages_history",
+                "parameters": [UUID_PARAM],
+                "responses": {
+                    "200": {"description": "the events behind the record, oldest first", "content": {
+                        "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/UsageEvent"}}},
+                    }},
+                    **error_responses(401, 404),
+                },
+            },
+        },
+    )
     add_read_paths(spec, "/api/marketplace-component-user-usages/", "marketplace_component_user_usages",
                    "ComponentUserUsage", USER_USAGE_FILTERS, tuple(user_usages.ORDER_COLUMNS))
     document = spec.to_dict()

@@ -1,14 +1,15 @@
-"""/api/marketplace-component-usages/: report usage, list and retrieve usage records."""
+"""/api/marketplace-component-usages/: report usage, list and retrieve usage records, and the events behind one."""
 
-from flask import Blueprint, g
+from flask import Blueprint, g, jsonify
 from marshmallow import ValidationError
 
-from ledger import usage
+from ledger import clock, history, usage
+from ledger.store import StoredEvent
 from projections import catalog, usages
 
 from . import filters, reading, schemas
 from .auth import authenticate
-from .errors import bad_request, forbidden
+from .errors import bad_request, forbidden, not_found
 from .requests import json_body
 
 blueprint = Blueprint("component_usages", __name__, url_prefix="/api/marketplace-component-usages")
@@ -61,3 +62,20 @@ def list_usages():
 @blueprint.route("/<uuid:record_uuid>/", methods=["GET"])
 def retrieve_usage(record_uuid):
     return reading.retrieval(usages, record_uuid, schemas.usage_record)
+
+@blueprint.route("/<uuid:record_uuid>/history/", methods=["GET"])
+def usage_history(record_uuid):
+    """The events behind one record, oldest first, with their data as hashed; 404 unless the caller may read it."""
+    caller = authenticate(g.ledger.conn)
+    rows = usages.records(g.ledger.conn, reading.read_scopes(caller), {"uuid": record_uuid}, [], 1)
+    if not rows:
+        raise not_found()
+    return jsonify([history_event(event) for event in history.record_events(g.ledger.store, rows[0])])
+
+
+def history_event(event: StoredEvent) -> dict:
+    return {
+        "seq": event.seq, "event_id": event.event_id, "type": event.type,
+        "occurred_at": clock.wire(event.occurred_at), "recorded_at": clock.wire(event.recorded_at),
+        "actor_id": event.actor_id, "data": event.data, "hash": event.hash,
+    }

@@ -1,15 +1,20 @@
 """The `ledger` command: a thin click layer over functions you can call from Python."""
 
+import dataclasses
+import datetime as dt
+import functools
+import json
 import os
 import secrets
 import sys
+import uuid
 
 import click
 
 from projections import catalog as catalog_view
 from projections import runner
 
-from . import catalog, clock, demo, events
+from . import catalog, clock, demo, events, history
 from .database import Ledger
 
 
@@ -130,6 +135,161 @@ def rebuild(ctx):
     with click.progressbar(length=ledger.store.count(), label="replaying", file=sys.stderr) as bar:
         runner.rebuild(ledger.store, progress=bar.update)
     click.echo(f"rebuilt views from {ledger.store.count()} event(s)")
+
+
+# History tools (ledger/history.py): their output goes to stdout, their progress bars to stderr.
+progress_bar = functools.partial(click.progressbar, file=sys.stderr)
+
+
+def echo_table(headers: tuple[str, ...], rows: list[tuple]) -> None:
+    widths = [max(len(str(value)) for value in column) for column in zip(headers, *rows)]
+    for line in (headers, tuple("-" * width for width in widths), *rows):
+        click.echo("  ".join(str(value).ljust(width) for value, width in zip(line, widths)).rstrip())
+
+
+def echo_json(value) -> None:
+    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def resource_uuid(ctx, param, value: str) -> str:
+    try:
+        return uuid.UUID(value).hex
+    except ValueError:
+        raise click.BadParameter("not a UUID (32 hex digits, hyphens allowed)") from None
+
+
+def billing_month(ctx, param, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.strptime(value, "%Y-%m").strftime("%Y-%m")
+    except ValueError:
+        raise click.BadParameter("not a month as YYYY-MM, e.g. 2026-03") from None
+
+
+def seq_or_time(ctx, param, value: str) -> int | dt.datetime:
+    if value.isdigit():
+        return int(value)
+    try:
+        return clock.parse_datetime(value)
+    except ValueError:
+        raise click.BadParameter("neither a seq number nor an ISO datetime, e.g. 42 or 2026-03-01T00:00:00Z") from None
+
+
+@cli.command()
+@click.pass_context
+def verify(ctx):
+    """Check the hash chain, then rebuild the views from the log aside and compare them with the live ones.
+
+    Names the first broken seq, or each table that differs (how many rows, a few examples),
+    and exits with status 1 then.
+
+    Example: ledger --db ledger.db verify
+    """
+    result = history.verify(open_ledger(ctx), progress=progress_bar)
+    if result.broken:
+        click.echo(f"{result.broken}; the views were not compared")
+        ctx.exit(1)
+    click.echo(f"hash chain intact: {result.events} event(s)")
+    if not result.differences:
+        click.echo(f"views identical to a rebuild from the log at seq {result.views_position} ({result.tables} tables)")
+        return
+    click.echo(f"views differ from a rebuild from the log at seq {result.views_position}:")
+    for difference in result.differences:
+        if difference.problem:
+            click.echo(f"  {difference.table}: {difference.problem}")
+            continue
+        click.echo(
+            f"  {difference.table}: {difference.live_only} row(s) only in the live view,"
+            f" {difference.rebuilt_only} only in the rebuild"
+        )
+        for side, row in difference.examples:
+            click.echo(f"    {side:<8} {json.dumps(row, ensure_ascii=False)}")
+    ctx.exit(1)
+
+
+@cli.command()
+@click.argument("resource", callback=resource_uuid)
+@click.option("--type", "component_type", help="Only this component type.")
+@click.option("--period", callback=billing_month, help="Only this billing month, YYYY-MM.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def audit(ctx, resource, component_type, period, as_json):
+    """The history of a resource's usage records: each report, who made it, when, and the value it replaced.
+
+    Values carried into a month without a report of its own are marked `carried`.
+
+    Example: ledger audit 0d000000-0000-0000-0000-000000000001 --type cpu --period 2026-03
+    """
+    entries = history.audit(open_ledger(ctx), resource, component_type, period)
+    if as_json:
+        echo_json([dataclasses.asdict(entry) for entry in entries])
+        return
+    echo_table(
+        ("period", "type", "seq", "occurred_at", "recorded_at", "by", "old -> new", "policy", ""),
+        [
+            (e.billing_period[:7], e.type, e.seq or "", e.occurred_at, e.recorded_at or "",
+             "system" if e.actor_id is None else f"{e.actor_id} {e.username}", f"{e.old or '-'} -> {e.new}",
+             e.missing_usage_policy, "carried" if e.carried else "")
+            for e in entries
+        ],
+    )
+
+
+@cli.command()
+@click.option("--until", required=True, callback=seq_or_time,
+              help="A seq number, or an ISO datetime compared with the events' recorded_at.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def replay(ctx, until, as_json):
+    """The usage records as they stood at a point of the log, rebuilt aside: the live views are untouched.
+
+    Example: ledger replay --until 2026-03-01T00:00:00Z
+    """
+    records = history.replay(open_ledger(ctx), until, progress=progress_bar)
+    if as_json:
+        echo_json(records)
+        return
+    echo_table(
+        ("period", "resource", "type", "usage", "policy", "date", "by", ""),
+        [
+            (r["billing_period"][:7], r["resource_name"], r["type"], r["usage"], r["missing_usage_policy"],
+             r["date"], r["modified_by"] or "", "carried" if r["carried"] else "")
+            for r in records
+        ],
+    )
+
+
+@cli.command()
+@click.option("--since", default=0, show_default=True, type=click.IntRange(min=0), help="Only the events after this seq.")
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8", atomic=True), default="-",
+              help="The file to write; standard output by default.")
+@click.pass_context
+def export(ctx, since, output):
+    """Write the log as JSON Lines: one event per line, every column, hashes included.
+
+    Example: ledger --db ledger.db export --output ledger.jsonl
+    """
+    count = history.export(open_ledger(ctx).store, output, since, progress=progress_bar)
+    click.echo(f"exported {count} event(s)", err=True)
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.pass_context
+def import_command(ctx, file):
+    """Append an export to this log and bring the views up to date.
+
+    The file must continue this log's hash chain from its last event (a new database: from
+    the start); a tampered or reordered file is refused whole and nothing is written.
+
+    Example: ledger --db copy.db import ledger.jsonl
+    """
+    try:
+        count = history.import_log(open_ledger(ctx), file, progress=progress_bar)
+    except history.ImportRefused as refused:
+        raise click.ClickException(f"import refused, nothing written: {refused}") from None
+    click.echo(f"imported {count} event(s)")
 
 
 @cli.command()

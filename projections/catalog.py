@@ -229,3 +229,8 @@ def exists(conn: sqlite3.Connection, table: str, uuid: str) -> bool:
 def user_id(conn: sqlite3.Connection, username: str) -> int | None:
     row = conn.execute("SELECT id FROM users WHERE username = ?", (username,)).fetchone()
     return row[0] if row else None
+
+
+def username(conn: sqlite3.Connection, user_id: int) -> str | None:
+    row = conn.execute("SELECT username FROM users WHERE id = ?", (user_id,)).fetchone()
+    return row[0] if row else None

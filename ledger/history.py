@@ -1,0 +1,338 @@
+"""History tools over the log: verify it, audit a resource, replay it to a point, export and import it.
+
+Each function takes `progress`, a factory of progress bars called like `click.progressbar`
+(`progress(length=…, label=…)` gives a context manager whose value has `update(steps)`);
+the default shows nothing. The live views are only ever read here: whatever is rebuilt is
+rebuilt in a scratch database that is thrown away afterwards.
+"""
+
+import contextlib
+import dataclasses
+import datetime as dt
+import functools
+import itertools
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO, TextIO
+
+from projections import catalog, runner, usages
+
+from . import clock, events
+from .database import Ledger
+from .store import COLUMNS, ChainBroken, EventStore, StoredEvent, canonical_row, check_link
+
+BATCH = 5000
+EXAMPLES = 3
+
+
+class Quiet:
+    """A progress bar that shows nothing: the default for callers from Python."""
+
+    def __init__(self, length: int = 0, label: str = ""):
+        self.length, self.label = length, label
+
+    def __enter__(self) -> "Quiet":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        """Nothing to close."""
+
+    def update(self, steps: int) -> None:
+        """Nothing to draw."""
+
+
+Progress = Callable[..., contextlib.AbstractContextManager]
+
+
+# Verify
+
+
+@dataclasses.dataclass(frozen=True)
+class TableDifference:
+    """Where a live view and the same view rebuilt from the log disagree."""
+
+    table: str
+    live_only: int = 0  # rows of the live view that the rebuild does not have
+    rebuilt_only: int = 0  # rows of the rebuild that the live view does not have
+    examples: tuple[tuple[str, dict], ...] = ()  # ("live" or "rebuilt", row), a few of each
+    problem: str = ""  # a difference of shape, when rows could not be compared
+
+
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    broken: ChainBroken | None = None  # the first bad link of the chain
+    events: int = 0  # the chain's length, when it holds
+    views_position: int | None = None  # the seq the views were compared at; None when not compared
+    tables: int = 0
+    differences: tuple[TableDifference, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.broken is None and not self.differences
+
+
+def verify(ledger: Ledger, progress: Progress = Quiet) -> Verification:
+    """Walks the hash chain, then rebuilds the views in a scratch database and compares them with
+    the live ones, table by table. The views are compared only when the chain holds."""
+    store = ledger.store
+    with _snapshot(ledger.conn):
+        with progress(length=store.count(), label="verifying the chain") as bar:
+            try:
+                count = store.verify_chain(progress=bar.update)
+            except ChainBroken as broken:
+                return Verification(broken)
+        position = runner.position(ledger.conn)
+        with _scratch() as scratch:
+            _project(store, scratch, position, progress, "rebuilding the views")
+            tables = [name for name in scratch.db.table_names() if name != "events"]
+            differences = [d for d in (_compare(ledger.db, scratch.db, name) for name in tables) if d]
+    return Verification(None, count, position, len(tables), tuple(differences))
+
+
+def _compare(live, rebuilt, table: str) -> TableDifference | None:
+    """Every row of both tables, order-independently, by a merge of both sorted on every column."""
+    if not live[table].exists():
+        return TableDifference(table, problem="missing from the live database")
+    columns = [column.name for column in rebuilt[table].columns]
+    live_columns = [column.name for column in live[table].columns]
+    if sorted(columns) != sorted(live_columns):
+        return TableDifference(table, problem=f"columns differ: live {live_columns}, rebuilt {columns}")
+    select = ", ".join(f'"{name}"' for name in columns)
+    order = ", ".join(f'"{name}" COLLATE BINARY' for name in columns)
+    query = f'SELECT {select} FROM "{table}" ORDER BY {order}'
+    counts, examples = {"live": 0, "rebuilt": 0}, []
+    for side, row in _unmatched(live.conn.execute(query), rebuilt.conn.execute(query)):
+        counts[side] += 1
+        if counts[side] <= EXAMPLES:
+            examples.append((side, dict(zip(columns, row))))
+    if not examples:
+        return None
+    return TableDifference(table, counts["live"], counts["rebuilt"], tuple(examples))
+
+
+def _unmatched(live: Iterable[tuple], rebuilt: Iterable[tuple]) -> Iterator[tuple[str, tuple]]:
+    """The rows of two sorted row streams that have no equal in the other, tagged with their side."""
+    live, rebuilt = iter(live), iter(rebuilt)
+    ours, theirs = next(live, None), next(rebuilt, None)
+    while ours is not None or theirs is not None:
+        if theirs is None or (ours is not None and _sort_key(ours) < _sort_key(theirs)):
+            yield "live", ours
+            ours = next(live, None)
+        elif ours is None or _sort_key(theirs) < _sort_key(ours):
+            yield "rebuilt", theirs
+            theirs = next(rebuilt, None)
+        else:
+            ours, theirs = next(live, None), next(rebuilt, None)
+
+
+# SQLite orders NULL, then numbers, then text (by UTF-8 bytes, which is code point order), then blobs.
+_STORAGE_CLASS_RANK = {type(None): 0, int: 1, float: 1, str: 2, bytes: 3}
+
+
+def _sort_key(row: tuple) -> tuple:
+    """A row's place in SQLite's ORDER BY of every column, as a Python key."""
+    return tuple((_STORAGE_CLASS_RANK[type(value)], 0 if value is None else value) for value in row)
+
+
+# Audit
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEntry:
+    """One change of a usage record: a report, or a value carried into a period without one."""
+
+    billing_period: str
+    type: str
+    seq: int | None  # None for a carried value: it has no event of its own
+    occurred_at: str  # business time: the report's date, or the start of the carried period
+    recorded_at: str | None
+    actor_id: int | None
+    username: str | None
+    old: str | None  # the record's value before this report; None for its first
+    new: str
+    missing_usage_policy: str
+    description: str
+    carried: bool = False
+
+
+def audit(ledger: Ledger, resource_uuid: str, component_type: str | None = None,
+          period: str | None = None) -> list[AuditEntry]:
+    """Every report of a resource's usage records (optionally one component type and one month,
+    `YYYY-MM`) with who made it and what it replaced, and the values carried into months without one,
+    by period, type and seq."""
+    conn = ledger.conn
+
+    @functools.cache
+    def username(user_id: int | None) -> str | None:
+        return None if user_id is None else catalog.username(conn, user_id)
+
+    def wanted(kind: str, billing_period: str) -> bool:
+        return component_type in (None, kind) and period in (None, billing_period[:7])
+
+    entries, previous = [], {}
+    for event in ledger.store.read_streams(f"usage/{resource_uuid}/"):
+        if event.type != "UsageReported":
+            continue
+        data = events.upgrade(event).data
+        if wanted(data["type"], data["billing_period"]):
+            entries.append(AuditEntry(
+                data["billing_period"], data["type"], event.seq, event.occurred_at, event.recorded_at,
+                event.actor_id, username(event.actor_id), previous.get(event.stream), data["amount"],
+                data["missing_usage_policy"], data["description"],
+            ))
+        previous[event.stream] = data["amount"]
+    for record in usages.records(conn, None, {"resource_uuid": resource_uuid}, [], -1):
+        if wanted(record["type"], record["billing_period"]) and _is_carried(conn, record):
+            entries.append(AuditEntry(
+                record["billing_period"], record["type"], None, record["date"], None, record["modified_by"],
+                username(record["modified_by"]), None, record["usage"], record["missing_usage_policy"],
+                record["description"], carried=True,
+            ))
+    # A record is either reported or carried, never both: within one, order is that of the log.
+    return sorted(entries, key=lambda e: (e.billing_period, e.type, e.seq or 0))
+
+
+def _is_carried(conn: sqlite3.Connection, record: dict) -> bool:
+    return bool(usages.stored_record(conn, record["uuid"])["carried"])
+
+
+# Replay
+
+
+def replay(ledger: Ledger, until: int | dt.datetime, progress: Progress = Quiet) -> list[dict]:
+    """The usage records as they stood after event `until` (a seq), or at a time (by recorded_at),
+    rebuilt in a scratch database; each with `carried` added."""
+    store = ledger.store
+    with _snapshot(ledger.conn):
+        position = until if isinstance(until, int) else store.seq_at(clock.stored(until))
+        with _scratch() as scratch:
+            _project(store, scratch, position, progress, "replaying")
+            return [
+                record | {"carried": _is_carried(scratch.conn, record)}
+                for record in usages.records(scratch.conn, None, {}, [], -1)
+            ]
+
+
+# The events behind a record
+
+
+def record_events(store: EventStore, record: dict) -> list[StoredEvent]:
+    """The events of a usage record's stream, oldest first; a carried record has none of its own."""
+    return list(store.read_stream(events.usage_stream(record["resource_uuid"], record["type"], record["billing_period"])))
+
+
+# Export and import
+
+
+def export(store: EventStore, output: TextIO, since: int = 0, progress: Progress = Quiet) -> int:
+    """Writes the events after seq `since` as JSON Lines, one `StoredEvent.row()` each, and returns
+    how many. The rows are written as stored, so the data text is never parsed."""
+    count = 0
+    with _snapshot(store.conn), progress(length=max(0, store.count() - since), label="exporting") as bar:
+        for count, row in enumerate(_ticking(store.read_rows(after=since), bar), 1):
+            output.write(canonical_row(row))
+            output.write("\n")
+    return count
+
+
+class ImportRefused(Exception):
+    """An export that is not the continuation of this log: nothing of it was written."""
+
+
+def import_log(ledger: Ledger, path: str, progress: Progress = Quiet) -> int:
+    """Appends the events of an export that continues this log's chain, then brings the views up to date.
+
+    The whole file is checked first (a streaming pass) and then appended in batches inside one
+    transaction, checking again against the head as it is then; a tampered, reordered or
+    foreign file raises ImportRefused and leaves the database as it was.
+    """
+    store, size = ledger.store, os.path.getsize(path)
+    with open(path, "rb") as lines, progress(length=size, label="checking") as bar:
+        count = sum(1 for _ in _continuing(store.head(), lines, bar))
+    with store.transaction(), open(path, "rb") as lines, progress(length=size, label="importing") as bar:
+        for batch in _batches(_continuing(store.head(), lines, bar), BATCH):
+            store.import_events(batch)
+    with progress(length=count, label="projecting") as bar:
+        runner.catch_up(store, progress=bar.update)
+    return count
+
+
+def _continuing(head: tuple[int, str], lines: BinaryIO, bar) -> Iterator[StoredEvent]:
+    """The events of an export's lines, each checked to be the next link of the chain after `head`
+    and readable by the projections."""
+    seq, prev_hash = head
+    for number, line in enumerate(lines, 1):
+        try:
+            event = _parsed(line)
+            check_link(event, seq + 1, prev_hash)
+            events.upgrade(event)
+        except (ValueError, TypeError, ChainBroken) as error:  # EventDataError and JSON errors are ValueErrors
+            raise ImportRefused(f"line {number}: {error}") from None
+        seq, prev_hash = event.seq, event.hash
+        bar.update(len(line))
+        yield event
+
+
+def _parsed(line: bytes) -> StoredEvent:
+    row = json.loads(line)
+    if not isinstance(row, dict) or sorted(row) != sorted(COLUMNS):
+        raise ValueError(f"not an exported event: expected the keys {', '.join(COLUMNS)}")
+    return StoredEvent(**(row | {"data": json.loads(row["data"])}))
+
+
+# Scratch databases
+
+
+@contextlib.contextmanager
+def _scratch() -> Iterator[Ledger]:
+    """An empty ledger in a temporary file, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="ledger-scratch-") as directory:
+        scratch = Ledger(os.path.join(directory, "scratch.db"))
+        try:
+            scratch.conn.execute("PRAGMA synchronous=OFF")  # it is thrown away: durability buys nothing
+            scratch.init()
+            yield scratch
+        finally:
+            scratch.close()
+
+
+def _project(source: EventStore, scratch: Ledger, until: int, progress: Progress, label: str) -> None:
+    """Copies the events up to seq `until` into the scratch ledger and folds them into its views."""
+    with progress(length=until, label=label) as bar:
+        for batch in _batches(source.read(until=until), BATCH):
+            with scratch.store.transaction():
+                scratch.store.import_events(batch)
+                runner.apply(scratch.conn, batch)
+            bar.update(len(batch))
+
+
+@contextlib.contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """A read transaction: every read inside sees the database as of the first one, whoever writes meanwhile."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    items = iter(items)
+    while batch := list(itertools.islice(items, size)):
+        yield batch
+
+
+def _ticking(items: Iterable, bar, step: int = BATCH) -> Iterator:
+    """Yields the items, moving the bar every `step` of them: a redraw per event would cost more than the work."""
+    done = 0
+    for done, item in enumerate(items, 1):
+        yield item
+        if done % step == 0:
+            bar.update(step)
+    bar.update(done % step)

@@ -1,0 +1,287 @@
+"""History tools: verify, audit, replay, export and import, and a record's history endpoint."""
+
+import json
+import sqlite3
+import uuid
+
+import pytest
+from click.testing import CliRunner
+
+from ledger import usage
+from ledger.access import Caller
+from ledger.cli import cli
+from ledger.database import Ledger
+from ledger.events import usage_record_uuid
+from ledger.store import canonical
+from projections import usages
+
+from .conftest import auth
+from .world import NON_READERS, PROVIDER, READERS, RESOURCE, USERS, token
+
+STAFF = Caller(id=1, username="staff", is_staff=True)
+PROVIDER_OWNER = Caller(id=3, username="provider-owner", customers_owned=frozenset({PROVIDER}))
+CPU_MARCH = usage_record_uuid(RESOURCE, "cpu", "2026-03-01")
+
+
+def run(db_path: str, *args: str):
+    result = CliRunner().invoke(cli, ["--db", db_path, *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+def report(ledger: Ledger, caller: Caller = STAFF, policy: str = "none", **amounts: str) -> None:
+    items = [usage.UsageItem(type=kind, amount=amount, missing_usage_policy=policy) for kind, amount in amounts.items()]
+    usage.set_usage(ledger, caller, usage.SetUsage(items=items, resource_uuid=RESOURCE))
+
+
+def all_records(path: str) -> list[dict]:
+    ledger = Ledger(path)
+    try:
+        return usages.records(ledger.conn, None, {}, [], -1)
+    finally:
+        ledger.close()
+
+
+def tamper(path: str, sql: str, *params) -> None:
+    """Changes the database under the ledger, guards of the log dropped first."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TRIGGER IF EXISTS events_no_update")
+    conn.execute("DROP TRIGGER IF EXISTS events_no_delete")
+    conn.execute(sql, params)
+    conn.close()
+
+
+def exported(db_path: str, path, *args: str) -> list[str]:
+    result = run(db_path, "export", "--output", str(path), *args)
+    assert result.exit_code == 0, result.output
+    return path.read_text(encoding="utf-8").splitlines(keepends=True)
+
+
+def event_count(path: str) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    finally:
+        conn.close()
+
+
+# verify
+
+
+def test_verify_passes_on_an_intact_ledger(ledger, db_path):
+    report(ledger, cpu="10.00", ram="2.00")
+    result = run(db_path, "verify")
+    assert result.exit_code == 0, result.output
+    assert f"hash chain intact: {ledger.store.count()} event(s)" in result.stdout
+    assert "views identical" in result.stdout
+
+
+@pytest.mark.parametrize("position", ["first", "middle", "last"])
+def test_verify_names_the_seq_of_a_tampered_event(ledger, db_path, position):
+    report(ledger, cpu="10.00")
+    report(ledger, cpu="12.00")
+    last = ledger.store.count()
+    seq = {"first": 1, "middle": last // 2, "last": last}[position]
+    tamper(db_path, "UPDATE events SET data = json_set(data, '$.tampered', 1) WHERE seq = ?", seq)
+    result = run(db_path, "verify")
+    assert result.exit_code == 1
+    assert f"hash chain broken at seq {seq}:" in result.stdout
+
+
+def test_verify_reports_a_view_that_differs_from_the_log(ledger, db_path):
+    report(ledger, cpu="10.00", ram="2.00")
+    tamper(db_path, "UPDATE component_usages SET usage = '99.00' WHERE uuid = ?", CPU_MARCH)
+    result = run(db_path, "verify")
+    assert result.exit_code == 1
+    assert "component_usages: 1 row(s) only in the live view, 1 only in the rebuild" in result.stdout
+    assert '"usage": "99.00"' in result.stdout and '"usage": "10.00"' in result.stdout
+
+
+# export and import
+
+
+def test_export_import_round_trip_serves_identical_usage_records(ledger, db_path, tmp_path):
+    report(ledger, cpu="10.00", ram="2.00")
+    report(ledger, PROVIDER_OWNER, policy="reuse", storage="300.00", cpu="11.50")
+    lines = exported(db_path, tmp_path / "log.jsonl")
+    assert len(lines) == ledger.store.count()
+    copy = str(tmp_path / "copy.db")
+    result = run(copy, "import", str(tmp_path / "log.jsonl"))
+    assert result.exit_code == 0, result.output
+    assert all_records(copy) == all_records(db_path)
+    assert run(copy, "verify").exit_code == 0
+
+
+def test_export_lines_are_the_stored_events_as_canonical_json(ledger, db_path, tmp_path):
+    report(ledger, cpu="10.00")
+    lines = exported(db_path, tmp_path / "log.jsonl")
+    assert lines == [canonical(event.row()) + "\n" for event in ledger.store.read()]
+
+
+def test_export_writes_a_column_of_an_unexpected_type_as_json(ledger, db_path, tmp_path):
+    tamper(db_path, "UPDATE events SET version = 'one', data = ? WHERE seq = 1", '{"é":"\\"quoted\\""}')
+    first = exported(db_path, tmp_path / "log.jsonl")[0]
+    assert (json.loads(first)["version"], json.loads(json.loads(first)["data"])) == ("one", {"é": '"quoted"'})
+
+
+def test_an_export_since_a_seq_continues_a_copy(ledger, db_path, tmp_path):
+    report(ledger, cpu="10.00")
+    exported(db_path, tmp_path / "first.jsonl")
+    copy = str(tmp_path / "copy.db")
+    run(copy, "import", str(tmp_path / "first.jsonl"))
+    head = ledger.store.count()
+    report(ledger, cpu="20.00")
+    lines = exported(db_path, tmp_path / "rest.jsonl", "--since", str(head))
+    assert [json.loads(line)["seq"] for line in lines] == list(range(head + 1, ledger.store.count() + 1))
+    assert run(copy, "import", str(tmp_path / "rest.jsonl")).exit_code == 0
+    assert all_records(copy) == all_records(db_path)
+
+
+def test_export_holds_no_clear_token(ledger, db_path, tmp_path):
+    report(ledger, cpu="10.00")
+    text = "".join(exported(db_path, tmp_path / "log.jsonl"))
+    assert all(token(username) not in text for username in USERS)
+
+
+def test_import_refuses_an_edited_line_and_writes_nothing(ledger, db_path, tmp_path):
+    report(ledger, cpu="10.00")
+    lines = exported(db_path, tmp_path / "log.jsonl")
+    edited = [n for n, line in enumerate(lines) if '\\"amount\\":\\"10.00\\"' in line][0]
+    lines[edited] = lines[edited].replace("10.00", "1.00")
+    (tmp_path / "edited.jsonl").write_text("".join(lines), encoding="utf-8")
+    copy = str(tmp_path / "copy.db")
+    result = run(copy, "import", str(tmp_path / "edited.jsonl"))
+    assert result.exit_code == 1
+    assert f"line {edited + 1}: hash chain broken at seq {edited + 1}: content does not match its hash" in result.output
+    assert event_count(copy) == 0
+
+
+def test_import_refuses_swapped_lines_and_writes_nothing(ledger, db_path, tmp_path):
+    report(ledger, cpu="10.00")
+    lines = exported(db_path, tmp_path / "log.jsonl")
+    lines[-2], lines[-1] = lines[-1], lines[-2]
+    (tmp_path / "swapped.jsonl").write_text("".join(lines), encoding="utf-8")
+    copy = str(tmp_path / "copy.db")
+    result = run(copy, "import", str(tmp_path / "swapped.jsonl"))
+    assert result.exit_code == 1
+    assert f"line {len(lines) - 1}: hash chain broken at seq {len(lines)}: expected seq {len(lines) - 1}" in result.output
+    assert event_count(copy) == 0
+
+
+def test_import_refuses_a_log_that_does_not_continue_the_target(ledger, db_path, tmp_path):
+    lines = exported(db_path, tmp_path / "log.jsonl")
+    before = ledger.store.count()
+    result = run(db_path, "import", str(tmp_path / "log.jsonl"))
+    assert result.exit_code == 1
+    assert f"line 1: hash chain broken at seq 1: expected seq {before + 1}" in result.output
+    assert ledger.store.count() == before == len(lines)
+
+
+# replay
+
+
+def test_replay_until_a_seq_shows_a_value_later_replaced(ledger, db_path):
+    report(ledger, cpu="10.00")
+    then = ledger.store.count()
+    report(ledger, cpu="20.00")
+    result = run(db_path, "replay", "--until", str(then), "--json")
+    assert result.exit_code == 0, result.output
+    (record,) = json.loads(result.stdout)
+    assert (record["uuid"], record["usage"], record["carried"]) == (CPU_MARCH, "10.00", False)
+    assert [r["usage"] for r in all_records(db_path)] == ["20.00"]
+
+
+def test_replay_until_a_time_shows_the_records_as_they_stood(ledger, db_path, now):
+    report(ledger, cpu="10.00")
+    now("2026-03-20T12:00:00Z")
+    report(ledger, cpu="20.00")
+    result = run(db_path, "replay", "--until", "2026-03-18T00:00:00Z")
+    assert result.exit_code == 0, result.output
+    assert "10.00" in result.stdout and "20.00" not in result.stdout
+
+
+# audit
+
+
+def test_audit_shows_each_change_with_its_author(ledger, db_path):
+    report(ledger, cpu="10.00", ram="1.00")
+    report(ledger, PROVIDER_OWNER, cpu="12.50")
+    result = run(db_path, "audit", str(uuid.UUID(RESOURCE)), "--type", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    changes = [(e["actor_id"], e["username"], e["old"], e["new"], e["carried"]) for e in json.loads(result.stdout)]
+    assert changes == [(1, "staff", None, "10.00", False), (3, "provider-owner", "10.00", "12.50", False)]
+
+
+def test_audit_table_shows_times_authors_and_values(ledger, db_path):
+    report(ledger, cpu="10.00")
+    report(ledger, PROVIDER_OWNER, cpu="12.50")
+    result = run(db_path, "audit", RESOURCE, "--period", "2026-03")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["period", "type", "seq", "occurred_at", "recorded_at", "by", "old", "->", "new", "policy"]
+    assert "1 staff" in lines[2] and "- -> 10.00" in lines[2] and "2026-03-15T12:00:00.000000Z" in lines[2]
+    assert "3 provider-owner" in lines[3] and "10.00 -> 12.50" in lines[3]
+
+
+def test_audit_marks_values_carried_into_months_without_a_report(ledger, db_path, now):
+    report(ledger, policy="reuse", storage="300.00")
+    now("2026-05-10T00:00:00Z")
+    ledger.roll_periods()
+    result = run(db_path, "audit", RESOURCE, "--json")
+    entries = [(e["billing_period"], e["new"], e["carried"], e["seq"] is None) for e in json.loads(result.stdout)]
+    assert entries == [
+        ("2026-03-01", "300.00", False, False), ("2026-04-01", "300.00", True, True), ("2026-05-01", "300.00", True, True),
+    ]
+
+
+def test_audit_refuses_a_resource_that_is_not_a_uuid(db_path):
+    result = run(db_path, "audit", "alloc-01")
+    assert result.exit_code == 2
+    assert "not a UUID" in result.output
+
+
+# GET /api/marketplace-component-usages/{uuid}/history/
+
+
+def post_usage(client, username: str, amount: str):
+    body = {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": amount}]}
+    response = client.post("/api/marketplace-component-usages/set_usage/", json=body, headers=auth(username))
+    assert response.status_code == 201, response.get_json()
+
+
+@pytest.mark.parametrize("username", READERS)
+def test_history_endpoint_returns_the_events_of_the_record(client, username):
+    post_usage(client, "staff", "10")
+    post_usage(client, "provider-owner", "12.5")
+    response = client.get(f"/api/marketplace-component-usages/{uuid.UUID(CPU_MARCH)}/history/", headers=auth(username))
+    assert response.status_code == 200
+    events = response.get_json()
+    assert [(e["type"], e["actor_id"], e["data"]["amount"]) for e in events] == [
+        ("UsageReported", 1, "10.00"), ("UsageReported", 3, "12.50"),
+    ]
+    assert set(events[0]) == {"seq", "event_id", "type", "occurred_at", "recorded_at", "actor_id", "data", "hash"}
+    assert events[0]["occurred_at"] == events[0]["recorded_at"] == "2026-03-15T12:00:00Z"
+    assert events[0]["seq"] < events[1]["seq"]
+
+
+@pytest.mark.parametrize("username", NON_READERS)
+def test_history_endpoint_is_not_found_for_a_non_reader(client, username):
+    post_usage(client, "staff", "10")
+    response = client.get(f"/api/marketplace-component-usages/{CPU_MARCH}/history/", headers=auth(username))
+    assert response.status_code == 404
+    assert response.get_json() == {"detail": "Not found."}
+
+
+def test_history_endpoint_is_not_found_for_an_unknown_record(client):
+    response = client.get(f"/api/marketplace-component-usages/{uuid.uuid4().hex}/history/", headers=auth("staff"))
+    assert response.status_code == 404
+
+
+def test_openapi_document_describes_the_history_endpoint(client):
+    document = client.get("/api/schema/").get_json()
+    operation = document["paths"]["/api/marketplace-component-usages/{uuid}/history/"]["get"]
+    assert operation["operationId"] == "marketplace_component_usages_history"
+    assert set(operation["responses"]) == {"200", "401", "404"}
+    assert set(document["components"]["schemas"]["UsageEvent"]["properties"]) == {
+        "seq", "event_id", "type", "occurred_at", "recorded_at", "actor_id", "data", "hash",
+    }
