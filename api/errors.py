@@ -3,6 +3,8 @@
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
+from ledger import idempotency
+
 
 class ApiError(Exception):
     """An error answered as `status` with `body` as JSON (and optional extra headers)."""
@@ -28,6 +30,14 @@ def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(error: ApiError):
         return jsonify(error.body), error.status, error.headers
+
+    @app.errorhandler(idempotency.Replayed)
+    def replayed(error: idempotency.Replayed):
+        return "", error.status
+
+    @app.errorhandler(idempotency.KeyReused)
+    def key_reused(error):
+        return jsonify(detail="This Idempotency-Key was already used for a different request."), 422
 
     @app.errorhandler(MethodNotAllowed)
     def method_not_allowed(error):

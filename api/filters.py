@@ -21,6 +21,15 @@ def hex_uuid(text: str) -> str | None:
         return None
 
 
+def text_filter(name: str, errors: dict) -> str | None:
+    """A text parameter; refused, as Django's forms refuse it, when it holds a null character."""
+    value = request.args[name]
+    if "\x00" in value:
+        errors[name] = ["Null characters are not allowed."]
+        return None
+    return value
+
+
 def usage_filters() -> dict:
     """Filters on usage records from this request's query string, by the view's filter names."""
     errors: dict = {}
@@ -41,11 +50,14 @@ def record_filters(errors: dict) -> dict:
         if name in args:
             filters[name] = hex_uuid(args[name]) or errors.setdefault(name, ["Enter a valid UUID."])
     if "resource" in args:
-        path = [part for part in urlparse(args["resource"]).path.split("/") if part]
+        try:
+            path = [part for part in urlparse(args["resource"]).path.split("/") if part]
+        except ValueError:  # not a URL at all, e.g. an unclosed IPv6 host
+            path = []
         value = hex_uuid(path[-1]) if path else None
         filters["resource_uuid"] = value or errors.setdefault("resource", ["Enter a valid UUID."])
     if args.get("type"):
-        filters["type"] = args["type"]
+        filters["type"] = text_filter("type", errors)
     for name in DATE_FILTERS:
         if name in args:
             try:
@@ -76,7 +88,7 @@ def user_usage_filters() -> dict:
     args, errors = request.args, {}
     filters = record_filters(errors)
     if args.get("username"):
-        filters["username"] = args["username"]
+        filters["username"] = text_filter("username", errors)
     # Waldur's name (what its clients send) and SPEC's spelling of it.
     for name in ("component_usage__billing_period", "component_usage_billing_period"):
         if name in args:

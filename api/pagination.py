@@ -14,7 +14,7 @@ MAX_PAGE_SIZE = 300
 def page_size() -> int:
     """`page_size` clamped to 300; anything but a positive whole number gives the default."""
     text = request.args.get("page_size", "")
-    if text.isdigit() and int(text) > 0:
+    if text.isdecimal() and int(text) > 0:  # isdigit() takes "²", which int() refuses
         return min(int(text), MAX_PAGE_SIZE)
     return DEFAULT_PAGE_SIZE
 
@@ -25,21 +25,20 @@ def page_number(total: int, size: int) -> int:
     text = request.args.get("page", "1")
     if text == "last":
         return last
-    if not text.isdigit() or not 1 <= int(text) <= last:
+    if not text.isdecimal() or not 1 <= int(text) <= last:
         raise ApiError(404, {"detail": "Invalid page."})
     return int(text)
 
 
-def page_url(number: int) -> str:
-    """This request's absolute URL at another page; page 1 carries no `page` parameter."""
-    params = [(key, value) for key, value in request.args.items(multi=True) if key != "page"]
-    if number > 1:
-        params.append(("page", str(number)))
-    query = urlencode(params)
-    return request.base_url + (f"?{query}" if query else "")
-
-
 def link_header(number: int, total: int, size: int) -> str:
+    """Links to the first, previous, next and last pages: this request's absolute URL, its
+    parameters kept, with `page=N` except for page 1."""
+    query = urlencode([(key, value) for key, value in request.args.items(multi=True) if key != "page"])
+    base = request.base_url + (f"?{query}&" if query else "?")
+
+    def page_url(page: int) -> str:
+        return f"{base}page={page}" if page > 1 else base[:-1]
+
     last = max(1, math.ceil(total / size))
     links = [(page_url(1), "first")]
     if number > 1:
@@ -50,17 +49,25 @@ def link_header(number: int, total: int, size: int) -> str:
     return ", ".join(f'<{url}>; rel="{rel}"' for url, rel in links)
 
 
+def field_selector(keys) -> callable:
+    """Keeps only the keys named by `field` parameters; all keys when none of them is a known key."""
+    wanted = [name for name in request.args.getlist("field") if name in keys]
+    if not wanted:
+        return lambda record: record
+    return lambda record: {name: record[name] for name in wanted}
+
+
 def select_fields(record: dict) -> dict:
-    """Only the keys named by `field` parameters; all keys when none of them is a known key."""
-    wanted = [name for name in request.args.getlist("field") if name in record]
-    return {name: record[name] for name in wanted} if wanted else record
+    return field_selector(record)(record)
 
 
 def paginated(fetch, total: int):
     """A list response: `fetch(limit, offset)` gives the page's records, already in wire format."""
     size = page_size()
     number = page_number(total, size)
-    body = [select_fields(record) for record in fetch(size, (number - 1) * size)]
+    records = fetch(size, (number - 1) * size)
+    select = field_selector(records[0] if records else ())
+    body = [select(record) for record in records]
     response = jsonify(body)
     response.headers["X-Result-Count"] = str(total)
     response.headers["Link"] = link_header(number, total, size)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from flask import g
 
 from ledger.access import Caller
+from projections import runner
 
 from . import filters, pagination
 from .auth import authenticate
@@ -30,7 +31,26 @@ def listing(view, parse_filters: Callable[[], dict], wire: Callable[[dict], dict
     def fetch(limit, offset):
         return [wire(row) for row in view.records(conn, scopes, found, order, limit, offset)]
 
-    return pagination.paginated(fetch, view.count(conn, scopes, found))
+    return pagination.paginated(fetch, counted(view, conn, scopes, found))
+
+
+# (view, scopes, filters) -> (views' log position, count). Counting is the one part of a list
+# that grows with the matching rows; the answer holds until the views move past that position.
+COUNTS: dict[tuple, tuple[int, int]] = {}
+COUNTS_KEPT = 4096
+
+
+def counted(view, conn, scopes: dict | None, found: dict) -> int:
+    key = (view.NAME, repr(scopes), repr(sorted(found.items())))
+    position = runner.position(conn)
+    cached = COUNTS.get(key)
+    if cached and cached[0] == position:
+        return cached[1]
+    if len(COUNTS) >= COUNTS_KEPT:
+        COUNTS.clear()
+    total = view.count(conn, scopes, found)
+    COUNTS[key] = (position, total)
+    return total
 
 
 def retrieval(view, uuid: str, wire: Callable[[dict], dict]):

@@ -23,6 +23,8 @@ class Text(fields.String):
     default_error_messages = {**REQUIRED, "invalid": "Not a valid string.", "blank": "This field may not be blank."}
 
     def __init__(self, *, max_length: int | None = None, allow_blank: bool = False, **kwargs):
+        if max_length is not None:  # for the OpenAPI document
+            kwargs["metadata"] = {"maxLength": max_length, **kwargs.get("metadata", {})}
         super().__init__(**kwargs)
         self.max_length, self.allow_blank = max_length, allow_blank
 
@@ -32,6 +34,8 @@ class Text(fields.String):
         text = str(value).strip()
         if not text and not self.allow_blank:
             raise self.make_error("blank")
+        if "\x00" in text:
+            raise ValidationError("Null characters are not allowed.")
         if self.max_length is not None and len(text) > self.max_length:
             raise ValidationError(f"Ensure this field has no more than {self.max_length} characters.")
         return text
@@ -42,6 +46,8 @@ class Amount(fields.Field):
 
     default_error_messages = {**REQUIRED, "invalid": "A valid number is required."}
     MAX_DIGITS, DECIMAL_PLACES = 20, 2
+    # How the OpenAPI document describes it (numbers are taken too, as DRF takes them).
+    DOCUMENTED = {"type": "string", "format": "decimal", "pattern": r"^-?\d{1,18}(\.\d{1,2})?$"}
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)) or len(str(value)) > 1000:
@@ -73,7 +79,7 @@ class Choice(fields.String):
     default_error_messages = {**REQUIRED}
 
     def __init__(self, choices, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(metadata={"enum": list(choices)}, **kwargs)
         self.choices = choices
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -124,7 +130,10 @@ class OfferingUserLink(fields.String):
             raise ValidationError(f"Incorrect type. Expected URL string, received {type(value).__name__}.")
         if not value:
             raise self.make_error("null")  # DRF takes an empty link for null
-        match = self.PATH.match(urlparse(value).path)
+        try:
+            match = self.PATH.match(urlparse(value).path)
+        except ValueError:  # not a URL at all, e.g. an unclosed IPv6 host
+            match = None
         if not match:
             raise self.make_error("no_match")
         try:
@@ -149,7 +158,7 @@ class Request(Schema):
 
 class UsageItemRequest(Request):
     type = Text(required=True, max_length=50)
-    amount = Amount(required=True)
+    amount = Amount(required=True, metadata=Amount.DOCUMENTED)
     description = Text(load_default="", allow_blank=True, max_length=2000)
     missing_usage_policy = Choice(POLICIES)
     recurring = Boolean(allow_none=True)
@@ -164,7 +173,7 @@ class SetUsageRequest(Request):
 
 class UserUsageRequest(Request):
     username = Text(required=True, max_length=100)
-    usage = Amount(load_default="0.00", metadata={"type": "string", "format": "decimal"})
+    usage = Amount(load_default="0.00", metadata=Amount.DOCUMENTED)
     user = OfferingUserLink(metadata={"format": "uri"})
     date = Moment()
 

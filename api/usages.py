@@ -10,17 +10,21 @@ from projections import catalog, usages
 from . import filters, reading, schemas
 from .auth import authenticate
 from .errors import bad_request, forbidden, not_found
-from .requests import json_body
+from .requests import idempotency_key, json_body
 
 blueprint = Blueprint("component_usages", __name__, url_prefix="/api/marketplace-component-usages")
+
+
+SET_USAGE = schemas.SetUsageRequest()
 
 
 @blueprint.route("/set_usage/", methods=["POST"])
 def set_usage():
     caller = authenticate(g.ledger.conn)
+    key = idempotency_key(caller)
     body = json_body()
     try:
-        fields = schemas.load(schemas.SetUsageRequest(), body)
+        fields = schemas.load(SET_USAGE, body)
     except ValidationError as error:
         errors = error.messages
         fields = None
@@ -46,7 +50,7 @@ def set_usage():
         date=fields.get("date"),
     )
     try:
-        usage.set_usage(g.ledger, caller, command)
+        usage.set_usage(g.ledger, caller, command, key)
     except usage.UsageRejected as error:
         raise bad_request(error.body) from None
     except usage.PermissionDenied:
@@ -62,6 +66,7 @@ def list_usages():
 @blueprint.route("/<uuid:record_uuid>/", methods=["GET"])
 def retrieve_usage(record_uuid):
     return reading.retrieval(usages, record_uuid, schemas.usage_record)
+
 
 @blueprint.route("/<uuid:record_uuid>/history/", methods=["GET"])
 def usage_history(record_uuid):

@@ -9,9 +9,11 @@ from projections import catalog, usages, user_usages
 from . import filters, reading, schemas
 from .auth import authenticate
 from .errors import bad_request, forbidden, not_found
-from .requests import json_body
+from .requests import idempotency_key, json_body
 
 blueprint = Blueprint("component_user_usages", __name__, url_prefix="/api")
+USER_USAGE = schemas.UserUsageRequest()
+USER_USAGES = schemas.SetUserUsagesRequest()
 
 
 def writable_record(record_uuid: str) -> dict:
@@ -47,9 +49,9 @@ def item(fields: dict) -> usage.UserUsageItem:
     )
 
 
-def record_user_usages(command: usage.SetUserUsages):
+def record_user_usages(command: usage.SetUserUsages, key):
     try:
-        usage.set_user_usages(g.ledger, g.caller, command)
+        usage.set_user_usages(g.ledger, g.caller, command, key)
     except usage.RecordNotFound:
         raise not_found() from None
     except usage.PermissionDenied:
@@ -62,21 +64,23 @@ def record_user_usages(command: usage.SetUserUsages):
 @blueprint.route("/marketplace-component-usages/<uuid:record_uuid>/set_user_usage/", methods=["POST"])
 def set_user_usage(record_uuid):
     record = writable_record(record_uuid)
-    fields = loaded(schemas.UserUsageRequest(), json_body())
+    key = idempotency_key(g.caller)
+    fields = loaded(USER_USAGE, json_body())
     errors = link_errors(fields)
     if errors:
         raise bad_request(errors)
-    return record_user_usages(usage.SetUserUsages(record["uuid"], [item(fields)]))
+    return record_user_usages(usage.SetUserUsages(record["uuid"], [item(fields)]), key)
 
 
 @blueprint.route("/marketplace-component-usages/<uuid:record_uuid>/set_user_usages/", methods=["POST"])
 def set_user_usages(record_uuid):
     record = writable_record(record_uuid)
-    items = loaded(schemas.SetUserUsagesRequest(), json_body())["usages"]
+    key = idempotency_key(g.caller)
+    items = loaded(USER_USAGES, json_body())["usages"]
     errors = [link_errors(fields) for fields in items]
     if any(errors):
         raise bad_request({"usages": errors})
-    return record_user_usages(usage.SetUserUsages(record["uuid"], [item(fields) for fields in items], bulk=True))
+    return record_user_usages(usage.SetUserUsages(record["uuid"], [item(fields) for fields in items], bulk=True), key)
 
 
 def wire(row: dict) -> dict:

@@ -1,16 +1,21 @@
 """The catalog file: validated whole, then turned into the catalog events that differ from the log."""
 
 import hashlib
+import secrets
 import json
 import sqlite3
 from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from projections import catalog as catalog_view
+
 from . import clock, events
-from .store import EventStore, NewEvent
+from .database import Ledger
+from .store import EventStore, NewEvent, canonical
 
 COMPONENT_TYPE = validate.Regexp(r"^[a-zA-Z0-9_\-/:]+$", error="Enter a valid component type.")
+USER_ID = validate.Range(1, 2**63 - 1)  # positive, and within SQLite's INTEGER
 ROLES_BY_SCOPE = {"customer": ("owner", "manager"), "project": ("admin", "manager", "member"), "offering": ("manager",)}
 
 
@@ -61,7 +66,7 @@ class Closed(Schema):
 
 
 class UserFile(Closed):
-    id = fields.Integer(required=True, strict=True)
+    id = fields.Integer(required=True, strict=True, validate=USER_ID)
     username = fields.String(required=True, validate=validate.Length(1, 150))
     token = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
     is_staff = fields.Boolean(load_default=False)
@@ -109,7 +114,7 @@ class OfferingUserFile(Closed):
     uuid = HexUUID(required=True)
     offering_uuid = HexUUID(required=True)
     username = fields.String(required=True, validate=validate.Length(1, 100))
-    user_id = fields.Integer(load_default=None, allow_none=True, strict=True)
+    user_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=USER_ID)
 
 
 class PlanPeriodFile(Closed):
@@ -155,7 +160,8 @@ def parse(text: str) -> dict:
     """The catalog file's content, validated for shape; raises CatalogError."""
     try:
         document = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        canonical(document).encode()  # "\ud800" parses, but a lone surrogate is not text: it could not be stored
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and the Unicode errors are ValueErrors
         raise CatalogError([f"$: not valid JSON: {error}"]) from error
     try:
         return CatalogFile().load(document)
@@ -301,3 +307,27 @@ def decide(catalog: dict, store: EventStore, occurred_at: str, actor_id: int | N
             version = (last.version if last else 0) + 1
             decided.append(events.new(stream, version, "RoleGranted", grant, occurred_at, actor_id))
     return decided
+
+
+def load(ledger: Ledger, text: bytes | str) -> int:
+    """Validates a catalog file whole and appends its changes; returns how many catalog events."""
+    parsed = parse(text)
+    with ledger.store.transaction():
+        check_references(parsed, ledger.conn)
+        decided = decide(parsed, ledger.store, clock.stored(clock.now()))
+        ledger.write(lambda: decided)
+    return len(decided)
+
+
+def issue_token(ledger: Ledger, username: str) -> str:
+    """A new random API token for a user; only its hash enters the log, so it is shown once."""
+    user_id = catalog_view.user_id(ledger.conn, username)
+    if user_id is None:
+        raise CatalogError([f"no user named {username!r} in the catalog"])
+    key = secrets.token_hex(20)
+    data = {"user_id": user_id, "token_sha256": token_sha256(key)}
+    stream = f"token/{user_id}"
+    ledger.write(lambda: [
+        events.new(stream, ledger.store.stream_version(stream) + 1, "TokenIssued", data, clock.stored(clock.now()))
+    ])
+    return key

@@ -5,16 +5,14 @@ import datetime as dt
 import functools
 import json
 import os
-import secrets
 import sys
 import uuid
 
 import click
 
-from projections import catalog as catalog_view
 from projections import runner
 
-from . import catalog, clock, demo, events, history
+from . import catalog, clock, demo, history
 from .database import Ledger
 
 
@@ -75,13 +73,9 @@ def catalog_load(ctx, file):
 def load_catalog(ledger: Ledger, text: bytes | str) -> int:
     """Validates and loads a catalog file; raises ClickException listing every problem."""
     try:
-        parsed = catalog.parse(text)
-        with ledger.store.transaction():
-            catalog.check_references(parsed, ledger.conn)
-            stored = ledger.write(lambda: catalog.decide(parsed, ledger.store, clock.stored(clock.now())))
+        return catalog.load(ledger, text)
     except catalog.CatalogError as error:
         raise click.ClickException("catalog rejected:\n" + "\n".join(error.problems)) from None
-    return len(stored)
 
 
 @cli.command()
@@ -96,16 +90,10 @@ def token(ctx, username):
 
 
 def issue_token(ledger: Ledger, username: str) -> str:
-    user_id = catalog_view.user_id(ledger.conn, username)
-    if user_id is None:
-        raise click.ClickException(f"no user named {username!r} in the catalog")
-    key = secrets.token_hex(20)
-    data = {"user_id": user_id, "token_sha256": catalog.token_sha256(key)}
-    stream = f"token/{user_id}"
-    ledger.write(lambda: [
-        events.new(stream, ledger.store.stream_version(stream) + 1, "TokenIssued", data, clock.stored(clock.now()))
-    ])
-    return key
+    try:
+        return catalog.issue_token(ledger, username)
+    except catalog.CatalogError as error:
+        raise click.ClickException(str(error)) from None
 
 
 @cli.command("roll-period")

@@ -28,7 +28,10 @@ def parse_datetime(text: str) -> dt.datetime:
     value = dt.datetime.fromisoformat(text.strip().replace("z", "Z"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59-01:00, past the last representable UTC instant
+        raise ValueError(f"{text!r} is out of range") from None
 
 
 def billing_period(moment: dt.datetime) -> dt.date:

@@ -4,8 +4,11 @@ from collections.abc import Callable
 
 from projections import runner
 
-from . import clock, periods
-from .store import EventStore, NewEvent, StoredEvent, connect
+from . import clock, idempotency, periods
+from .store import EventStore, NewEvent, StoredEvent, StreamConflict, connect
+
+# How often a write whose streams moved while it was deciding is decided again.
+WRITE_ATTEMPTS = 5
 
 
 class Ledger:
@@ -24,15 +27,31 @@ class Ledger:
         with self.store.transaction():
             self.store.create_schema()
             runner.create(self.db)
+            idempotency.create(self.db)
         runner.catch_up(self.store)
 
-    def write(self, decide: Callable[[], list[NewEvent]]) -> list[StoredEvent]:
-        """Decides, appends and projects in one write transaction: all of it lands, or none.
+    def write(self, decide: Callable[[], list[NewEvent]], key: idempotency.Key | None = None) -> list[StoredEvent]:
+        """Decides, then appends and projects in one write transaction: all of it lands, or none.
 
-        A month the clock has entered is started first, so that every write sees its carried values.
+        Deciding reads the views without holding the write lock, so that concurrent writers
+        wait only for each other's appends; the streams' expected versions catch a decision
+        that another writer overtook, and it is made again. A month the clock has entered is
+        started first, so that every write sees its carried values. An idempotency `key` is
+        checked and remembered in the same transaction (raising Replayed or KeyReused).
         """
-        with self.store.transaction():
-            return self._append(self._rollover_due()) + self._append(decide())
+        attempt = 1
+        while True:
+            decided = decide()
+            try:
+                with self.store.transaction():
+                    if key:
+                        idempotency.check(self.conn, key)
+                        idempotency.remember(self.conn, key)
+                    return self._append(self._rollover_due()) + self._append(decided)
+            except StreamConflict:
+                if attempt == WRITE_ATTEMPTS or self.conn.in_transaction:
+                    raise
+                attempt += 1
 
     def roll_periods(self) -> list[StoredEvent]:
         """Starts every billing month the clock has entered that the log has not started yet."""
@@ -44,11 +63,14 @@ class Ledger:
         if self._started_through is not None and self._started_through >= current:
             return []
         self._started_through = periods.started_through(self.store)
-        return periods.due(self._started_through, clock.now())
+        due = periods.due(self._started_through, clock.now())
+        if due:
+            idempotency.purge(self.conn)
+        return due
 
     def _append(self, decided: list[NewEvent]) -> list[StoredEvent]:
         stored = self.store.append(decided)
-        runner.apply(self.conn, stored)
+        runner.apply(self.conn, stored, just_appended=True)
         return stored
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ import dataclasses
 import datetime as dt
 from decimal import Decimal
 
-from . import clock, events
+from . import clock, events, idempotency
 from projections import catalog, usages
 
 from .access import Caller
@@ -63,7 +63,7 @@ class Target:
     chosen_plan_period: dict | None
 
 
-def set_usage(ledger: Ledger, caller: Caller, command: SetUsage) -> list[StoredEvent]:
+def set_usage(ledger: Ledger, caller: Caller, command: SetUsage, key: idempotency.Key | None = None) -> list[StoredEvent]:
     """Records every item of a report, or none of them."""
 
     def decide_events() -> list[NewEvent]:
@@ -75,7 +75,7 @@ def set_usage(ledger: Ledger, caller: Caller, command: SetUsage) -> list[StoredE
         versions = {stream: ledger.store.stream_version(stream) for stream in streams}
         return decide(command, target, caller, clock.now(), versions)
 
-    return ledger.write(decide_events)
+    return ledger.write(decide_events, key)
 
 
 def load_target(ledger: Ledger, command: SetUsage) -> Target:
@@ -185,13 +185,15 @@ class UserUsageTarget:
     versions: dict[str, int]
 
 
-def set_user_usages(ledger: Ledger, caller: Caller, command: SetUserUsages) -> list[StoredEvent]:
+def set_user_usages(
+    ledger: Ledger, caller: Caller, command: SetUserUsages, key: idempotency.Key | None = None
+) -> list[StoredEvent]:
     """Records every user usage of a request, or none of them."""
 
     def decide_events() -> list[NewEvent]:
         return decide_user_usages(command, load_user_usage_target(ledger, command), caller, clock.now())
 
-    return ledger.write(decide_events)
+    return ledger.write(decide_events, key)
 
 
 def load_user_usage_target(ledger: Ledger, command: SetUserUsages) -> UserUsageTarget:

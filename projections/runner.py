@@ -31,11 +31,16 @@ def drop(db: sqlite_utils.Database) -> None:
     db["projection_checkpoints"].drop(ignore=True)
 
 
-def apply(conn: sqlite3.Connection, events: Iterable[StoredEvent]) -> None:
-    """Folds events into every view and moves the checkpoints; call inside the writing transaction."""
+def apply(conn: sqlite3.Connection, events: Iterable[StoredEvent], just_appended: bool = False) -> None:
+    """Folds events into every view and moves the checkpoints; call inside the writing transaction.
+
+    Events read from the log are validated and upcast first; events `just_appended` in their
+    current shape were validated by `events.new` already.
+    """
     last = None
     for event in events:
-        event = event_types.upgrade(event)
+        if not just_appended or event.schema_version != event_types.CURRENT_VERSION.get(event.type):
+            event = event_types.upgrade(event)
         for projection in PROJECTIONS:
             projection.apply(conn, event)
         last = event.seq

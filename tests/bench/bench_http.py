@@ -1,0 +1,208 @@
+"""HTTP request rates of the ledger against minimal Flask endpoints, in the same run and settings.
+
+Both servers run under gunicorn with the same number of sync workers; wrk (Debian's
+`wrk` package) drives each for the same time with the same connections on loopback.
+
+- set_usage: three items a request, a random resource each time, vs `POST /insert`
+  (parse the same JSON, insert one row into SQLite).
+- filtered list: `offering_uuid` + `type`, page of 10, vs a bare Flask JSON endpoint;
+  the database holds `--records` usage records (one million by default).
+
+    .venv/bin/python tests/bench/bench_http.py --records 1000000 --seconds 15
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from ledger import clock, events  # noqa: E402
+from ledger.cli import load_catalog  # noqa: E402
+from ledger.database import Ledger  # noqa: E402
+from projections import runner  # noqa: E402
+
+PROVIDER, CLIENT, PROJECT, OFFERING = (f"{n:032x}" for n in (1, 2, 3, 4))
+TYPES = ("cpu", "ram", "gpu", "storage")
+TOKEN = "bench-staff-token"
+NOW = "2026-11-15T12:00:00Z"
+
+
+def catalog(resources: int) -> dict:
+    return {
+        "users": [{"id": 1, "username": "staff", "token": TOKEN, "is_staff": True}],
+        "customers": [{"uuid": PROVIDER, "name": "Provider"}, {"uuid": CLIENT, "name": "Client"}],
+        "projects": [{"uuid": PROJECT, "name": "Project", "customer_uuid": CLIENT}],
+        "offerings": [{
+            "uuid": OFFERING, "name": "HPC", "customer_uuid": PROVIDER,
+            "components": [{"type": t, "name": t.upper(), "measured_unit": "h", "billing_type": "usage"} for t in TYPES],
+        }],
+        "resources": [
+            {"uuid": resource_uuid(i), "name": f"alloc-{i}", "offering_uuid": OFFERING, "project_uuid": PROJECT,
+             "state": "OK", "plan_periods": [{"uuid": f"{0xE << 124 | i:032x}", "start": "2020-01-01T00:00:00Z", "end": None}]}
+            for i in range(resources)
+        ],
+    }
+
+
+def resource_uuid(i: int) -> str:
+    return f"{0xD << 124 | i:032x}"
+
+
+def fill(ledger: Ledger, resources: int, records: int) -> None:
+    """Appends UsageReported events for `records` records over past months, in large transactions."""
+    months = -(-records // (resources * len(TYPES)))
+    period = dt.date(2026, 11, 1)
+    periods = []
+    for _ in range(months):
+        period = clock.previous_period(period)
+        periods.append(period)
+    written = 0
+    for period in periods:
+        batch = []
+        for i in range(resources):
+            for kind in TYPES:
+                if written + len(batch) >= records:
+                    break
+                data = {"resource_uuid": resource_uuid(i), "type": kind, "billing_period": period.isoformat(),
+                        "plan_period_uuid": f"{0xE << 124 | i:032x}", "amount": f"{i % 977}.50",
+                        "description": "", "missing_usage_policy": "none"}
+                stream = events.usage_stream(resource_uuid(i), kind, period.isoformat())
+                batch.append(events.new(stream, 1, "UsageReported", data, f"{period}T10:00:00.000000Z", 1))
+        for start in range(0, len(batch), 20000):
+            with ledger.store.transaction():
+                runner.apply(ledger.conn, ledger.store.append(batch[start:start + 20000]))
+        written += len(batch)
+        print(f"  filled {written} records", file=sys.stderr)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(command: list[str], env: dict, probe: str) -> subprocess.Popen:
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(urllib.request.Request(probe, headers={"Authorization": f"Token {TOKEN}"}), timeout=2)
+            return process
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise SystemExit(f"server did not start: {' '.join(command)}")
+            time.sleep(0.2)
+
+
+def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> dict:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script:
+        command[1:1] = ["-s", script]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    return {
+        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+        "errors": (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, errors.groups())) if errors else 0),
+        "p99": re.search(r"99%\s+(\S+)", output).group(1),
+    }
+
+
+POST_SCRIPT = """
+math.randomseed(%(seed)d)
+local resources = {%(resources)s}
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Token %(token)s"
+request = function()
+  local r = resources[math.random(#resources)]
+  local body = string.format('{"resource": "%%s", "usages": [{"type": "cpu", "amount": "%%d.25"}, {"type": "ram", "amount": "%%d"}, {"type": "gpu", "amount": "1.5", "description": "nightly"}]}', r, math.random(1000), math.random(64))
+  return wrk.format(nil, nil, nil, body)
+end
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--resources", type=int, default=10_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=4)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-http-"))
+    env = {**os.environ, "LEDGER_NOW": NOW, "PYTHONPATH": str(ROOT)}
+    os.environ["LEDGER_NOW"] = NOW
+    ledger = Ledger(str(folder / "ledger.db"))
+    ledger.init()
+    load_catalog(ledger, json.dumps(catalog(args.resources)))
+    started = time.perf_counter()
+    fill(ledger, args.resources, args.records)
+    print(f"  filled in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    ledger.close()
+
+    script = folder / "set_usage.lua"
+    script.write_text(POST_SCRIPT % {
+        "seed": 7, "token": TOKEN,
+        "resources": ", ".join(f'"{resource_uuid(i)}"' for i in range(args.resources)),
+    })
+    baseline_script = folder / "insert.lua"
+    baseline_script.write_text(POST_SCRIPT.replace('"Token %(token)s"', '"none"') % {
+        "seed": 7, "resources": ", ".join(f'"{resource_uuid(i)}"' for i in range(args.resources)),
+    })
+    gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "--no-control-socket"]
+
+    ledger_port, baseline_port = free_port(), free_port()
+    ledger_url, baseline_url = f"http://127.0.0.1:{ledger_port}", f"http://127.0.0.1:{baseline_port}"
+    list_path = f"/api/marketplace-component-usages/?offering_uuid={OFFERING}&type=cpu&page_size=10"
+    servers = [
+        start([sys.executable, "-m", "ledger", "--db", str(folder / "ledger.db"), "serve", "--port", str(ledger_port),
+               "--workers", str(args.workers)], env, ledger_url + list_path),
+        start([*gunicorn, "-b", f"127.0.0.1:{baseline_port}", "tests.bench.baseline_app:app"],
+              {**env, "BASELINE_DB": str(folder / "baseline.db")}, baseline_url + "/records"),
+    ]
+    try:
+        rows = []
+        for name, ours, base in (
+            ("filtered list (1 page of 10)",
+             lambda: wrk(ledger_url + list_path + f"&x-auth-token={TOKEN}", args.seconds, args.connections),
+             lambda: wrk(baseline_url + "/records", args.seconds, args.connections)),
+            ("set_usage (3 items)",
+             lambda: wrk(ledger_url + "/api/marketplace-component-usages/set_usage/", args.seconds, args.connections, str(script)),
+             lambda: wrk(baseline_url + "/insert", args.seconds, args.connections, str(baseline_script))),
+        ):
+            baseline = base()
+            measured = ours()
+            rows.append((name, measured, baseline))
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait()
+
+    print(f"\n{args.records} usage records, {args.workers} gunicorn workers, wrk -c{args.connections}, {args.seconds} s each")
+    print(f"{'endpoint':32} {'ledger req/s':>13} {'errors':>7} {'p99':>9} {'baseline req/s':>15} {'errors':>7} {'ratio':>6}")
+    for name, measured, baseline in rows:
+        print(f"{name:32} {measured['rate']:13.0f} {measured['errors']:7d} {measured['p99']:>9} "
+              f"{baseline['rate']:15.0f} {baseline['errors']:7d} {measured['rate'] / baseline['rate']:6.0%}")
+    shutil.rmtree(folder)
+
+
+if __name__ == "__main__":
+    main()
