@@ -69,10 +69,6 @@ class Verification:
     tables: int = 0
     differences: tuple[TableDifference, ...] = ()
 
-    @property
-    def ok(self) -> bool:
-        return self.broken is None and not self.differences
-
 
 def verify(ledger: Ledger, progress: Progress = Quiet) -> Verification:
     """Walks the hash chain, then rebuilds the views in a scratch database and compares them with
@@ -207,7 +203,7 @@ def replay(ledger: Ledger, until: int | dt.datetime, progress: Progress = Quiet)
     rebuilt in a scratch database; each with `carried` added."""
     store = ledger.store
     with _snapshot(ledger.conn):
-        position = until if isinstance(until, int) else store.seq_at(clock.stored(until))
+        position = min(until, store.count()) if isinstance(until, int) else store.seq_at(clock.stored(until))
         with _scratch() as scratch:
             _project(store, scratch, position, progress, "replaying")
             return [
@@ -221,7 +217,8 @@ def replay(ledger: Ledger, until: int | dt.datetime, progress: Progress = Quiet)
 
 def record_events(store: EventStore, record: dict) -> list[StoredEvent]:
     """The events of a usage record's stream, oldest first; a carried record has none of its own."""
-    return list(store.read_stream(events.usage_stream(record["resource_uuid"], record["type"], record["billing_period"])))
+    stream = events.usage_stream(record["resource_uuid"], record["type"], record["billing_period"])
+    return list(store.read_stream(stream))
 
 
 # Export and import
