@@ -22,6 +22,7 @@ from ledger.store import StoredEvent
 from . import catalog
 
 NAME = "usages"
+TABLES = ("component_usages", "billing_periods")
 
 COLUMNS = {
     "uuid": str, "resource_uuid": str, "offering_uuid": str, "provider_uuid": str,
@@ -61,8 +62,8 @@ def create(db: sqlite_utils.Database) -> None:
 
 
 def drop(db: sqlite_utils.Database) -> None:
-    db["component_usages"].drop(ignore=True)
-    db["billing_periods"].drop(ignore=True)
+    for table in TABLES:
+        db[table].drop(ignore=True)
 
 
 def apply(conn: sqlite3.Connection, event: StoredEvent) -> None:
@@ -73,21 +74,23 @@ def apply(conn: sqlite3.Connection, event: StoredEvent) -> None:
 
 def _usage_reported(conn, event):
     data = event.data
-    resource = catalog.resource(conn, data["resource_uuid"])
-    placement = [resource[key] for key in ("offering_uuid", "provider_uuid", "project_uuid", "customer_uuid")]
+    # The resource's placement comes from the catalog view in the same statement.
     conn.execute(
         "INSERT INTO component_usages (uuid, resource_uuid, offering_uuid, provider_uuid, project_uuid,"
         " customer_uuid, type, billing_period, plan_period_uuid, usage, description, missing_usage_policy,"
-        " date, created, modified_by, carried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+        " date, created, modified_by, carried)"
+        " SELECT ?, r.uuid, r.offering_uuid, o.customer_uuid, r.project_uuid, p.customer_uuid,"
+        " ?, ?, ?, ?, ?, ?, ?, ?, ?, 0"
+        " FROM resources r JOIN offerings o ON o.uuid = r.offering_uuid JOIN projects p ON p.uuid = r.project_uuid"
+        " WHERE r.uuid = ?"
         " ON CONFLICT (uuid) DO UPDATE SET plan_period_uuid = excluded.plan_period_uuid, usage = excluded.usage,"
         " description = excluded.description, missing_usage_policy = excluded.missing_usage_policy,"
         " date = excluded.date, modified_by = excluded.modified_by,"
         " created = CASE WHEN carried THEN excluded.created ELSE created END, carried = 0",
         (
             usage_record_uuid(data["resource_uuid"], data["type"], data["billing_period"]),
-            data["resource_uuid"], *placement, data["type"], data["billing_period"],
-            data["plan_period_uuid"], data["amount"], data["description"], data["missing_usage_policy"],
-            event.occurred_at, event.recorded_at, event.actor_id,
+            data["type"], data["billing_period"], data["plan_period_uuid"], data["amount"], data["description"],
+            data["missing_usage_policy"], event.occurred_at, event.recorded_at, event.actor_id, data["resource_uuid"],
         ),
     )
     period = dt.date.fromisoformat(data["billing_period"])
@@ -162,7 +165,7 @@ def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date,
     whose record is unchanged or real, unless `whole_chain` asks to see every month (termination).
     """
     last = conn.execute("SELECT billing_period, timezone FROM billing_periods ORDER BY billing_period DESC LIMIT 1").fetchone()
-    if last is None:
+    if last is None or last[0] < start.isoformat():
         return
     last_period, zone = dt.date.fromisoformat(last[0]), last[1]
     terminated_at = conn.execute("SELECT terminated_at FROM resources WHERE uuid = ?", (resource_uuid,)).fetchone()

@@ -14,6 +14,7 @@ from ledger.store import StoredEvent
 from . import usages
 
 NAME = "user_usages"
+TABLES = ("component_user_usages",)
 
 COLUMNS = {
     "uuid": str, "component_usage_uuid": str, "username": str, "usage": str, "user_uuid": str,
