@@ -1,0 +1,47 @@
+"""Runs every benchmark of issue 7 in turn and prints their tables (each with its baseline of the same run).
+
+    .venv/bin/python tests/bench/run_all.py            # the full sizes: about 15 minutes on 2 cores
+    .venv/bin/python tests/bench/run_all.py --quick    # small sizes, to check that everything runs
+
+Needs wrk (apt-get install wrk) and the bench extra (pip install -e '.[bench]': eventsourcing).
+"""
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+BENCHMARKS = {
+    "HTTP: set_usage and a filtered list vs minimal Flask (issue 7, targets 60% and 50%)":
+        (["bench_http.py", "--records", "1000000", "--seconds", "15"],
+         ["bench_http.py", "--records", "20000", "--resources", "1000", "--seconds", "3"]),
+    "In-process commands vs eventsourcing's SQLite application (target 5x)":
+        (["bench_commands.py", "--commands", "2000"], ["bench_commands.py", "--commands", "200"]),
+    "Rebuild vs raw batched inserts of the same rows (target 30%, peak < 300 MB)":
+        (["bench_rebuild.py", "--events", "1000000"], ["bench_rebuild.py", "--events", "20000", "--resources", "500"]),
+    "Export and verify (targets 100k and 50k events/s, constant memory)":
+        (["bench_history.py", "--events", "1000000"], ["bench_history.py", "--events", "20000"]),
+    "Store appends vs raw sqlite3 inserts":
+        (["bench_store.py"], ["bench_store.py", "--single", "200", "--batched", "5000"]),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, to check that everything runs")
+    args = parser.parse_args()
+    failed = []
+    for title, (full, quick) in BENCHMARKS.items():
+        script, *options = quick if args.quick else full
+        print(f"\n=== {title}\n$ {Path(sys.executable).name} tests/bench/{script} {' '.join(options)}", flush=True)
+        result = subprocess.run([sys.executable, str(HERE / script), *options], stderr=subprocess.DEVNULL)
+        if result.returncode:
+            failed.append(script)
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
