@@ -6,9 +6,11 @@ from ledger.access import Caller
 from ledger.catalog import token_sha256
 from projections import catalog
 
+from .caching import ViewCache
 from .errors import ApiError
 
 CHALLENGE = {"WWW-Authenticate": "Token"}
+CALLERS = ViewCache()  # token hash -> its user and roles, until the catalog (or anything) changes
 
 
 def presented_token() -> str | None:
@@ -24,7 +26,8 @@ def authenticate(conn) -> Caller:
     token = presented_token()
     if token is None:
         raise ApiError(401, {"detail": "Authentication credentials were not provided."}, CHALLENGE)
-    found = catalog.caller(conn, token_sha256(token))
+    sha256 = token_sha256(token)
+    found = CALLERS.get(sha256, lambda: catalog.caller(conn, sha256))
     if found is None:
         raise ApiError(401, {"detail": "Invalid token."}, CHALLENGE)
     g.caller = found

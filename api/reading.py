@@ -9,10 +9,10 @@ from collections.abc import Callable
 from flask import g
 
 from ledger.access import Caller
-from projections import runner
 
 from . import filters, pagination
 from .auth import authenticate
+from .caching import ViewCache
 from .errors import not_found
 
 
@@ -34,23 +34,12 @@ def listing(view, parse_filters: Callable[[], dict], wire: Callable[[dict], dict
     return pagination.paginated(fetch, counted(view, conn, scopes, found))
 
 
-# (view, scopes, filters) -> (views' log position, count). Counting is the one part of a list
-# that grows with the matching rows; the answer holds until the views move past that position.
-COUNTS: dict[tuple, tuple[int, int]] = {}
-COUNTS_KEPT = 4096
+COUNTS = ViewCache()
 
 
 def counted(view, conn, scopes: dict | None, found: dict) -> int:
-    key = (view.NAME, repr(scopes), repr(sorted(found.items())))
-    position = runner.position(conn)
-    cached = COUNTS.get(key)
-    if cached and cached[0] == position:
-        return cached[1]
-    if len(COUNTS) >= COUNTS_KEPT:
-        COUNTS.clear()
-    total = view.count(conn, scopes, found)
-    COUNTS[key] = (position, total)
-    return total
+    """The view's count of matching records; counting grows with the matching rows, so it is cached."""
+    return COUNTS.get((view.NAME, repr(scopes), repr(sorted(found.items()))), lambda: view.count(conn, scopes, found))
 
 
 def retrieval(view, uuid: str, wire: Callable[[dict], dict]):

@@ -19,8 +19,6 @@ from ledger import clock
 from ledger.events import usage_record_uuid
 from ledger.store import StoredEvent
 
-from . import catalog
-
 NAME = "usages"
 TABLES = ("component_usages", "billing_periods")
 
