@@ -219,7 +219,20 @@ def _item_errors(errors: dict, item) -> dict:
     return errors
 
 
-class ComponentUsage(Schema):
+class Placement(Schema):
+    """Where a record belongs: its resource, offering, project and the project's customer."""
+
+    resource_name = fields.String()
+    resource_uuid = fields.String(metadata={"format": "uuid"})
+    offering_name = fields.String()
+    offering_uuid = fields.String(metadata={"format": "uuid"})
+    project_name = fields.String()
+    project_uuid = fields.String(metadata={"format": "uuid"})
+    customer_name = fields.String()
+    customer_uuid = fields.String(metadata={"format": "uuid"})
+
+
+class ComponentUsage(Placement):
     """A usage record as the API shows it."""
 
     uuid = fields.String(metadata={"format": "uuid"})
@@ -232,14 +245,6 @@ class ComponentUsage(Schema):
     date = fields.String(metadata={"format": "date-time"})
     recurring = fields.Boolean()
     missing_usage_policy = fields.String(validate=validate.OneOf(POLICIES))
-    resource_name = fields.String()
-    resource_uuid = fields.String(metadata={"format": "uuid"})
-    offering_name = fields.String()
-    offering_uuid = fields.String(metadata={"format": "uuid"})
-    project_name = fields.String()
-    project_uuid = fields.String(metadata={"format": "uuid"})
-    customer_name = fields.String()
-    customer_uuid = fields.String(metadata={"format": "uuid"})
     billing_period = fields.String(metadata={"format": "date"})
     modified_by = fields.Integer(allow_none=True)
 
@@ -256,7 +261,7 @@ def usage_record(row: dict) -> dict:
     }
 
 
-class ComponentUserUsage(Schema):
+class ComponentUserUsage(Placement):
     """A user usage record as the API shows it."""
 
     uuid = fields.String(metadata={"format": "uuid"})
@@ -269,14 +274,6 @@ class ComponentUserUsage(Schema):
     created = fields.String(metadata={"format": "date-time"})
     modified = fields.String(metadata={"format": "date-time"})
     backend_id = fields.String()
-    resource_name = fields.String()
-    resource_uuid = fields.String(metadata={"format": "uuid"})
-    offering_name = fields.String()
-    offering_uuid = fields.String(metadata={"format": "uuid"})
-    project_name = fields.String()
-    project_uuid = fields.String(metadata={"format": "uuid"})
-    customer_name = fields.String()
-    customer_uuid = fields.String(metadata={"format": "uuid"})
     component_type = fields.String()
     date = fields.String(metadata={"format": "date-time"})
     billing_period = fields.String(metadata={"format": "date"})

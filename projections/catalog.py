@@ -6,7 +6,6 @@ import sqlite3
 import sqlite_utils
 
 from ledger.access import Caller
-from ledger.store import StoredEvent
 
 NAME = "catalog"
 
@@ -41,17 +40,6 @@ def create(db: sqlite_utils.Database) -> None:
     db["tokens"].create_index(["user_id"], if_not_exists=True)
     db["plan_periods"].create_index(["resource_uuid", "start"], if_not_exists=True)
     db["roles"].create_index(["scope", "scope_uuid"], if_not_exists=True)
-
-
-def drop(db: sqlite_utils.Database) -> None:
-    for table in TABLES:
-        db[table].drop(ignore=True)
-
-
-def apply(conn: sqlite3.Connection, event: StoredEvent) -> None:
-    handler = HANDLERS.get(event.type)
-    if handler:
-        handler(conn, event)
 
 
 def _user_defined(conn, event):

@@ -11,6 +11,7 @@ from ledger.store import EventStore, StoredEvent
 
 from . import catalog, usages, user_usages
 
+# A projection is a module with NAME, TABLES, create(db) and HANDLERS (event type -> fold function).
 # In order of dependence: a later view may read an earlier one while folding.
 PROJECTIONS = (catalog, usages, user_usages)
 REBUILD_BATCH = 5000
@@ -27,7 +28,8 @@ def create(db: sqlite_utils.Database) -> None:
 
 def drop(db: sqlite_utils.Database) -> None:
     for projection in PROJECTIONS:
-        projection.drop(db)
+        for table in projection.TABLES:
+            db[table].drop(ignore=True)
     db["projection_checkpoints"].drop(ignore=True)
 
 
@@ -42,7 +44,9 @@ def apply(conn: sqlite3.Connection, events: Iterable[StoredEvent], just_appended
         if not just_appended or event.schema_version != event_types.CURRENT_VERSION.get(event.type):
             event = event_types.upgrade(event)
         for projection in PROJECTIONS:
-            projection.apply(conn, event)
+            handler = projection.HANDLERS.get(event.type)
+            if handler:
+                handler(conn, event)
         last = event.seq
     if last is not None:
         conn.execute("UPDATE projection_checkpoints SET position = ?", (last,))

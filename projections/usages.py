@@ -17,7 +17,6 @@ from sqlite_utils.db import DescIndex
 
 from ledger import clock
 from ledger.events import usage_record_uuid
-from ledger.store import StoredEvent
 
 NAME = "usages"
 TABLES = ("component_usages", "billing_periods")
@@ -57,17 +56,6 @@ def create(db: sqlite_utils.Database) -> None:
     db["component_usages"].create(COLUMNS, pk="uuid", if_not_exists=True)
     for columns in INDEXES:
         db["component_usages"].create_index(columns, if_not_exists=True)
-
-
-def drop(db: sqlite_utils.Database) -> None:
-    for table in TABLES:
-        db[table].drop(ignore=True)
-
-
-def apply(conn: sqlite3.Connection, event: StoredEvent) -> None:
-    handler = HANDLERS.get(event.type)
-    if handler:
-        handler(conn, event)
 
 
 def _usage_reported(conn, event):

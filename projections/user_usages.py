@@ -9,7 +9,6 @@ import sqlite3
 import sqlite_utils
 
 from ledger.events import user_usage_uuid
-from ledger.store import StoredEvent
 
 from . import usages
 
@@ -28,15 +27,6 @@ def create(db: sqlite_utils.Database) -> None:
     db["component_user_usages"].create_index(["username"], if_not_exists=True)
 
 
-def drop(db: sqlite_utils.Database) -> None:
-    db["component_user_usages"].drop(ignore=True)
-
-
-def apply(conn: sqlite3.Connection, event: StoredEvent) -> None:
-    if event.type == "UserUsageReported":
-        _user_usage_reported(conn, event)
-
-
 def _user_usage_reported(conn, event):
     data = event.data
     # An update changes only the usage: the user link stays as first reported (as in Waldur).
@@ -50,6 +40,8 @@ def _user_usage_reported(conn, event):
         ),
     )
 
+
+HANDLERS = {"UserUsageReported": _user_usage_reported}
 
 RECORD_SELECT = (
     "SELECT uu.uuid, uu.user_uuid, uu.username, uu.component_usage_uuid, uu.usage, c.measured_unit,"
