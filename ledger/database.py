@@ -35,21 +35,26 @@ class Ledger:
 
         Deciding reads the views without holding the write lock, so that concurrent writers
         wait only for each other's appends; the streams' expected versions catch a decision
-        that another writer overtook, and it is made again. A month the clock has entered is
-        started first, so that every write sees its carried values. An idempotency `key` is
-        checked and remembered in the same transaction (raising Replayed or KeyReused).
+        that another writer overtook, and it is made again. The last attempt decides under the
+        lock, where nobody can overtake it, so a busy stream never fails a write. A month the
+        clock has entered is started first, so that every write sees its carried values. An
+        idempotency `key` is checked and remembered in the same transaction (raising Replayed
+        or KeyReused).
         """
         attempt = 1
         while True:
-            decided = decide()
+            last = attempt == WRITE_ATTEMPTS
+            decided = None if last else decide()
             try:
                 with self.store.transaction():
+                    if last:
+                        decided = decide()
                     if key:
                         idempotency.check(self.conn, key)
                         idempotency.remember(self.conn, key)
                     return self._append(self._rollover_due()) + self._append(decided)
             except StreamConflict:
-                if attempt == WRITE_ATTEMPTS or self.conn.in_transaction:
+                if last or self.conn.in_transaction:
                     raise
                 attempt += 1
 

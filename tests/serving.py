@@ -1,0 +1,184 @@
+"""A real `ledger serve` under load, for the reliability tests and tests/bench/bench_reliability.py.
+
+`LedgerServer` runs the server in its own process group on a loopback port, so that it can be
+killed whole (gunicorn's master and its workers) with SIGKILL and started again on the same
+port. `Report` and `send` make set_usage requests that can be found in the log afterwards:
+each carries a unique tag as the description of its items.
+"""
+
+import collections
+import dataclasses
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from ledger.cli import load_catalog
+from ledger.database import Ledger
+from ledger.store import EventStore
+
+SET_USAGE = "/api/marketplace-component-usages/set_usage/"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def new_ledger(db_path: str, catalog: dict) -> None:
+    """Creates a ledger database holding the catalog."""
+    ledger = Ledger(db_path)
+    try:
+        ledger.init()
+        load_catalog(ledger, json.dumps(catalog))
+    finally:
+        ledger.close()
+
+
+class LedgerServer:
+    """`ledger serve` on 127.0.0.1 with `workers` gunicorn workers; its stderr goes to `<db>.server.log`."""
+
+    def __init__(self, db_path: str, workers: int = 2, env: dict | None = None):
+        self.db_path, self.workers = db_path, workers
+        self.env = {**os.environ, **(env or {}), "LEDGER_DB": db_path}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(f"{db_path}.server.log")
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 30) -> None:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ledger", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--workers", str(self.workers)],
+                env=self.env, cwd=Path(self.db_path).parent, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=log, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/schema/", timeout=1) as response:
+                    response.read()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.kill()
+                    raise RuntimeError(f"server did not start:\n{self.log_path.read_text()[-3000:]}") from None
+                time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group: the master and every worker die at once, mid-request."""
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        """A graceful stop (SIGTERM), then SIGKILL if it takes too long."""
+        try:
+            self._signal(signal.SIGTERM, timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def _signal(self, number: int, timeout: float = 10) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, number)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=timeout)
+        self.process = None
+
+    def __enter__(self) -> "LedgerServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """One set_usage request; its items' description is `tag`, so its events can be found in the log."""
+
+    tag: str
+    resource: str
+    items: tuple[tuple[str, str], ...]  # (component type, amount)
+
+    def body(self) -> bytes:
+        usages = [{"type": kind, "amount": amount, "description": self.tag} for kind, amount in self.items]
+        return json.dumps({"resource": self.resource, "usages": usages}).encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """What came back for a report: a status and body, or status None when the connection failed."""
+
+    report: Report
+    status: int | None
+    body: bytes = b""
+
+
+def send(url: str, token: str, report: Report, timeout: float = 60) -> Answer:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        connection.request("POST", SET_USAGE, body=report.body(),
+                           headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
+        response = connection.getresponse()
+        return Answer(report, response.status, response.read())
+    except (OSError, http.client.HTTPException):
+        return Answer(report, None)
+    finally:
+        connection.close()
+
+
+def logged_tags(store: EventStore) -> collections.Counter:
+    """How many UsageReported events each tag has in the log."""
+    return collections.Counter(event.data["description"] for event in store.read() if event.type == "UsageReported")
+
+
+@dataclasses.dataclass
+class Tally:
+    """Answers held against the log: every acknowledged report must be there whole, and nothing half."""
+
+    sent: int = 0
+    acknowledged: int = 0  # 201
+    refused: int = 0  # any other status
+    unanswered: int = 0  # no status: the server died (or the connection broke) first
+    missing: list[str] = dataclasses.field(default_factory=list)  # acknowledged, yet not (wholly) in the log
+    partial: list[str] = dataclasses.field(default_factory=list)  # some but not all of a report's events
+    duplicated: list[str] = dataclasses.field(default_factory=list)  # more events than the report has items
+    refused_but_logged: list[str] = dataclasses.field(default_factory=list)
+    unanswered_but_logged: int = 0  # committed, but the answer never arrived: allowed
+
+    @classmethod
+    def of(cls, answers: list[Answer], tags: collections.Counter) -> "Tally":
+        tally = cls(sent=len(answers))
+        for answer in answers:
+            tag, expected, found = answer.report.tag, len(answer.report.items), tags.get(answer.report.tag, 0)
+            if found > expected:
+                tally.duplicated.append(tag)
+            elif 0 < found < expected:
+                tally.partial.append(tag)
+            if answer.status == 201:
+                tally.acknowledged += 1
+                if found < expected:
+                    tally.missing.append(tag)
+            elif answer.status is None:
+                tally.unanswered += 1
+                tally.unanswered_but_logged += found == expected
+            else:
+                tally.refused += 1
+                if found:
+                    tally.refused_but_logged.append(tag)
+        return tally
+
+    @property
+    def sound(self) -> bool:
+        return not (self.missing or self.partial or self.duplicated or self.refused_but_logged)
