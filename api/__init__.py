@@ -9,6 +9,7 @@ import time
 from flask import Flask, g
 from werkzeug.routing import BaseConverter
 
+from ledger.committer import GroupCommitter
 from ledger.database import Ledger
 
 from . import errors
@@ -45,7 +46,7 @@ def start_rollover_timer(path: str, seconds: float) -> None:
 
 def create_app(config: dict | None = None) -> Flask:
     """The Flask application; `config["DATABASE"]` names the ledger's SQLite file."""
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)
     app.config.update(
         DATABASE=os.environ.get("LEDGER_DB", "ledger.db"),
         MAX_CONTENT_LENGTH=int(os.environ.get("LEDGER_MAX_BODY", DEFAULT_MAX_BODY)),
@@ -61,18 +62,21 @@ def create_app(config: dict | None = None) -> Flask:
     ledger.roll_periods()
     ledger.close()
 
-    # One connection per thread (and so per worker process), opened on first use; one timer per process.
+    # One connection per thread for reading and deciding, opened on first use; one group committer
+    # and one rollover timer per process (a forked worker makes its own).
     local = threading.local()
-    timer_pid = None
+    process = {"pid": None}
+    process_lock = threading.Lock()
 
     @app.before_request
     def open_ledger():
-        nonlocal timer_pid
-        if getattr(local, "ledger", None) is None:
-            local.ledger = Ledger(app.config["DATABASE"])
-        if app.config["ROLLOVER_SECONDS"] and timer_pid != os.getpid():
-            timer_pid = os.getpid()
-            start_rollover_timer(app.config["DATABASE"], app.config["ROLLOVER_SECONDS"])
+        with process_lock:
+            if process["pid"] != os.getpid():
+                process.update(pid=os.getpid(), committer=GroupCommitter(app.config["DATABASE"]))
+                if app.config["ROLLOVER_SECONDS"]:
+                    start_rollover_timer(app.config["DATABASE"], app.config["ROLLOVER_SECONDS"])
+        if getattr(local, "ledger", None) is None or local.ledger.committer is not process["committer"]:
+            local.ledger = Ledger(app.config["DATABASE"], committer=process["committer"])
         g.ledger = local.ledger
 
     app.url_map.converters["uuid"] = UUIDConverter

@@ -283,18 +283,19 @@ def import_command(ctx, file):
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=4, show_default=True, type=int, help="gunicorn worker processes")
+@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes")
+@click.option("--threads", default=4, show_default=True, type=int, help="threads per worker")
 @click.pass_context
-def serve(ctx, host, port, workers):
+def serve(ctx, host, port, workers, threads):
     """Serve the HTTP API with gunicorn.
 
-    Example: ledger --db ledger.db serve --host 127.0.0.1 --port 8000 --workers 4
+    Example: ledger --db ledger.db serve --host 127.0.0.1 --port 8000 --workers 2 --threads 4
     """
     open_ledger(ctx)
-    run_server(ctx.obj["db_path"], host, port, workers)
+    run_server(ctx.obj["db_path"], host, port, workers, threads)
 
 
-def run_server(db_path: str, host: str, port: int, workers: int) -> None:
+def run_server(db_path: str, host: str, port: int, workers: int, threads: int = 4) -> None:
     from gunicorn.app.base import BaseApplication
 
     from api import create_app
@@ -303,6 +304,9 @@ def run_server(db_path: str, host: str, port: int, workers: int) -> None:
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
+            # Threads let a worker's concurrent writes share one commit (ledger/committer.py).
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", threads)
             self.cfg.set("accesslog", None)
             self.cfg.set("control_socket_disable", True)
 

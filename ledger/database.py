@@ -14,8 +14,10 @@ WRITE_ATTEMPTS = 5
 class Ledger:
     """One SQLite database holding the event log and the projections folded from it."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, committer=None):
+        """`committer`, a GroupCommitter of this process, lets concurrent writes share commits."""
         self.path = path
+        self.committer = committer
         self.conn = connect(path)
         self.store = EventStore(self.conn)
         self.db = self.store.db
@@ -39,20 +41,22 @@ class Ledger:
         lock, where nobody can overtake it, so a busy stream never fails a write. A month the
         clock has entered is started first, so that every write sees its carried values. An
         idempotency `key` is checked and remembered in the same transaction (raising Replayed
-        or KeyReused).
+        or KeyReused). With a committer, the append shares a commit with other threads' writes.
         """
         attempt = 1
         while True:
             last = attempt == WRITE_ATTEMPTS
-            decided = None if last else decide()
             try:
+                if self.committer and not last and not self.conn.in_transaction:
+                    return self.committer.submit(decide(), key)
+                decided = None if last else decide()
                 with self.store.transaction():
                     if last:
                         decided = decide()
                     if key:
                         idempotency.check(self.conn, key)
                         idempotency.remember(self.conn, key)
-                    return self._append(self._rollover_due()) + self._append(decided)
+                    return self.append_rollover() + self.append(decided)
             except StreamConflict:
                 if last or self.conn.in_transaction:
                     raise
@@ -61,7 +65,11 @@ class Ledger:
     def roll_periods(self) -> list[StoredEvent]:
         """Starts every billing month the clock has entered that the log has not started yet."""
         with self.store.transaction():
-            return self._append(self._rollover_due())
+            return self.append_rollover()
+
+    def append_rollover(self) -> list[StoredEvent]:
+        """Inside a write transaction: starts the billing months the clock has entered."""
+        return self.append(self._rollover_due())
 
     def _rollover_due(self) -> list[NewEvent]:
         current = clock.billing_period(clock.now())
@@ -73,7 +81,8 @@ class Ledger:
             idempotency.purge(self.conn)
         return due
 
-    def _append(self, decided: list[NewEvent]) -> list[StoredEvent]:
+    def append(self, decided: list[NewEvent]) -> list[StoredEvent]:
+        """Inside a write transaction: appends decided events and folds them into the views."""
         stored = self.store.append(decided)
         runner.apply(self.conn, stored, just_appended=True)
         return stored

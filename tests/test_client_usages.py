@@ -25,7 +25,8 @@ from .world import OFFERING, PLAN_PERIOD, PROJECT, RESOURCE, CLIENT, token
 
 @pytest.fixture
 def staff(live_server):
-    return AuthenticatedClient(base_url=live_server, token=token("staff"))
+    with AuthenticatedClient(base_url=live_server, token=token("staff")) as client:
+        yield client
 
 
 def report(client, resource=RESOURCE, **amounts):

@@ -30,7 +30,8 @@ MARCH = dt.date(2026, 3, 1)
 
 @pytest.fixture
 def staff(live_server):
-    return AuthenticatedClient(base_url=live_server, token=token("staff"))
+    with AuthenticatedClient(base_url=live_server, token=token("staff")) as client:
+        yield client
 
 
 @pytest.fixture

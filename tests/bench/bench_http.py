@@ -1,6 +1,6 @@
 """HTTP request rates of the ledger against minimal Flask endpoints, in the same run and settings.
 
-Both servers run under gunicorn with the same number of sync workers; wrk (Debian's
+Both servers run under gunicorn with the same workers and threads (gthread); wrk (Debian's
 `wrk` package) drives each for the same time with the same connections on loopback.
 
 - set_usage: three items a request, a random resource each time, vs `POST /insert`
@@ -108,7 +108,9 @@ def start(command: list[str], env: dict, probe: str) -> subprocess.Popen:
 
 
 def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> dict:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    # A connection per request: gthread workers keep a kept-alive connection for good, so a
+    # worker that happened to accept them all would serve alone; closing spreads the load.
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", "Connection: close", url]
     if script:
         command[1:1] = ["-s", script]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -142,7 +144,8 @@ def main() -> None:
     parser.add_argument("--resources", type=int, default=10_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker, for both servers")
+    parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -167,14 +170,15 @@ def main() -> None:
     baseline_script.write_text(POST_SCRIPT.replace('"Token %(token)s"', '"none"') % {
         "seed": 7, "resources": ", ".join(f'"{resource_uuid(i)}"' for i in range(args.resources)),
     })
-    gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "--no-control-socket"]
+    gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "-k", "gthread", "--threads",
+                str(args.threads), "--no-control-socket"]
 
     ledger_port, baseline_port = free_port(), free_port()
     ledger_url, baseline_url = f"http://127.0.0.1:{ledger_port}", f"http://127.0.0.1:{baseline_port}"
     list_path = f"/api/marketplace-component-usages/?offering_uuid={OFFERING}&type=cpu&page_size=10"
     servers = [
         start([sys.executable, "-m", "ledger", "--db", str(folder / "ledger.db"), "serve", "--port", str(ledger_port),
-               "--workers", str(args.workers)], env, ledger_url + list_path),
+               "--workers", str(args.workers), "--threads", str(args.threads)], env, ledger_url + list_path),
         start([*gunicorn, "-b", f"127.0.0.1:{baseline_port}", "tests.bench.baseline_app:app"],
               {**env, "BASELINE_DB": str(folder / "baseline.db")}, baseline_url + "/records"),
     ]
@@ -196,7 +200,8 @@ def main() -> None:
             server.terminate()
             server.wait()
 
-    print(f"\n{args.records} usage records, {args.workers} gunicorn workers, wrk -c{args.connections}, {args.seconds} s each")
+    print(f"\n{args.records} usage records, gunicorn {args.workers} workers x {args.threads} threads (gthread),"
+          f" wrk -c{args.connections}, {args.seconds} s each")
     print(f"{'endpoint':32} {'ledger req/s':>13} {'errors':>7} {'p99':>9} {'baseline req/s':>15} {'errors':>7} {'ratio':>6}")
     for name, measured, baseline in rows:
         print(f"{name:32} {measured['rate']:13.0f} {measured['errors']:7d} {measured['p99']:>9} "

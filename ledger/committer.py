@@ -1,0 +1,73 @@
+"""Group commit: the writes of many threads of one process land in one transaction, and one fsync.
+
+With `synchronous=FULL` every commit waits for the disk, and writers queue for the one
+SQLite write lock. A thread that finds the lock free commits every write queued by then,
+each inside its own savepoint, so one write that fails (a stream another writer moved, a
+reused idempotency key) is rolled back alone. Every write is answered only after the
+commit that holds it.
+"""
+
+import dataclasses
+import threading
+
+from . import idempotency
+from .database import Ledger
+from .store import NewEvent, StoredEvent
+
+
+@dataclasses.dataclass
+class Submission:
+    decided: list[NewEvent]
+    key: idempotency.Key | None
+    stored: list[StoredEvent] | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class GroupCommitter:
+    """Commits the writes of one process together, on a connection of its own."""
+
+    def __init__(self, path: str):
+        self.ledger = Ledger(path)
+        self.queue_lock = threading.Lock()
+        self.commit_lock = threading.Lock()
+        self.queue: list[Submission] = []
+
+    def submit(self, decided: list[NewEvent], key: idempotency.Key | None = None) -> list[StoredEvent]:
+        """Appends and projects `decided` (checking and remembering `key`) in the next group commit."""
+        submission = Submission(decided, key)
+        with self.queue_lock:
+            self.queue.append(submission)
+        with self.commit_lock:
+            if not submission.done:
+                with self.queue_lock:
+                    batch, self.queue = self.queue, []
+                self._commit(batch)
+        if submission.error is not None:
+            raise submission.error
+        return submission.stored
+
+    def _commit(self, batch: list[Submission]) -> None:
+        ledger, conn = self.ledger, self.ledger.conn
+        try:
+            with ledger.store.transaction():
+                ledger.append_rollover()
+                for submission in batch:
+                    conn.execute("SAVEPOINT submission")
+                    try:
+                        if submission.key:
+                            idempotency.check(conn, submission.key)
+                            idempotency.remember(conn, submission.key)
+                        submission.stored = ledger.append(submission.decided)
+                    except Exception as error:  # noqa: BLE001 - one failed write must not fail the others
+                        conn.execute("ROLLBACK TO submission")
+                        submission.error, submission.stored = error, None
+                    conn.execute("RELEASE submission")
+        except Exception as error:  # the commit itself failed: nothing of the batch landed
+            for submission in batch:
+                submission.error, submission.stored = error, None
+        for submission in batch:
+            submission.done = True
+
+    def close(self) -> None:
+        self.ledger.close()

@@ -1,0 +1,104 @@
+"""Group commit: concurrent writes of one process share transactions, each rolled back alone on failure."""
+
+import fcntl
+import os
+import sqlite3
+import threading
+
+import pytest
+
+from ledger import events, store, usage
+from ledger.access import Caller
+from ledger.committer import GroupCommitter
+from ledger.database import Ledger
+from ledger.store import StreamConflict
+
+from .world import OTHER_RESOURCE, RESOURCE
+
+STAFF = Caller(id=1, username="staff", is_staff=True)
+
+
+@pytest.fixture
+def committer(db_path):
+    shared = GroupCommitter(db_path)
+    yield shared
+    shared.close()
+
+
+def report(ledger, amount, resource=RESOURCE):
+    kinds = ("cpu", "ram") if resource == RESOURCE else ("cpu",)
+    items = [usage.UsageItem(type=kind, amount=f"{amount}.00") for kind in kinds]
+    usage.set_usage(ledger, STAFF, usage.SetUsage(items=items, resource_uuid=resource))
+
+
+def test_concurrent_writes_all_land_once_with_a_gapless_log(db_path, committer):
+    before = Ledger(db_path)
+    first_seq = before.store.count()
+    before.close()
+    threads, failures = [], []
+
+    def write(n):
+        ledger = Ledger(db_path, committer=committer)
+        try:
+            for amount in range(n * 10, n * 10 + 10):
+                report(ledger, amount, RESOURCE if n % 2 else OTHER_RESOURCE)
+        except Exception as error:  # noqa: BLE001 - collected for the assertion below
+            failures.append(error)
+        finally:
+            ledger.close()
+
+    for n in range(6):
+        threads.append(threading.Thread(target=write, args=(n,)))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    ledger = Ledger(db_path)
+    reported = [e for e in ledger.store.read(after=first_seq) if e.type == "UsageReported"]
+    assert len(reported) == 3 * 10 * 2 + 3 * 10
+    assert [e.seq for e in ledger.store.read()] == list(range(1, ledger.store.count() + 1))
+    assert ledger.store.verify_chain() == ledger.store.count()
+    ledger.close()
+
+
+def test_a_failing_write_is_rolled_back_alone(db_path, committer, now):
+    ledger = Ledger(db_path)
+    stream = events.usage_stream(RESOURCE, "cpu", "2026-03-01")
+    data = {"resource_uuid": RESOURCE, "type": "cpu", "billing_period": "2026-03-01",
+            "plan_period_uuid": "0e000000000000000000000000000001", "amount": "1.00", "description": "",
+            "missing_usage_policy": "none"}
+    good = events.new(stream, 1, "UsageReported", data, "2026-03-15T12:00:00.000000Z", 1)
+    stale = events.new(stream, 1, "UsageReported", data | {"amount": "2.00"}, "2026-03-15T12:00:00.000000Z", 1)
+    results = {}
+    barrier = threading.Barrier(2)
+
+    def submit(name, decided):
+        barrier.wait()
+        try:
+            results[name] = committer.submit([decided])
+        except StreamConflict as error:
+            results[name] = error
+
+    threads = [threading.Thread(target=submit, args=pair) for pair in (("good", good), ("stale", stale))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    outcomes = sorted(type(result).__name__ for result in results.values())
+    assert outcomes == ["StreamConflict", "list"]
+    assert [e.data["amount"] for e in ledger.store.read_stream(stream)] in (["1.00"], ["2.00"])
+    ledger.close()
+
+
+def test_writers_give_up_after_the_busy_timeout(db_path, monkeypatch):
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_SECONDS", 0.05)
+    descriptor = os.open(f"{db_path}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    ledger = Ledger(db_path)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            ledger.roll_periods()
+    finally:
+        ledger.close()
+        os.close(descriptor)
