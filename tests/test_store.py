@@ -5,6 +5,7 @@
 that reach under the store's interface (raw writes, dropping the guards).
 """
 
+import abc
 import hashlib
 import json
 import sqlite3
@@ -30,23 +31,26 @@ def expected_hash(row: dict) -> str:
     return hashlib.sha256((row["prev_hash"] + text).encode()).hexdigest()
 
 
-class EventStoreContract:
-    """The tests every event store backend must pass."""
+class EventStoreContract(abc.ABC):
+    """The tests every event store backend must pass; a backend's subclass provides the hooks."""
 
     refused = Exception  # what the backend raises when the log refuses a raw change
 
+    @abc.abstractmethod
     def update_event(self, store, seq: int, column: str, value) -> None:
-        raise NotImplementedError
+        """Tries a raw UPDATE of one column of one event, past the store's API."""
 
+    @abc.abstractmethod
     def delete_event(self, store, seq: int) -> None:
-        raise NotImplementedError
+        """Tries a raw DELETE of one event, past the store's API."""
 
+    @abc.abstractmethod
     def drop_guards(self, store) -> None:
         """Removes what refuses UPDATE and DELETE, so that a test can tamper with the log."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def stored_data_text(self, store, seq: int) -> str:
-        raise NotImplementedError
+        """The event's data exactly as stored."""
 
     # Appending
 
