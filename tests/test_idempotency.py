@@ -123,3 +123,12 @@ def test_user_usage_retries_are_idempotent_too(client, ledger):
         assert [client.post(url, json=body, headers=headers).status_code for _ in range(2)] == [201, 201]
         assert ledger.store.count() == before + 1
         assert client.post(url, json={**body, "extra": 1}, headers=headers).status_code == 422
+
+
+def test_remembered_keys_are_not_a_difference_for_verify(client, ledger):
+    from ledger import history
+
+    post(client)
+    result = history.verify(ledger)
+    assert result.broken is None and result.differences == ()
+    assert result.tables >= 3
