@@ -80,6 +80,7 @@ def create_app(config: dict | None = None) -> Flask:
         g.ledger = local.ledger
 
     app.url_map.converters["uuid"] = UUIDConverter
+    app.url_map.strict_slashes = False  # a path without its trailing slash is served, not redirected as HTML
     errors.register(app)
     from . import openapi, usages, user_usages
 

@@ -212,3 +212,10 @@ def test_list_methods_other_than_get_and_head_are_405(client):
         response = getattr(client, method)(LIST, headers=auth("staff"))
         assert response.status_code == 405
         assert response.get_json() == {"detail": f'Method "{method.upper()}" not allowed.'}
+
+
+def test_paths_without_the_trailing_slash_are_served_as_json(client, many):
+    response = client.get(LIST.rstrip("/"), headers=auth("staff"))
+    assert response.status_code == 200 and len(response.get_json()) == 10
+    uuid = response.get_json()[0]["uuid"]
+    assert client.get(f"{LIST}{uuid}", headers=auth("staff")).get_json()["uuid"] == uuid
