@@ -63,11 +63,14 @@ class GroupCommitter:
                         conn.execute("ROLLBACK TO submission")
                         submission.error, submission.stored = error, None
                     conn.execute("RELEASE submission")
-        except Exception as error:  # the commit itself failed: nothing of the batch landed
+        except BaseException as error:  # the commit itself failed: nothing of the batch landed
             for submission in batch:
                 submission.error, submission.stored = error, None
-        for submission in batch:
-            submission.done = True
+            if not isinstance(error, Exception):
+                raise
+        finally:
+            for submission in batch:
+                submission.done = True
 
     def close(self) -> None:
         self.ledger.close()

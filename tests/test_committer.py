@@ -102,3 +102,17 @@ def test_writers_give_up_after_the_busy_timeout(db_path, monkeypatch):
     finally:
         ledger.close()
         os.close(descriptor)
+
+
+def test_a_failed_commit_fails_every_write_of_its_batch(committer, monkeypatch):
+    def broken_rollover():
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(committer.ledger, "append_rollover", broken_rollover)
+    stream = events.usage_stream(RESOURCE, "cpu", "2026-03-01")
+    data = {"resource_uuid": RESOURCE, "type": "cpu", "billing_period": "2026-03-01",
+            "plan_period_uuid": "0e000000000000000000000000000001", "amount": "1.00", "description": "",
+            "missing_usage_policy": "none"}
+    with pytest.raises(sqlite3.OperationalError):
+        committer.submit([events.new(stream, 1, "UsageReported", data, "2026-03-15T12:00:00.000000Z", 1)])
+    assert committer.ledger.store.stream_version(stream) == 0
