@@ -96,7 +96,7 @@ def connect(path: str) -> sqlite3.Connection:
 
 
 @contextlib.contextmanager
-def writer_lock(conn: sqlite3.Connection) -> Iterator[None]:
+def writer_lock(lock_path: str | None) -> Iterator[None]:
     """Writers of one database file queue on an OS lock beside it.
 
     SQLite's own busy handler polls in growing sleeps (up to 100 ms), so under contention the
@@ -104,11 +104,10 @@ def writer_lock(conn: sqlite3.Connection) -> Iterator[None]:
     over almost at once. Like SQLite's busy timeout, waiting gives up after BUSY_TIMEOUT_SECONDS.
     The OS drops the lock of a process that dies.
     """
-    path = conn.execute("PRAGMA database_list").fetchone()[2]
-    if not path:  # an in-memory database has a single connection: nothing to queue for
+    if lock_path is None:  # an in-memory database has a single connection: nothing to queue for
         yield
         return
-    descriptor = os.open(f"{path}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
         while True:
@@ -130,6 +129,8 @@ class EventStore:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
+        database_file = conn.execute("PRAGMA database_list").fetchone()[2]
+        self.lock_path = f"{database_file}.writer-lock" if database_file else None
 
     def create_schema(self) -> None:
         if "events" in self.db.table_names():
@@ -158,7 +159,7 @@ class EventStore:
         if self.conn.in_transaction:
             yield
             return
-        with writer_lock(self.conn):
+        with writer_lock(self.lock_path):
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield

@@ -23,26 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from ledger import history  # noqa: E402
-from ledger.store import EventStore, NewEvent, connect  # noqa: E402
+from ledger.store import EventStore, connect  # noqa: E402
+from tests.bench.bench_store import new_events  # noqa: E402
 
 STREAMS = 5000
 BATCH = 50_000
-
-
-def usage_reports(first: int, count: int) -> list[NewEvent]:
-    """Reports numbered first…first+count-1, spread over STREAMS streams, each stream's versions in order."""
-    return [
-        NewEvent(
-            stream=f"usage/{i % STREAMS:032x}/cpu/2026-03", version=i // STREAMS + 1, type="UsageReported",
-            data={
-                "resource_uuid": f"{i % STREAMS:032x}", "type": "cpu", "billing_period": "2026-03-01",
-                "plan_period_uuid": f"{i % 7:032x}", "amount": f"{i % 100000}.25", "description": "nightly report",
-                "missing_usage_policy": "none",
-            },
-            occurred_at="2026-03-15T12:00:00.000000Z", actor_id=3,
-        )
-        for i in range(first, first + count)
-    ]
 
 
 def build(path: str, events: int) -> float:
@@ -51,7 +36,7 @@ def build(path: str, events: int) -> float:
     store.create_schema()
     start = time.perf_counter()
     for first in range(0, events, BATCH):
-        store.append(usage_reports(first, min(BATCH, events - first)))
+        store.append(new_events(min(BATCH, events - first), first, STREAMS))
         print(f"\rbuilding the log: {first + BATCH:>9,} / {events:,}", end="", file=sys.stderr)
     print(file=sys.stderr)
     store.conn.close()

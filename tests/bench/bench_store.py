@@ -24,19 +24,19 @@ from ledger.store import COLUMNS, EventStore, NewEvent, connect  # noqa: E402
 STREAMS = 500
 
 
-def new_events(count: int) -> list[NewEvent]:
-    """Usage reports spread over STREAMS streams, each stream's versions in order."""
+def new_events(count: int, first: int = 0, streams: int = STREAMS) -> list[NewEvent]:
+    """Usage reports numbered first…first+count-1, spread over `streams` streams, each stream's versions in order."""
     return [
         NewEvent(
-            stream=f"usage/{i % STREAMS:032x}/cpu/2026-03", version=i // STREAMS + 1, type="UsageReported",
+            stream=f"usage/{i % streams:032x}/cpu/2026-03", version=i // streams + 1, type="UsageReported",
             data={
-                "resource_uuid": f"{i % STREAMS:032x}", "type": "cpu", "billing_period": "2026-03-01",
+                "resource_uuid": f"{i % streams:032x}", "type": "cpu", "billing_period": "2026-03-01",
                 "plan_period_uuid": f"{i % 7:032x}", "amount": f"{i % 100000}.25", "description": "nightly report",
                 "missing_usage_policy": "none",
             },
             occurred_at="2026-03-15T12:00:00.000000Z", actor_id=3,
         )
-        for i in range(count)
+        for i in range(first, first + count)
     ]
 
 
