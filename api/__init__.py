@@ -65,7 +65,7 @@ def create_app(config: dict | None = None) -> Flask:
     # One connection per thread for reading and deciding, opened on first use; one group committer
     # and one rollover timer per process (a forked worker makes its own).
     local = threading.local()
-    process = {"pid": None}
+    process = app.extensions["ledger"] = {"pid": None, "committer": None}
     process_lock = threading.Lock()
 
     @app.before_request
@@ -88,3 +88,10 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(user_usages.blueprint)
     app.register_blueprint(openapi.blueprint)
     return app
+
+
+def close(app: Flask) -> None:
+    """Stops this process's group committer and its background checkpoints (a server just exits)."""
+    committer = app.extensions["ledger"]["committer"]
+    if committer:
+        committer.close()

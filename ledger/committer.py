@@ -28,7 +28,7 @@ class GroupCommitter:
     """Commits the writes of one process together, on a connection of its own."""
 
     def __init__(self, path: str):
-        self.ledger = Ledger(path)
+        self.ledger = Ledger(path, background_checkpoints=True)
         self.queue_lock = threading.Lock()
         self.commit_lock = threading.Lock()
         self.queue: list[Submission] = []

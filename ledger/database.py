@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from projections import runner
 
-from . import clock, idempotency, periods
+from . import checkpointer, clock, idempotency, periods
 from .store import EventStore, NewEvent, StoredEvent, StreamConflict, connect
 
 # How often a write whose streams moved while it was deciding is decided again.
@@ -14,13 +14,21 @@ WRITE_ATTEMPTS = 5
 class Ledger:
     """One SQLite database holding the event log and the projections folded from it."""
 
-    def __init__(self, path: str, committer=None):
-        """`committer`, a GroupCommitter of this process, lets concurrent writes share commits."""
+    def __init__(self, path: str, committer=None, background_checkpoints: bool = False):
+        """`committer`, a GroupCommitter of this process, lets concurrent writes share commits.
+
+        With `background_checkpoints`, a thread copies the log into the database file instead of
+        the commits of this connection (ledger/checkpointer.py): for a process that writes a lot.
+        """
         self.path = path
         self.committer = committer
         self.conn = connect(path)
         self.store = EventStore(self.conn)
         self.db = self.store.db
+        self.checkpointer = None
+        if background_checkpoints and self.store.lock_path:
+            self.conn.execute(f"PRAGMA wal_autocheckpoint={checkpointer.WRITER_CHECKPOINT_PAGES}")
+            self.checkpointer = checkpointer.Checkpointer(path, self.store.lock_path)
         # The latest billing month known to be started, so most writes skip the rollover query.
         self._started_through = None
 
@@ -88,4 +96,6 @@ class Ledger:
         return stored
 
     def close(self) -> None:
+        if self.checkpointer:
+            self.checkpointer.stop()
         self.conn.close()

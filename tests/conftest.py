@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import api
 from api import create_app
 from ledger.cli import load_catalog
 from ledger.database import Ledger
@@ -52,7 +53,9 @@ def ledger(db_path):
 
 @pytest.fixture
 def app(db_path):
-    return create_app({"DATABASE": db_path, "TESTING": True, "ROLLOVER_SECONDS": 0})
+    app = create_app({"DATABASE": db_path, "TESTING": True, "ROLLOVER_SECONDS": 0})
+    yield app
+    api.close(app)
 
 
 @pytest.fixture

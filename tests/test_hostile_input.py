@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import api
 from api import create_app
 
 from .conftest import auth
@@ -60,10 +61,12 @@ def test_a_report_just_under_the_limit_is_accepted(client, ledger):
 
 def test_ledger_max_body_sets_the_limit(db_path, monkeypatch):
     monkeypatch.setenv("LEDGER_MAX_BODY", "100")
-    client = create_app({"DATABASE": db_path, "ROLLOVER_SECONDS": 0}).test_client()
+    app = create_app({"DATABASE": db_path, "ROLLOVER_SECONDS": 0})
+    client = app.test_client()
     text = json.dumps(VALID_REPORT).encode()
     assert post_raw(client, SET_USAGE, text).status_code == 201
     refused(post_raw(client, SET_USAGE, text + b" " * 100), 413)
+    api.close(app)
 
 
 @pytest.mark.parametrize("text", [b"[" * 100_000, b'{"usages": ' * 50_000, b'{"a": [' * 50_000])

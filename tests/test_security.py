@@ -14,6 +14,7 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
+import api
 from api import create_app
 from ledger import catalog as catalog_file
 from ledger.cli import cli, load_catalog
@@ -223,11 +224,13 @@ def test_counts_are_never_taken_from_another_ledgers_lists(tmp_path, catalog, no
         ledger.init()
         load_catalog(ledger, json.dumps(catalog))
         ledger.close()
-        client = create_app({"DATABASE": path, "ROLLOVER_SECONDS": 0}).test_client()
+        app = create_app({"DATABASE": path, "ROLLOVER_SECONDS": 0})
+        client = app.test_client()
         for resource in resources:
             client.post(SET_USAGE, json={"resource": resource, "usages": [{"type": "cpu", "amount": "1"}]},
                         headers=auth("staff"))
         answers.append(shown_resources(client, USAGES, "staff", resource_uuid=OTHER_RESOURCE))
+        api.close(app)
     assert answers == [([], 0), ([OTHER_RESOURCE], 1)]
 
 

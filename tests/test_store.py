@@ -10,11 +10,15 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 import tracemalloc
+import uuid
 
 import pytest
 
-from ledger.store import GENESIS_HASH, ChainBroken, EventStore, NewEvent, StreamConflict, connect
+from ledger.store import (
+    COLUMNS, GENESIS_HASH, ChainBroken, EventStore, NewEvent, StreamConflict, chain_hash, connect, row_hash,
+)
 
 
 def event(stream: str, version: int, data: dict | None = None, **fields) -> NewEvent:
@@ -235,6 +239,21 @@ class EventStoreContract(abc.ABC):
         for stored in store.read():
             assert stored.hash == expected_hash(stored.row() | {"data": stored.data})
 
+    def test_each_hash_follows_the_chain_rule_for_unusual_values(self, store):
+        store.append([
+            event('quote"back\\slash\nline', 1, {"nested": {"é": [1, 2.5, None, True]}}, actor_id=7),
+            event("tab\tand\u2028", 1, {}, actor_id=None),
+        ])
+        for stored in store.read():
+            assert stored.hash == expected_hash(stored.row() | {"data": stored.data})
+
+    def test_event_ids_are_time_ordered_uuids(self, store):
+        first = store.append([event("a", 1)])[0].event_id
+        time.sleep(0.002)
+        second = store.append([event("a", 2)])[0].event_id
+        assert uuid.UUID(first).version == uuid.UUID(second).version == 7
+        assert first < second  # so that new ids land at the end of the event_id index
+
     def test_each_event_links_to_the_hash_of_the_one_before(self, store):
         store.append([event("a", 1), event("b", 1)])
         store.append([event("a", 2)])
@@ -345,3 +364,9 @@ class TestSQLiteEventStore(EventStoreContract):
 
     def stored_data_text(self, store, seq):
         return store.conn.execute("SELECT data FROM events WHERE seq = ?", (seq,)).fetchone()[0]
+
+
+def test_row_hash_of_a_column_json_writes_otherwise_follows_the_definition():
+    row = (1, "id", "stream", 1, "Noted", 1, "2026-03-15T12:00:00Z", "2026-03-15T12:00:00Z", True, '{"n":1}', GENESIS_HASH)
+    content = dict(zip(COLUMNS, row)) | {"data": {"n": 1}}
+    assert row_hash(GENESIS_HASH, row, {"n": 1}) == chain_hash(GENESIS_HASH, content) == expected_hash(content)

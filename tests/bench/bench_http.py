@@ -146,6 +146,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker, for both servers")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--filled", type=Path, help="a database filled by an earlier run with the same --records"
+                        " and --resources (kept there if missing), copied instead of filling again")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -153,13 +155,19 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-http-"))
     env = {**os.environ, "LEDGER_NOW": NOW, "PYTHONPATH": str(ROOT)}
     os.environ["LEDGER_NOW"] = NOW
-    ledger = Ledger(str(folder / "ledger.db"))
-    ledger.init()
-    load_catalog(ledger, json.dumps(catalog(args.resources)))
-    started = time.perf_counter()
-    fill(ledger, args.resources, args.records)
-    print(f"  filled in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    ledger.close()
+    if args.filled and args.filled.exists():
+        shutil.copyfile(args.filled, folder / "ledger.db")
+    else:
+        ledger = Ledger(str(folder / "ledger.db"))
+        ledger.init()
+        load_catalog(ledger, json.dumps(catalog(args.resources)))
+        started = time.perf_counter()
+        fill(ledger, args.resources, args.records)
+        print(f"  filled in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        ledger.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        ledger.close()
+        if args.filled:
+            shutil.copyfile(folder / "ledger.db", args.filled)
 
     script = folder / "set_usage.lua"
     script.write_text(POST_SCRIPT % {
