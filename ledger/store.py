@@ -180,8 +180,19 @@ class EventStore:
 
     def stream_version(self, stream: str) -> int:
         """The version of a stream's last event; 0 for a stream with none."""
-        row = self.conn.execute("SELECT MAX(version) FROM events WHERE stream = ?", (stream,)).fetchone()
-        return row[0] or 0
+        return self.stream_versions([stream])[stream]
+
+    def stream_versions(self, streams: Iterable[str]) -> dict[str, int]:
+        """The version of each stream's last event (0 for a stream with none), a query per 500 streams."""
+        streams = list(dict.fromkeys(streams))
+        versions = dict.fromkeys(streams, 0)
+        for start in range(0, len(streams), 500):
+            chunk = streams[start:start + 500]
+            versions.update(self.conn.execute(
+                f"SELECT stream, MAX(version) FROM events WHERE stream IN ({', '.join('?' * len(chunk))}) GROUP BY stream",
+                chunk,
+            ))
+        return versions
 
     def last_event(self, stream: str) -> StoredEvent | None:
         row = self.conn.execute(
@@ -211,12 +222,10 @@ class EventStore:
             return []
         with self.transaction():
             seq, prev_hash = self.head()
-            expected: dict[str, int] = {}
+            expected = {stream: version + 1 for stream, version in self.stream_versions(e.stream for e in events).items()}
             recorded_at = clock.stored(clock.now())
             stored, rows = [], []
             for event in events:
-                if event.stream not in expected:
-                    expected[event.stream] = self.stream_version(event.stream) + 1
                 if event.version != expected[event.stream]:
                     raise StreamConflict(
                         f"stream {event.stream!r} expected version {expected[event.stream]}, got {event.version}"

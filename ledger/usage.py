@@ -72,7 +72,7 @@ def set_usage(ledger: Ledger, caller: Caller, command: SetUsage, key: idempotenc
         period = clock.billing_period(moment).isoformat()
         resource_uuid = target.resource.get("uuid")
         streams = {events.usage_stream(resource_uuid, item.type, period) for item in command.items} if resource_uuid else ()
-        versions = {stream: ledger.store.stream_version(stream) for stream in streams}
+        versions = ledger.store.stream_versions(streams)
         return decide(command, target, caller, clock.now(), versions)
 
     return ledger.write(decide_events, key)
@@ -212,7 +212,7 @@ def load_user_usage_target(ledger: Ledger, command: SetUserUsages) -> UserUsageT
     }
     return UserUsageTarget(
         record, catalog.plan_periods(conn, resource_uuid), records,
-        {stream: ledger.store.stream_version(stream) for stream in streams},
+        ledger.store.stream_versions(streams),
     )
 
 

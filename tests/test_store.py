@@ -194,6 +194,11 @@ class EventStoreContract(abc.ABC):
         assert (last.version, last.data, last.seq) == (2, {"last": True}, 2)
         assert store.last_event("nothing") is None
 
+    def test_stream_versions_of_many_streams_in_one_call(self, store):
+        store.append([event(f"s{n}", v) for n in range(1200) for v in range(1, n % 3 + 1)])
+        asked = [f"s{n}" for n in range(1200)] + ["s5", "never"]
+        assert store.stream_versions(asked) == {**{f"s{n}": n % 3 for n in range(1200)}, "never": 0}
+
     def test_stream_version_is_0_for_an_empty_stream(self, store):
         store.append([event("a", 1), event("a", 2)])
         assert store.stream_version("a") == 2

@@ -71,7 +71,7 @@ def commands(count: int, resources: int, seed: int = 7) -> list[tuple[str, list[
 
 
 def run_ledger(folder: str, work, resources: int) -> float:
-    ledger = Ledger(os.path.join(folder, "ledger.db"))
+    ledger = Ledger(os.path.join(folder, "ledger.db"), background_checkpoints=True)
     ledger.init()
     catalog.load(ledger, json.dumps(catalog_document(resources)))
     staff = Caller(id=1, username="staff", is_staff=True)
