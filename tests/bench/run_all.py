@@ -18,7 +18,7 @@ BENCHMARKS = {
         (["bench_http.py", "--records", "1000000", "--seconds", "15"],
          ["bench_http.py", "--records", "20000", "--resources", "1000", "--seconds", "3"]),
     "In-process commands vs eventsourcing's SQLite application (target 5x)":
-        (["bench_commands.py", "--commands", "2000"], ["bench_commands.py", "--commands", "200"]),
+        (["bench_commands.py"], ["bench_commands.py", "--scale", "0.1"]),
     "Rebuild vs raw batched inserts of the same rows (target 30%, peak < 300 MB)":
         (["bench_rebuild.py", "--events", "1000000"], ["bench_rebuild.py", "--events", "20000", "--resources", "500"]),
     "Export and verify (targets 100k and 50k events/s, constant memory)":
