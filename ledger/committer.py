@@ -40,17 +40,18 @@ class GroupCommitter:
             self.queue.append(submission)
         with self.commit_lock:
             if not submission.done:
-                with self.queue_lock:
-                    batch, self.queue = self.queue, []
-                self._commit(batch)
+                self._commit_queued()
         if submission.error is not None:
             raise submission.error
         return submission.stored
 
-    def _commit(self, batch: list[Submission]) -> None:
+    def _commit_queued(self) -> None:
         ledger, conn = self.ledger, self.ledger.conn
+        batch: list[Submission] = []
         try:
             with ledger.store.transaction():
+                # Taken once the write lock is ours: what was queued while waiting for it joins this commit.
+                batch = self._take_queue()
                 ledger.append_rollover()
                 for submission in batch:
                     conn.execute("SAVEPOINT submission")
@@ -64,6 +65,7 @@ class GroupCommitter:
                         submission.error, submission.stored = error, None
                     conn.execute("RELEASE submission")
         except BaseException as error:  # the commit itself failed: nothing of the batch landed
+            batch = batch or self._take_queue()  # the write lock was never ours: fail what waits for it
             for submission in batch:
                 submission.error, submission.stored = error, None
             if not isinstance(error, Exception):
@@ -71,6 +73,11 @@ class GroupCommitter:
         finally:
             for submission in batch:
                 submission.done = True
+
+    def _take_queue(self) -> list[Submission]:
+        with self.queue_lock:
+            batch, self.queue = self.queue, []
+        return batch
 
     def close(self) -> None:
         self.ledger.close()

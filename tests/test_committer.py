@@ -4,6 +4,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -116,3 +117,58 @@ def test_a_failed_commit_fails_every_write_of_its_batch(committer, monkeypatch):
     with pytest.raises(sqlite3.OperationalError):
         committer.submit([events.new(stream, 1, "UsageReported", data, "2026-03-15T12:00:00.000000Z", 1)])
     assert committer.ledger.store.stream_version(stream) == 0
+
+
+def usage_event(resource: str, amount: str) -> events.NewEvent:
+    stream = events.usage_stream(resource, "cpu", "2026-03-01")
+    data = {"resource_uuid": resource, "type": "cpu", "billing_period": "2026-03-01",
+            "plan_period_uuid": "0e000000000000000000000000000001", "amount": amount, "description": "",
+            "missing_usage_policy": "none"}
+    return events.new(stream, 1, "UsageReported", data, "2026-03-15T12:00:00.000000Z", 1)
+
+
+def submit_while_another_process_writes(committer, db_path, resources, hold_until):
+    """Submits a write per resource, each from its own thread, while the writer lock is held
+    elsewhere; returns each thread's outcome (its events or its error)."""
+    descriptor = os.open(f"{db_path}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    outcomes = {}
+
+    def submit(resource):
+        try:
+            outcomes[resource] = committer.submit([usage_event(resource, "1.00")])
+        except Exception as error:  # noqa: BLE001 - the outcome is what is asserted
+            outcomes[resource] = error
+
+    threads = [threading.Thread(target=submit, args=(resource,)) for resource in resources]
+    for thread in threads:
+        thread.start()
+    hold_until()
+    os.close(descriptor)
+    for thread in threads:
+        thread.join(timeout=30)
+    return outcomes
+
+
+def test_writes_queued_while_waiting_for_the_write_lock_join_its_commit(committer, db_path):
+    commits = []
+    committer.ledger.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    resources = [f"{0xA << 124 | n:032x}" for n in range(3)]
+
+    def all_queued():  # one thread waits for the lock, every write waits in the queue
+        deadline = time.monotonic() + 5
+        while len(committer.queue) < len(resources) and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    outcomes = submit_while_another_process_writes(committer, db_path, resources, all_queued)
+    assert all(len(outcomes[resource]) == 1 for resource in resources)
+    assert commits == ["COMMIT"]
+
+
+def test_writes_waiting_for_a_write_lock_that_never_comes_all_fail(committer, db_path, monkeypatch):
+    monkeypatch.setattr(store, "BUSY_TIMEOUT_SECONDS", 0.3)
+    resources = [f"{0xB << 124 | n:032x}" for n in range(3)]
+    outcomes = submit_while_another_process_writes(committer, db_path, resources, lambda: time.sleep(1))
+    assert all(isinstance(outcomes[resource], sqlite3.OperationalError) for resource in resources)
+    assert committer.queue == []
+    assert all(committer.ledger.store.stream_version(events.usage_stream(r, "cpu", "2026-03-01")) == 0 for r in resources)

@@ -169,6 +169,7 @@ def main() -> None:
         if args.filled:
             shutil.copyfile(folder / "ledger.db", args.filled)
 
+    os.sync()  # the gigabytes just written would otherwise be flushed during the measurement, stalling its fsyncs
     script = folder / "set_usage.lua"
     script.write_text(POST_SCRIPT % {
         "seed": 7, "token": TOKEN,
