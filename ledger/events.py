@@ -239,7 +239,6 @@ def usage_stream(resource_uuid: str, component_type: str, billing_period: str) -
     return f"usage/{resource_uuid}/{component_type}/{billing_period[:7]}"
 
 
-@functools.lru_cache(maxsize=1 << 16)  # records are reported again and again; uuid5 was a fifth of projecting a report
 def usage_record_uuid(resource_uuid: str, component_type: str, billing_period: str) -> str:
     """A usage record's UUID, derived from its key so that every replay gives the same one."""
     return uuid.uuid5(RECORD_NAMESPACE, usage_stream(resource_uuid, component_type, billing_period)).hex
