@@ -142,9 +142,13 @@ def build_spec() -> dict:
                 "operationId": "marketplace_component_usages_history",
                 "parameters": [UUID_PARAM],
                 "responses": {
-                    "200": {"description": "the events behind the record, oldest first", "content": {
-                        "application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/UsageEvent"}}},
-                    }},
+                    "200": {
+                        "description": "the events behind the record, oldest first"
+                                       " (for a carried record, the reports it was carried from)",
+                        "content": {"application/json": {
+                            "schema": {"type": "array", "items": {"$ref": "#/components/schemas/UsageEvent"}},
+                        }},
+                    },
                     **error_responses(401, 404),
                 },
             },

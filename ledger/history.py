@@ -217,9 +217,12 @@ def replay(ledger: Ledger, until: int | dt.datetime, progress: Progress = Quiet)
 
 
 def record_events(store: EventStore, record: dict) -> list[StoredEvent]:
-    """The events of a usage record's stream, oldest first; a carried record has none of its own."""
-    stream = events.usage_stream(record["resource_uuid"], record["type"], record["billing_period"])
-    return list(store.read_stream(stream))
+    """The events behind a usage record, oldest first: its reports, or, for a carried record (which
+    has none of its own), the reports of the record its value was carried from."""
+    resource_uuid, component_type = record["resource_uuid"], record["type"]
+    own = list(store.read_stream(events.usage_stream(resource_uuid, component_type, record["billing_period"])))
+    source = None if own else usages.carried_from(store.conn, resource_uuid, component_type, record["billing_period"])
+    return own if source is None else list(store.read_stream(events.usage_stream(resource_uuid, component_type, source)))
 
 
 # Export and import

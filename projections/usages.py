@@ -293,6 +293,18 @@ def records(conn: sqlite3.Connection, scopes: dict | None, filters: dict, order:
     return [dict(zip(RECORD_KEYS, row)) for row in rows]
 
 
+def carried_from(conn: sqlite3.Connection, resource_uuid: str, component_type: str, billing_period: str) -> str | None:
+    """The billing period of the reported record whose value a carried record holds: the latest
+    reported one before it (a carried chain runs unbroken from it). None for a reported record."""
+    row = conn.execute(
+        "SELECT carried, (SELECT MAX(billing_period) FROM component_usages s WHERE s.resource_uuid = u.resource_uuid"
+        " AND s.type = u.type AND s.billing_period < u.billing_period AND NOT s.carried)"
+        " FROM component_usages u WHERE resource_uuid = ? AND type = ? AND billing_period = ?",
+        (resource_uuid, component_type, billing_period),
+    ).fetchone()
+    return row[1] if row and row[0] else None
+
+
 def stored_record(conn: sqlite3.Connection, uuid: str) -> dict | None:
     """One record with every column of the view, for the commands that decide on it."""
     row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM component_usages WHERE uuid = ?", (uuid,)).fetchone()

@@ -285,3 +285,18 @@ def test_openapi_document_describes_the_history_endpoint(client):
     assert set(document["components"]["schemas"]["UsageEvent"]["properties"]) == {
         "seq", "event_id", "type", "occurred_at", "recorded_at", "actor_id", "data", "hash",
     }
+
+
+def test_history_of_a_carried_record_is_the_reports_it_was_carried_from(client, ledger, now):
+    body = {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": "7", "missing_usage_policy": "reuse"}]}
+    assert client.post("/api/marketplace-component-usages/set_usage/", json=body, headers=auth("staff")).status_code == 201
+    body["usages"][0]["amount"] = "8"
+    assert client.post("/api/marketplace-component-usages/set_usage/", json=body, headers=auth("provider-owner")).status_code == 201
+    now("2026-05-02T00:00:00Z")
+    ledger.roll_periods()
+    may = usage_record_uuid(RESOURCE, "cpu", "2026-05-01")
+    response = client.get(f"/api/marketplace-component-usages/{may}/history/", headers=auth("staff"))
+    assert response.status_code == 200
+    assert [(e["actor_id"], e["data"]["billing_period"], e["data"]["amount"]) for e in response.get_json()] == [
+        (1, "2026-03-01", "7.00"), (3, "2026-03-01", "8.00"),
+    ]
