@@ -15,7 +15,7 @@ value), so the workloads are rounds in which every resource reports its three co
 - a week of hourly reports: 168 rounds.
 
 An aggregate's `get` replays all of its events, so the eventsourcing rate falls as records
-gather reports; the ledger reads the record's current version from its view.
+gather reports; the ledger reads only each stream's last version, off an index.
 
     .venv/bin/pip install -e '.[bench]' && .venv/bin/python tests/bench/bench_commands.py
 """
