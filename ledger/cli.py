@@ -205,7 +205,8 @@ def verify(ctx):
 def audit(ctx, resource, component_type, period, as_json):
     """The history of a resource's usage records: each report, who made it, when, and the value it replaced.
 
-    Values carried into a month without a report of its own are marked `carried`.
+    Values carried into a month without a report of its own are marked `carried`; reports of one
+    user's share of a record are marked `user USERNAME`.
 
     Example: ledger audit 0d000000-0000-0000-0000-000000000001 --type cpu --period 2026-03
     """
@@ -218,7 +219,7 @@ def audit(ctx, resource, component_type, period, as_json):
         [
             (e.billing_period[:7], e.type, e.seq or "", e.occurred_at, e.recorded_at or "",
              "system" if e.actor_id is None else f"{e.actor_id} {e.username}", f"{e.old or '-'} -> {e.new}",
-             e.missing_usage_policy, "carried" if e.carried else "")
+             e.missing_usage_policy, "carried" if e.carried else f"user {e.user}" if e.user else "")
             for e in entries
         ],
     )

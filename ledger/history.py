@@ -139,7 +139,8 @@ def _sort_key(row: tuple) -> tuple:
 
 @dataclasses.dataclass(frozen=True)
 class AuditEntry:
-    """One change of a usage record: a report, or a value carried into a period without one."""
+    """One change of a usage record: a report, a value carried into a period without one, or a
+    report of one user's share of the record (`user` names that user)."""
 
     billing_period: str
     type: str
@@ -153,13 +154,14 @@ class AuditEntry:
     missing_usage_policy: str
     description: str
     carried: bool = False
+    user: str | None = None
 
 
 def audit(ledger: Ledger, resource_uuid: str, component_type: str | None = None,
           period: str | None = None) -> list[AuditEntry]:
     """Every report of a resource's usage records (optionally one component type and one month,
-    `YYYY-MM`) with who made it and what it replaced, and the values carried into months without one,
-    by period, type and seq."""
+    `YYYY-MM`) with who made it and what it replaced, the values carried into months without one,
+    and the reports of users' shares of those records, by period, type and seq."""
     conn = ledger.conn
 
     @functools.cache
@@ -182,12 +184,23 @@ def audit(ledger: Ledger, resource_uuid: str, component_type: str | None = None,
             ))
         previous[event.stream] = data["amount"]
     for record in usages.records(conn, None, {"resource_uuid": resource_uuid}, [], -1):
-        if wanted(record["type"], record["billing_period"]) and _is_carried(conn, record):
+        if not wanted(record["type"], record["billing_period"]):
+            continue
+        if _is_carried(conn, record):
             entries.append(AuditEntry(
                 record["billing_period"], record["type"], None, record["date"], None, record["modified_by"],
                 username(record["modified_by"]), None, record["usage"], record["missing_usage_policy"],
                 record["description"], carried=True,
             ))
+        shares: dict[str, str] = {}
+        for event in ledger.store.read_streams(f"user-usage/{record['uuid']}/"):
+            data = events.upgrade(event).data
+            entries.append(AuditEntry(
+                record["billing_period"], record["type"], event.seq, event.occurred_at, event.recorded_at,
+                event.actor_id, username(event.actor_id), shares.get(data["username"]), data["usage"], "", "",
+                user=data["username"],
+            ))
+            shares[data["username"]] = data["usage"]
     # A record is either reported or carried, never both: within one, order is that of the log.
     return sorted(entries, key=lambda e: (e.billing_period, e.type, e.seq or 0))
 

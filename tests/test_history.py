@@ -234,6 +234,21 @@ def test_audit_marks_values_carried_into_months_without_a_report(ledger, db_path
     ]
 
 
+def test_audit_shows_reports_of_users_shares_with_what_they_replaced(ledger, db_path):
+    report(ledger, cpu="10.00", ram="1.00")
+    for caller, items in ((STAFF, [("alice", "4.00"), ("bob", "6.00")]), (PROVIDER_OWNER, [("alice", "5.00")])):
+        command = usage.SetUserUsages(CPU_MARCH, [usage.UserUsageItem(name, amount) for name, amount in items], bulk=True)
+        usage.set_user_usages(ledger, caller, command)
+    result = run(db_path, "audit", RESOURCE, "--type", "cpu", "--json")
+    entries = [(e["user"], e["username"], e["old"], e["new"]) for e in json.loads(result.stdout)]
+    assert entries == [
+        (None, "staff", None, "10.00"), ("alice", "staff", None, "4.00"), ("bob", "staff", None, "6.00"),
+        ("alice", "provider-owner", "4.00", "5.00"),
+    ]
+    table = run(db_path, "audit", RESOURCE, "--type", "cpu").stdout.splitlines()
+    assert table[-1].split()[-2:] == ["user", "alice"] and "4.00 -> 5.00" in table[-1]
+
+
 def test_audit_refuses_a_resource_that_is_not_a_uuid(db_path):
     result = run(db_path, "audit", "alloc-01")
     assert result.exit_code == 2
