@@ -52,12 +52,18 @@ INDEXES = (
 )
 
 
+# Indexes that earlier versions of the view had: a database made by one loses them when opened.
+RETIRED_INDEXES = ("idx_component_usages_resource_uuid_date_type_uuid",)
+
+
 def create(db: sqlite_utils.Database) -> None:
     db["billing_periods"].create({"billing_period": str, "starts_at": str, "timezone": str}, pk="billing_period",
                                  if_not_exists=True)
     db["component_usages"].create(COLUMNS, pk="uuid", if_not_exists=True)
     for columns in INDEXES:
         db["component_usages"].create_index(columns, if_not_exists=True)
+    for name in RETIRED_INDEXES:
+        db.execute(f"DROP INDEX IF EXISTS {name}")
 
 
 def _usage_reported(conn, event):

@@ -108,3 +108,14 @@ def test_ledger_rebuild_command_gives_the_same_views(generated_log, db_path):
     assert result.exit_code == 0, result.output
     assert f"rebuilt views from {generated_log.store.count()} event(s)" in result.stdout
     assert snapshot(generated_log.conn) == before
+
+
+def test_opening_a_database_drops_indexes_the_views_no_longer_have(db_path, ledger):
+    retired = "idx_component_usages_resource_uuid_date_type_uuid"
+    ledger.conn.execute(f"CREATE INDEX {retired} ON component_usages (resource_uuid, date DESC, type, uuid)")
+    reopened = Ledger(db_path)
+    reopened.init()
+    reopened.close()
+    names = {row[0] for row in ledger.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert retired not in names
+    assert "idx_component_usages_resource_uuid_type_billing_period" in names
