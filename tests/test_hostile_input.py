@@ -1,5 +1,6 @@
 """Hostile requests: every one is answered 4xx with a JSON body, never 5xx, and writes nothing."""
 
+import contextlib
 import json
 
 import pytest
@@ -31,6 +32,14 @@ def post_urls(record):
     return [SET_USAGE, f"{USAGES}{record}/set_user_usage/", f"{USAGES}{record}/set_user_usages/"]
 
 
+@contextlib.contextmanager
+def nothing_written(ledger):
+    """Asserts that the block appends nothing to the log."""
+    before = ledger.store.count()
+    yield
+    assert ledger.store.count() == before
+
+
 def refused(response, status: int | None = None) -> dict | list:
     """The JSON body of a 4xx answer (the given status, if any)."""
     assert 400 <= response.status_code < 500, (response.status_code, response.data[:300])
@@ -45,11 +54,10 @@ def post_raw(client, url: str, data: bytes, user: str = "staff"):
 
 
 def test_body_over_the_limit_is_413_with_a_json_body(client, ledger, post_urls):
-    before = ledger.store.count()
-    for url in post_urls:
-        body = refused(post_raw(client, url, b" " * MIB + b"{}"), 413)
-        assert body == {"detail": "Request body is too large."}
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        for url in post_urls:
+            body = refused(post_raw(client, url, b" " * MIB + b"{}"), 413)
+            assert body == {"detail": "Request body is too large."}
 
 
 def test_a_report_just_under_the_limit_is_accepted(client, ledger):
@@ -71,52 +79,46 @@ def test_ledger_max_body_sets_the_limit(db_path, monkeypatch):
 
 @pytest.mark.parametrize("text", [b"[" * 100_000, b'{"usages": ' * 50_000, b'{"a": [' * 50_000])
 def test_json_nested_beyond_the_parser_is_400(client, ledger, post_urls, text):
-    before = ledger.store.count()
-    for url in post_urls:
-        assert refused(post_raw(client, url, text), 400)["detail"].startswith("JSON parse error")
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        for url in post_urls:
+            assert refused(post_raw(client, url, text), 400)["detail"].startswith("JSON parse error")
 
 
 @pytest.mark.parametrize("text", [
     b"\xff\xfe\xfd", b'{"usages": "\xc3\x28"}', "{}".encode("utf-16"), b'{"usages": [], "resource": "\xed\xa0\x80"}',
 ])
 def test_body_that_is_not_utf8_is_400(client, ledger, post_urls, text):
-    before = ledger.store.count()
-    for url in post_urls:
-        refused(post_raw(client, url, text), 400)
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        for url in post_urls:
+            refused(post_raw(client, url, text), 400)
 
 
 def test_lone_surrogate_escapes_are_400(client, ledger, post_urls):
     report = json.dumps({**VALID_REPORT, "usages": [{"type": "cpu", "amount": "1", "description": "\ud800"}]})
     user_usage = json.dumps({"username": "\udc00", "usage": "1"})
-    before = ledger.store.count()
-    for url, text in zip(post_urls, [report, user_usage, json.dumps({"usages": [json.loads(user_usage)]})]):
-        refused(post_raw(client, url, text.encode()), 400)
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        for url, text in zip(post_urls, [report, user_usage, json.dumps({"usages": [json.loads(user_usage)]})]):
+            refused(post_raw(client, url, text.encode()), 400)
 
 
 @pytest.mark.parametrize("field", ["type", "amount", "description", "missing_usage_policy"])
 def test_huge_strings_in_a_usage_item_are_400(client, ledger, field):
     item = {"type": "cpu", "amount": "1", field: "9" * 900_000}
-    before = ledger.store.count()
-    refused(client.post(SET_USAGE, json={"resource": RESOURCE, "usages": [item]}, headers=auth("staff")), 400)
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        refused(client.post(SET_USAGE, json={"resource": RESOURCE, "usages": [item]}, headers=auth("staff")), 400)
 
 
 @pytest.mark.parametrize("field", ["resource", "plan_period", "date"])
 def test_huge_strings_in_a_report_are_400(client, ledger, field):
-    before = ledger.store.count()
-    refused(client.post(SET_USAGE, json={**VALID_REPORT, field: "9" * 900_000}, headers=auth("staff")), 400)
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        refused(client.post(SET_USAGE, json={**VALID_REPORT, field: "9" * 900_000}, headers=auth("staff")), 400)
 
 
 @pytest.mark.parametrize("field", ["username", "usage", "user", "date"])
 def test_huge_strings_in_a_user_usage_are_400(client, ledger, record, field):
     body = {"username": "alice", "usage": "1", field: "9" * 900_000}
-    before = ledger.store.count()
-    refused(client.post(f"{USAGES}{record}/set_user_usage/", json=body, headers=auth("staff")), 400)
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        refused(client.post(f"{USAGES}{record}/set_user_usage/", json=body, headers=auth("staff")), 400)
 
 
 NOT_TEXT = [None, True, [], {}, [SQL], {"a": SQL}]
@@ -138,18 +140,16 @@ WRONG_ITEM_VALUES = {
 
 @pytest.mark.parametrize("field, value", [(f, v) for f, values in WRONG_REPORT_VALUES.items() for v in values])
 def test_wrong_types_in_a_report_are_400(client, ledger, field, value):
-    before = ledger.store.count()
-    refused(client.post(SET_USAGE, json={**VALID_REPORT, field: value}, headers=auth("staff")), 400)
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        refused(client.post(SET_USAGE, json={**VALID_REPORT, field: value}, headers=auth("staff")), 400)
 
 
 @pytest.mark.parametrize("field, value", [(f, v) for f, values in WRONG_ITEM_VALUES.items() for v in values])
 def test_wrong_types_in_a_usage_item_are_400(client, ledger, field, value):
     item = value if field == "item" else {"type": "cpu", "amount": "1", field: value}
     body = {"resource": RESOURCE, "usages": [{"type": "ram", "amount": "2"}, item]}
-    before = ledger.store.count()
-    refused(client.post(SET_USAGE, json=body, headers=auth("staff")), 400)
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        refused(client.post(SET_USAGE, json=body, headers=auth("staff")), 400)
 
 
 WRONG_USER_USAGE_VALUES = {
@@ -163,33 +163,29 @@ WRONG_USER_USAGE_VALUES = {
 @pytest.mark.parametrize("field, value", [(f, v) for f, values in WRONG_USER_USAGE_VALUES.items() for v in values])
 def test_wrong_types_in_a_user_usage_are_400(client, ledger, record, field, value):
     item = {"username": "alice", "usage": "1", field: value}
-    before = ledger.store.count()
-    refused(client.post(f"{USAGES}{record}/set_user_usage/", json=item, headers=auth("staff")), 400)
-    refused(client.post(f"{USAGES}{record}/set_user_usages/", json={"usages": [item]}, headers=auth("staff")), 400)
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        refused(client.post(f"{USAGES}{record}/set_user_usage/", json=item, headers=auth("staff")), 400)
+        refused(client.post(f"{USAGES}{record}/set_user_usages/", json={"usages": [item]}, headers=auth("staff")), 400)
 
 
 @pytest.mark.parametrize("body", [None, True, 1, "usages", [], [{"username": "alice"}], {"usages": {}}])
 def test_bodies_of_the_wrong_shape_are_400(client, ledger, post_urls, body):
-    before = ledger.store.count()
-    for url in post_urls:
-        refused(post_raw(client, url, json.dumps(body).encode()), 400)
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        for url in post_urls:
+            refused(post_raw(client, url, json.dumps(body).encode()), 400)
 
 
 @pytest.mark.parametrize("field", ["type", "amount", "missing_usage_policy"])
 def test_sql_in_a_usage_item_is_400(client, ledger, field):
     item = {"type": "cpu", "amount": "1", field: SQL}
-    before = ledger.store.count()
-    refused(client.post(SET_USAGE, json={"resource": RESOURCE, "usages": [item]}, headers=auth("staff")), 400)
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        refused(client.post(SET_USAGE, json={"resource": RESOURCE, "usages": [item]}, headers=auth("staff")), 400)
 
 
 @pytest.mark.parametrize("field", ["resource", "plan_period", "date"])
 def test_sql_in_a_report_is_400(client, ledger, field):
-    before = ledger.store.count()
-    refused(client.post(SET_USAGE, json={**VALID_REPORT, field: SQL}, headers=auth("staff")), 400)
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        refused(client.post(SET_USAGE, json={**VALID_REPORT, field: SQL}, headers=auth("staff")), 400)
 
 
 def test_sql_in_a_description_is_kept_as_text(client, ledger):
@@ -223,14 +219,13 @@ SQL_QUERY_ANSWERS = {
 def test_sql_in_a_query_parameter_is_refused_or_matches_nothing(client, ledger, record, url, param, value, answer):
     client.post(f"{USAGES}{record}/set_user_usage/", json={"username": "alice"}, headers=auth("staff"))
     everything = client.get(url, headers=auth("staff")).get_json()
-    before = ledger.store.count()
-    response = client.get(url, query_string={param: value}, headers=auth("staff"))
-    if answer in ("none", "all"):
-        assert response.status_code == 200
-        assert response.get_json() == ([] if answer == "none" else everything)
-    else:
-        refused(response, answer)
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        response = client.get(url, query_string={param: value}, headers=auth("staff"))
+        if answer in ("none", "all"):
+            assert response.status_code == 200
+            assert response.get_json() == ([] if answer == "none" else everything)
+        else:
+            refused(response, answer)
 
 
 @pytest.mark.parametrize("value", [SQL, INJECTED])
@@ -249,17 +244,15 @@ def test_sql_or_null_in_a_token_is_401(client, value):
 @pytest.mark.parametrize("field", ["type", "description"])
 def test_null_characters_in_a_usage_item_are_400(client, ledger, field):
     item = {"type": "cpu", "amount": "1", field: "a\x00b"}
-    before = ledger.store.count()
-    body = refused(client.post(SET_USAGE, json={"resource": RESOURCE, "usages": [item]}, headers=auth("staff")), 400)
-    assert body == {"usages": [{field: ["Null characters are not allowed."]}]}
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        body = refused(client.post(SET_USAGE, json={"resource": RESOURCE, "usages": [item]}, headers=auth("staff")), 400)
+        assert body == {"usages": [{field: ["Null characters are not allowed."]}]}
 
 
 def test_null_characters_in_a_username_are_400(client, ledger, record):
-    before = ledger.store.count()
-    response = client.post(f"{USAGES}{record}/set_user_usage/", json={"username": "al\x00ice"}, headers=auth("staff"))
-    assert refused(response, 400) == {"username": ["Null characters are not allowed."]}
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        response = client.post(f"{USAGES}{record}/set_user_usage/", json={"username": "al\x00ice"}, headers=auth("staff"))
+        assert refused(response, 400) == {"username": ["Null characters are not allowed."]}
 
 
 @pytest.mark.parametrize("url, param", [(USAGES, "type"), (USER_USAGES, "type"), (USER_USAGES, "username")])
@@ -296,9 +289,8 @@ def test_extreme_filter_values_are_never_a_server_error(client, record, query):
 ])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_unknown_routes_are_404_with_a_json_body(client, ledger, path, method):
-    before = ledger.store.count()
-    assert refused(client.open(path, method=method, headers=auth("staff")), 404) == {"detail": "Not found."}
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        assert refused(client.open(path, method=method, headers=auth("staff")), 404) == {"detail": "Not found."}
 
 
 ROUTES = {  # a route with its uuid filled in -> the methods it answers
@@ -322,10 +314,9 @@ def test_every_other_method_on_every_route_is_405_with_a_json_body(client, ledge
     client.post(f"{USAGES}{record}/set_user_usage/", json={"username": "alice"}, headers=auth("staff"))
     user_record = client.get(USER_USAGES, headers=auth("staff")).get_json()[0]["uuid"]
     url = route.format(record=record, user_record=user_record)
-    before = ledger.store.count()
-    response = client.open(url, method=method, json=VALID_REPORT, headers=auth("staff"))
-    assert response.status_code == 405
-    assert set(response.headers["Allow"].split(", ")) >= ROUTES[route]
-    if method != "HEAD":  # a HEAD answer has no body
-        assert refused(response) == {"detail": f'Method "{method}" not allowed.'}
-    assert ledger.store.count() == before
+    with nothing_written(ledger):
+        response = client.open(url, method=method, json=VALID_REPORT, headers=auth("staff"))
+        assert response.status_code == 405
+        assert set(response.headers["Allow"].split(", ")) >= ROUTES[route]
+        if method != "HEAD":  # a HEAD answer has no body
+            assert refused(response) == {"detail": f'Method "{method}" not allowed.'}
