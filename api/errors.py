@@ -1,6 +1,6 @@
 """Every error is a JSON body in Django REST framework's shape, never an HTML page."""
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from ledger import idempotency
@@ -33,6 +33,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(idempotency.Replayed)
     def replayed(error: idempotency.Replayed):
+        # The write replayed may be committed but not yet flushed by its own process (committer.py).
+        g.ledger.store.sync_log()
         return "", error.status
 
     @app.errorhandler(idempotency.KeyReused)

@@ -95,12 +95,21 @@ def chain_hash(prev_hash: str, row: dict) -> str:
     return hashlib.sha256((prev_hash + canonical(content)).encode()).hexdigest()
 
 
-def connect(path: str) -> sqlite3.Connection:
-    """A connection in autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE."""
+def durable_commits() -> bool:
+    """Whether a commit must reach the disk before it is answered (LEDGER_SYNC=full, the default)."""
+    return os.environ.get("LEDGER_SYNC", "full").lower() != "normal"
+
+
+def connect(path: str, sync_on_commit: bool = True) -> sqlite3.Connection:
+    """A connection in autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
+
+    Without `sync_on_commit`, a commit does not wait for the disk (synchronous=NORMAL, which
+    keeps the database consistent through a crash); whoever commits on it then makes the
+    commit durable with `EventStore.sync_log` before answering.
+    """
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
-    sync = os.environ.get("LEDGER_SYNC", "full").lower()
-    conn.execute(f"PRAGMA synchronous={'NORMAL' if sync == 'normal' else 'FULL'}")
+    conn.execute(f"PRAGMA synchronous={'FULL' if sync_on_commit and durable_commits() else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
 
@@ -141,6 +150,7 @@ class EventStore:
         self.db = sqlite_utils.Database(conn)
         database_file = conn.execute("PRAGMA database_list").fetchone()[2]
         self.lock_path = f"{database_file}.writer-lock" if database_file else None
+        self.log_path = f"{database_file}-wal" if database_file else None
 
     def create_schema(self) -> None:
         if "events" in self.db.table_names():
@@ -177,6 +187,23 @@ class EventStore:
                 self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
+
+    def sync_log(self) -> None:
+        """Flushes the write-ahead log to disk: every commit so far, of any connection, is durable after it.
+
+        The group committer commits without waiting for the disk and calls this once it has
+        given up the writer lock, so that the next writer goes on while this one's flush runs.
+        """
+        if self.log_path is None or not durable_commits():
+            return
+        try:
+            descriptor = os.open(self.log_path, os.O_RDONLY)
+        except FileNotFoundError:  # the last connection to close copied the log into the (synced) database
+            return
+        try:
+            os.fdatasync(descriptor)  # as SQLite's own log syncs on Linux
+        finally:
+            os.close(descriptor)
 
     def stream_version(self, stream: str) -> int:
         """The version of a stream's last event; 0 for a stream with none."""

@@ -172,3 +172,46 @@ def test_writes_waiting_for_a_write_lock_that_never_comes_all_fail(committer, db
     assert all(isinstance(outcomes[resource], sqlite3.OperationalError) for resource in resources)
     assert committer.queue == []
     assert all(committer.ledger.store.stream_version(events.usage_stream(r, "cpu", "2026-03-01")) == 0 for r in resources)
+
+
+def test_a_write_is_answered_after_its_log_is_flushed_outside_the_writer_lock(committer, db_path, monkeypatch):
+    """The commit does not wait for the disk (NORMAL); the committer flushes the log once the
+    writer lock is free for others, and answers only then."""
+    assert committer.ledger.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    flushes, fdatasync = [], os.fdatasync
+
+    def observed_fdatasync(descriptor):
+        probe = os.open(f"{db_path}.writer-lock", os.O_RDWR)
+        try:
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if the writer lock were still held
+            fcntl.flock(probe, fcntl.LOCK_UN)
+        finally:
+            os.close(probe)
+        flushes.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        fdatasync(descriptor)
+
+    monkeypatch.setattr(store.os, "fdatasync", observed_fdatasync)
+    stored = committer.submit([usage_event(RESOURCE, "4.00")])
+    assert len(stored) == 1
+    assert flushes == [f"{os.path.realpath(db_path)}-wal"]
+
+
+def test_with_ledger_sync_normal_the_log_is_not_flushed(db_path, monkeypatch):
+    monkeypatch.setenv("LEDGER_SYNC", "normal")
+    flushes = []
+    monkeypatch.setattr(store.os, "fdatasync", flushes.append)
+    shared = GroupCommitter(db_path)
+    try:
+        assert len(shared.submit([usage_event(RESOURCE, "5.00")])) == 1
+    finally:
+        shared.close()
+    assert flushes == []
+
+
+def test_a_failed_flush_fails_the_writes_of_its_batch(committer, monkeypatch):
+    def broken_fdatasync(descriptor):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(store.os, "fdatasync", broken_fdatasync)
+    with pytest.raises(OSError):
+        committer.submit([usage_event(RESOURCE, "6.00")])

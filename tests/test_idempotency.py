@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from ledger import idempotency
+from ledger import idempotency, store
 
 from .conftest import auth
 from .world import RESOURCE
@@ -26,6 +26,15 @@ def test_retry_with_the_same_key_and_body_answers_201_and_appends_nothing(client
     assert (first.status_code, retry.status_code) == (201, 201)
     assert retry.data == b""
     assert usage_events(ledger) == 1
+
+
+def test_a_retry_is_answered_only_once_the_log_is_flushed(client, ledger, monkeypatch):
+    """The original write may be committed by another process that has not flushed it yet."""
+    post(client)
+    flushes = []
+    monkeypatch.setattr(store.os, "fdatasync", flushes.append)
+    assert post(client).status_code == 201
+    assert len(flushes) == 1
 
 
 def test_same_body_with_other_whitespace_is_the_same_request(client, ledger):
