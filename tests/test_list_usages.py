@@ -6,9 +6,10 @@ import pytest
 
 from ledger import usage
 from ledger.access import Caller
+from projections import usages as usage_view
 
 from .conftest import auth
-from .world import NON_READERS, OTHER_RESOURCE, PROJECT, READERS, RESOURCE, USERS
+from .world import CLIENT, NON_READERS, OFFERING, OTHER_RESOURCE, PROJECT, READERS, RESOURCE, USERS
 
 LIST = "/api/marketplace-component-usages/"
 STAFF = Caller(id=1, username="staff", is_staff=True)
@@ -219,3 +220,18 @@ def test_paths_without_the_trailing_slash_are_served_as_json(client, many):
     assert response.status_code == 200 and len(response.get_json()) == 10
     uuid = response.get_json()[0]["uuid"]
     assert client.get(f"{LIST}{uuid}", headers=auth("staff")).get_json()["uuid"] == uuid
+
+
+@pytest.mark.parametrize("filters", [
+    {}, {"offering_uuid": OFFERING}, {"offering_uuid": OFFERING, "type": "cpu"}, {"project_uuid": PROJECT},
+    {"customer_uuid": CLIENT}, {"billing_period": "2026-03-01"},
+])
+def test_a_filtered_page_in_the_default_order_is_read_off_an_index_without_sorting(ledger, many, filters):
+    """With a million records, sorting the matches for each page would take seconds."""
+    statements = []
+    ledger.conn.set_trace_callback(statements.append)
+    assert usage_view.records(ledger.conn, None, filters, [], limit=10)
+    ledger.conn.set_trace_callback(None)
+    plan = " / ".join(row[3] for row in ledger.conn.execute(f"EXPLAIN QUERY PLAN {statements[-1]}"))
+    assert "TEMP B-TREE" not in plan
+    assert "USING INDEX idx_component_usages_" in plan

@@ -111,11 +111,16 @@ def test_ledger_rebuild_command_gives_the_same_views(generated_log, db_path):
 
 
 def test_opening_a_database_drops_indexes_the_views_no_longer_have(db_path, ledger):
-    retired = "idx_component_usages_resource_uuid_date_type_uuid"
-    ledger.conn.execute(f"CREATE INDEX {retired} ON component_usages (resource_uuid, date DESC, type, uuid)")
+    retired = {
+        "idx_component_usages_resource_uuid_date_type_uuid": "resource_uuid, date DESC, type, uuid",
+        "idx_component_usages_offering_uuid_date_type_uuid": "offering_uuid, date DESC, type, uuid",
+    }
+    for name, columns in retired.items():
+        ledger.conn.execute(f"CREATE INDEX {name} ON component_usages ({columns})")
     reopened = Ledger(db_path)
     reopened.init()
     reopened.close()
     names = {row[0] for row in ledger.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert retired not in names
-    assert "idx_component_usages_resource_uuid_type_billing_period" in names
+    assert not names & set(retired)
+    assert {"idx_component_usages_resource_uuid_type_billing_period",
+            "idx_component_usages_offering_uuid_date_type_desc_uuid_desc"} <= names
