@@ -4,7 +4,7 @@
 (same pragmas as the ledger); `GET /records` returns a bare JSON array of ten records
 shaped like usage records. Served by gunicorn with the ledger's settings:
 
-    BASELINE_DB=/tmp/baseline.db gunicorn -w 2 -k gthread --threads 4 tests.bench.baseline_app:app
+    BASELINE_DB=/tmp/baseline.db gunicorn -w 4 -k gthread --threads 2 tests.bench.baseline_app:app
 """
 
 import os

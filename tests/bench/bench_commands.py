@@ -42,7 +42,6 @@ from ledger.database import Ledger  # noqa: E402
 from tests.bench.bench_rebuild import catalog_document, resource_uuid  # noqa: E402
 
 TYPES = ("cpu", "ram", "gpu")
-NOW = "2026-11-15T12:00:00Z"
 
 
 class UsageRecord(Aggregate):
@@ -125,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every workload's resources")
     args = parser.parse_args()
-    os.environ["LEDGER_NOW"] = NOW
+    os.environ.pop("LEDGER_NOW", None)  # the real clock: every report has its own time, as in production
     results = []
     for name, (resources, count) in WORKLOADS.items():
         resources = max(1, round(resources * args.scale))

@@ -12,7 +12,6 @@ Both servers run under gunicorn with the same workers and threads (gthread); wrk
 """
 
 import argparse
-import datetime as dt
 import json
 import os
 import re
@@ -29,14 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from ledger import clock, events  # noqa: E402
-from ledger.cli import load_catalog  # noqa: E402
+from ledger.cli import DEFAULT_THREADS, DEFAULT_WORKERS, load_catalog  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
 from projections import runner  # noqa: E402
 
 PROVIDER, CLIENT, PROJECT, OFFERING = (f"{n:032x}" for n in (1, 2, 3, 4))
 TYPES = ("cpu", "ram", "gpu", "storage")
 TOKEN = "bench-staff-token"
-NOW = "2026-11-15T12:00:00Z"
 
 
 def catalog(resources: int) -> dict:
@@ -63,7 +61,7 @@ def resource_uuid(i: int) -> str:
 def fill(ledger: Ledger, resources: int, records: int) -> None:
     """Appends UsageReported events for `records` records over past months, in large transactions."""
     months = -(-records // (resources * len(TYPES)))
-    period = dt.date(2026, 11, 1)
+    period = clock.billing_period(clock.now())
     periods = []
     for _ in range(months):
         period = clock.previous_period(period)
@@ -143,8 +141,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--resources", type=int, default=10_000)
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4, help="gthread threads per worker, for both servers")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="gthread threads per worker, for both servers")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--filled", type=Path, help="a database filled by an earlier run with the same --records"
                         " and --resources (kept there if missing), copied instead of filling again")
@@ -153,8 +151,10 @@ def main() -> None:
         raise SystemExit("wrk is needed: apt-get install wrk")
 
     folder = Path(tempfile.mkdtemp(prefix="bench-http-"))
-    env = {**os.environ, "LEDGER_NOW": NOW, "PYTHONPATH": str(ROOT)}
-    os.environ["LEDGER_NOW"] = NOW
+    # The real clock, as in production: every report has its own time. A fixed LEDGER_NOW put every
+    # report at one instant, so new records landed all over the date-ordered indexes instead of at their ends.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("LEDGER_NOW", None)
     if args.filled and args.filled.exists():
         shutil.copyfile(args.filled, folder / "ledger.db")
     else:
