@@ -56,7 +56,10 @@ def previous_period(period: dt.date) -> dt.date:
 
 def stored(moment: dt.datetime) -> str:
     """Fixed-width UTC text, so that string order is time order in the database."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(UTC)
+    if utc.year < 1000:  # strftime writes such a year unpadded; the text stays as it always was
+        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{utc.replace(tzinfo=None).isoformat(timespec='microseconds')}Z"  # as strftime, a few times faster
 
 
 def wire(stored_text: str) -> str:

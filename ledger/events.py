@@ -157,7 +157,9 @@ def check(event: NewEvent) -> NewEvent:
 def new(stream: str, version: int, event_type: str, data: dict, occurred_at: str, actor_id: int | None = None) -> NewEvent:
     """A validated new event in the current schema version of its type."""
     schema_version = CURRENT_VERSION.get(event_type, 1)  # an unknown type is then rejected by check
-    return check(NewEvent(stream, version, event_type, data, occurred_at, actor_id, schema_version))
+    event = check(NewEvent(stream, version, event_type, data, occurred_at, actor_id, schema_version))
+    event.data_text  # encoded now, while deciding, rather than while holding the writer lock
+    return event
 
 
 def upgrade(event: StoredEvent) -> StoredEvent:

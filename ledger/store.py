@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -50,6 +51,12 @@ class NewEvent:
     actor_id: int | None = None
     schema_version: int = 1
 
+    @functools.cached_property
+    def data_text(self) -> str:
+        """The data as stored: its canonical JSON. Encoded once, and by `events.new` when the
+        event is decided, so that appending, inside the writer lock, only hashes and inserts it."""
+        return canonical(self.data)
+
 
 @dataclasses.dataclass(frozen=True)
 class StoredEvent:
@@ -81,8 +88,8 @@ def uuid7() -> uuid.UUID:
     A random uuid4 put every event on a random page of that index, one more page to write.
     """
     millis = time.time_ns() // 1_000_000
-    rand_a, rand_b = int.from_bytes(os.urandom(2), "big") & 0xFFF, int.from_bytes(os.urandom(8), "big") >> 2
-    return uuid.UUID(int=millis << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b)
+    rand = int.from_bytes(os.urandom(10), "big")  # 12 bits of rand_a, then 62 of rand_b
+    return uuid.UUID(int=millis << 80 | 0x7 << 76 | (rand >> 68) << 64 | 0b10 << 62 | rand & (1 << 62) - 1)
 
 
 def canonical(value) -> str:
@@ -261,7 +268,7 @@ class EventStore:
                 seq += 1
                 # The row as stored, data already as its canonical text: hashed and inserted as it is.
                 row = (seq, uuid7().hex, event.stream, event.version, event.type, event.schema_version,
-                       event.occurred_at, recorded_at, event.actor_id, canonical(event.data), prev_hash)
+                       event.occurred_at, recorded_at, event.actor_id, event.data_text, prev_hash)
                 hash_ = prev_hash = row_hash(prev_hash, row, event.data)
                 rows.append((*row, hash_))
                 stored.append(StoredEvent(*row[:9], event.data, row[10], hash_))
