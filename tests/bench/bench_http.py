@@ -118,7 +118,7 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
         "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
         "requests": int(re.search(r"(\d+) requests in", output).group(1)),
         "errors": (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, errors.groups())) if errors else 0),
-        "p99": re.search(r"99%\s+(\S+)", output).group(1),
+        "p99": re.search(r"^\s*99%\s+(\S+)", output, re.MULTILINE).group(1),  # not the end of a "89.99%"
     }
 
 
