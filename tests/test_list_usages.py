@@ -6,10 +6,12 @@ import pytest
 
 from ledger import usage
 from ledger.access import Caller
+from ledger.catalog import token_sha256
+from projections import catalog as catalog_view
 from projections import usages as usage_view
 
 from .conftest import auth
-from .world import CLIENT, NON_READERS, OFFERING, OTHER_RESOURCE, PROJECT, READERS, RESOURCE, USERS
+from .world import CLIENT, NON_READERS, OFFERING, OTHER_RESOURCE, PROJECT, PROVIDER, READERS, RESOURCE, USERS, token
 
 LIST = "/api/marketplace-component-usages/"
 STAFF = Caller(id=1, username="staff", is_staff=True)
@@ -235,3 +237,62 @@ def test_a_filtered_page_in_the_default_order_is_read_off_an_index_without_sorti
     plan = " / ".join(row[3] for row in ledger.conn.execute(f"EXPLAIN QUERY PLAN {statements[-1]}"))
     assert "TEMP B-TREE" not in plan
     assert "USING INDEX idx_component_usages_" in plan
+
+
+def add_records(ledger, count: int, start: int = 0) -> None:
+    """`count` records of RESOURCE written straight into the view, each with its own date."""
+    rows = [
+        (f"{0xF << 124 | n:032x}", RESOURCE, OFFERING, PROVIDER, PROJECT, CLIENT, ("cpu", "ram")[n % 2],
+         "2026-03-01", f"2026-03-{1 + n % 28:02d}T{n % 24:02d}:{n % 60:02d}:00.{n:06d}Z")
+        for n in range(start, start + count)
+    ]
+    with ledger.store.transaction():
+        ledger.conn.executemany(
+            "INSERT INTO component_usages (uuid, resource_uuid, offering_uuid, provider_uuid, project_uuid,"
+            " customer_uuid, type, billing_period, plan_period_uuid, usage, description, missing_usage_policy,"
+            " date, created, modified_by, carried) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', '1.00', '', 'none', ?, ?, 1, 0)",
+            [(*row, row[-1]) for row in rows],
+        )
+
+
+def plain_page(conn, scopes, filters, limit, offset):
+    """The page as one query over every visible record would give it."""
+    clause, params = usage_view.where(scopes, filters)
+    return [row[0] for row in conn.execute(
+        f"{usage_view.RECORD_SELECT} WHERE {clause} ORDER BY {usage_view.DEFAULT_ORDER} LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    )]
+
+
+def ledger_caller(ledger, user: str):
+    return catalog_view.caller(ledger.conn, token_sha256(token(user)))
+
+
+@pytest.mark.parametrize("user", ["provider-owner", "provider-manager", "offering-manager", "consumer-owner",
+                                  "project-member", "other-owner"])
+def test_a_callers_page_in_the_default_order_is_the_page_of_every_visible_record(ledger, many, user):
+    add_records(ledger, 60)
+    caller = ledger_caller(ledger, user)
+    for filters in ({}, {"type": "cpu"}, {"offering_uuid": OFFERING, "type": "ram"}):
+        for limit, offset in ((10, 0), (7, 5), (25, 30), (10, 90)):
+            page = [row["uuid"] for row in usage_view.records(ledger.conn, caller.visible_scopes(), filters, [], limit, offset)]
+            assert page == plain_page(ledger.conn, caller.visible_scopes(), filters, limit, offset)
+
+
+def test_the_work_of_a_callers_first_page_does_not_grow_with_the_records_they_see(ledger):
+    """Sorting every visible record for each page took seconds for a provider with a million."""
+    scopes = ledger_caller(ledger, "provider-owner").visible_scopes()
+
+    def page_work() -> int:
+        steps = []
+        ledger.conn.set_progress_handler(lambda: steps.append(1), 100)  # every 100 SQLite instructions
+        try:
+            assert len(usage_view.records(ledger.conn, scopes, {}, [], 10)) == 10
+        finally:
+            ledger.conn.set_progress_handler(None, 0)
+        return len(steps)
+
+    add_records(ledger, 200)
+    fewer = page_work()
+    add_records(ledger, 2000, start=200)
+    assert page_work() < 1.5 * fewer

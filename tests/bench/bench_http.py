@@ -6,7 +6,9 @@ Both servers run under gunicorn with the same workers and threads (gthread); wrk
 - set_usage: three items a request, a random resource each time, vs `POST /insert`
   (parse the same JSON, insert one row into SQLite).
 - filtered list: `offering_uuid` + `type`, page of 10, vs a bare Flask JSON endpoint;
-  the database holds `--records` usage records (one million by default).
+  the database holds `--records` usage records (one million by default). Listed by staff,
+  and by the provider's owner, who sees every record through their role (as a site agent
+  with a service provider's token does).
 
     .venv/bin/python tests/bench/bench_http.py --records 1000000 --seconds 15
 """
@@ -35,11 +37,14 @@ from projections import runner  # noqa: E402
 PROVIDER, CLIENT, PROJECT, OFFERING = (f"{n:032x}" for n in (1, 2, 3, 4))
 TYPES = ("cpu", "ram", "gpu", "storage")
 TOKEN = "bench-staff-token"
+OWNER_TOKEN = "bench-provider-owner-token"  # a service provider's owner: sees the records through roles
 
 
 def catalog(resources: int) -> dict:
     return {
-        "users": [{"id": 1, "username": "staff", "token": TOKEN, "is_staff": True}],
+        "users": [{"id": 1, "username": "staff", "token": TOKEN, "is_staff": True},
+                  {"id": 2, "username": "owner", "token": OWNER_TOKEN}],
+        "roles": [{"username": "owner", "scope": "customer", "scope_uuid": PROVIDER, "role": "owner"}],
         "customers": [{"uuid": PROVIDER, "name": "Provider"}, {"uuid": CLIENT, "name": "Client"}],
         "projects": [{"uuid": PROJECT, "name": "Project", "customer_uuid": CLIENT}],
         "offerings": [{
@@ -157,6 +162,10 @@ def main() -> None:
     env.pop("LEDGER_NOW", None)
     if args.filled and args.filled.exists():
         shutil.copyfile(args.filled, folder / "ledger.db")
+        ledger = Ledger(str(folder / "ledger.db"))
+        ledger.init()
+        load_catalog(ledger, json.dumps(catalog(args.resources)))  # a database filled before the owner was added
+        ledger.close()
     else:
         ledger = Ledger(str(folder / "ledger.db"))
         ledger.init()
@@ -196,6 +205,9 @@ def main() -> None:
         for name, ours, base in (
             ("filtered list (1 page of 10)",
              lambda: wrk(ledger_url + list_path + f"&x-auth-token={TOKEN}", args.seconds, args.connections),
+             lambda: wrk(baseline_url + "/records", args.seconds, args.connections)),
+            ("... as the provider's owner",
+             lambda: wrk(ledger_url + list_path + f"&x-auth-token={OWNER_TOKEN}", args.seconds, args.connections),
              lambda: wrk(baseline_url + "/records", args.seconds, args.connections)),
             ("set_usage (3 items)",
              lambda: wrk(ledger_url + "/api/marketplace-component-usages/set_usage/", args.seconds, args.connections, str(script)),
