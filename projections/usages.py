@@ -299,8 +299,25 @@ def order_by(keys: list[str], columns: dict[str, str] = ORDER_COLUMNS, default: 
 
 
 def count(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> int:
-    clause, params = where(scopes, filters)
+    clause, params = where(visible_scopes(conn, scopes, filters), filters)
     return conn.execute(f"SELECT COUNT(*) FROM component_usages u WHERE {clause}", params).fetchone()[0]
+
+
+def visible_scopes(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> dict | None:
+    """The scopes, or None when the filters alone keep to records that they show: an offering the
+    caller sees whole, as its manager or its provider's owner or manager (a site agent's list).
+
+    Then the offering's index answers by itself; checking every record's scopes took a read of
+    each record (0.35 s to count a quarter of a million).
+    """
+    offering = filters.get("offering_uuid")
+    if scopes is None or offering is None:
+        return scopes
+    if offering in scopes.get("offering_uuid", ()):
+        return None
+    provider = conn.execute("SELECT customer_uuid FROM offerings WHERE uuid = ?", (offering,)).fetchone()
+    # A record's provider_uuid is its offering's customer: the view keeps them equal.
+    return None if provider and provider[0] in scopes.get("provider_uuid", ()) else scopes
 
 
 # Asked for the records visible through a caller's scopes in the default order, SQLite gathers
@@ -313,6 +330,7 @@ MAX_SCOPES_MERGED = 50
 
 def records(conn: sqlite3.Connection, scopes: dict | None, filters: dict, order: list[str],
             limit: int, offset: int = 0) -> list[dict]:
+    scopes = visible_scopes(conn, scopes, filters)
     scoped = [(column, value) for column, values in (scopes or {}).items() for value in values]
     if scopes is not None and not order and 0 < len(scoped) <= MAX_SCOPES_MERGED:
         clause, params = _first_of_each_scope(conn, scoped, filters, offset + limit)

@@ -11,7 +11,9 @@ from projections import catalog as catalog_view
 from projections import usages as usage_view
 
 from .conftest import auth
-from .world import CLIENT, NON_READERS, OFFERING, OTHER_RESOURCE, PROJECT, PROVIDER, READERS, RESOURCE, USERS, token
+from .world import (
+    CLIENT, NON_READERS, OFFERING, OTHER_OFFERING, OTHER_RESOURCE, PROJECT, PROVIDER, READERS, RESOURCE, USERS, token,
+)
 
 LIST = "/api/marketplace-component-usages/"
 STAFF = Caller(id=1, username="staff", is_staff=True)
@@ -296,3 +298,36 @@ def test_the_work_of_a_callers_first_page_does_not_grow_with_the_records_they_se
     fewer = page_work()
     add_records(ledger, 2000, start=200)
     assert page_work() < 1.5 * fewer
+
+
+def plain_count(conn, scopes, filters):
+    clause, params = usage_view.where(scopes, filters)
+    return conn.execute(f"SELECT COUNT(*) FROM component_usages u WHERE {clause}", params).fetchone()[0]
+
+
+@pytest.mark.parametrize("user", ["provider-owner", "provider-manager", "offering-manager", "consumer-owner",
+                                  "project-member", "other-owner"])
+def test_an_offering_filter_counts_and_lists_what_every_visible_record_gives(ledger, many, user):
+    scopes = ledger_caller(ledger, user).visible_scopes()
+    for filters in ({"offering_uuid": OFFERING}, {"offering_uuid": OFFERING, "type": "cpu"},
+                    {"offering_uuid": OTHER_OFFERING}):
+        assert usage_view.count(ledger.conn, scopes, filters) == plain_count(ledger.conn, scopes, filters)
+        page = [row["uuid"] for row in usage_view.records(ledger.conn, scopes, filters, [], 10, 3)]
+        assert page == plain_page(ledger.conn, scopes, filters, 10, 3)
+
+
+def test_counting_a_providers_offering_reads_no_more_than_for_staff(ledger):
+    """The offering's index answers alone: the provider sees all of the offering's records."""
+    add_records(ledger, 2000)
+
+    def count_work(user) -> int:
+        steps = []
+        ledger.conn.set_progress_handler(lambda: steps.append(1), 100)
+        try:
+            scopes = ledger_caller(ledger, user).visible_scopes() if user != "staff" else None
+            assert usage_view.count(ledger.conn, scopes, {"offering_uuid": OFFERING, "type": "cpu"}) == 1000
+        finally:
+            ledger.conn.set_progress_handler(None, 0)
+        return len(steps)
+
+    assert count_work("provider-owner") < 1.2 * count_work("staff")
