@@ -236,9 +236,14 @@ def quick_check(schema: Schema):
 RECORD_NAMESPACE = uuid.UUID("6f6c2d1a-3b1e-4a47-9d8e-6c6564676572")
 
 
+def usage_streams_prefix(resource_uuid: str) -> str:
+    """The start of the names of every usage record stream of a resource."""
+    return f"usage/{resource_uuid}/"
+
+
 def usage_stream(resource_uuid: str, component_type: str, billing_period: str) -> str:
     """The stream of one usage record: (resource, component type, billing period YYYY-MM-DD)."""
-    return f"usage/{resource_uuid}/{component_type}/{billing_period[:7]}"
+    return f"{usage_streams_prefix(resource_uuid)}{component_type}/{billing_period[:7]}"
 
 
 def usage_record_uuid(resource_uuid: str, component_type: str, billing_period: str) -> str:
@@ -246,9 +251,14 @@ def usage_record_uuid(resource_uuid: str, component_type: str, billing_period: s
     return uuid.uuid5(RECORD_NAMESPACE, usage_stream(resource_uuid, component_type, billing_period)).hex
 
 
+def user_usage_streams_prefix(component_usage_uuid: str) -> str:
+    """The start of the names of the user usage streams of one usage record."""
+    return f"user-usage/{component_usage_uuid}/"
+
+
 def user_usage_stream(component_usage_uuid: str, username: str) -> str:
     """The stream of one user usage record: (usage record, username)."""
-    return f"user-usage/{component_usage_uuid}/{username}"
+    return f"{user_usage_streams_prefix(component_usage_uuid)}{username}"
 
 
 def user_usage_uuid(component_usage_uuid: str, username: str) -> str:

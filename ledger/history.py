@@ -172,7 +172,7 @@ def audit(ledger: Ledger, resource_uuid: str, component_type: str | None = None,
         return component_type in (None, kind) and period in (None, billing_period[:7])
 
     entries, previous = [], {}
-    for event in ledger.store.read_streams(f"usage/{resource_uuid}/"):
+    for event in ledger.store.read_streams(events.usage_streams_prefix(resource_uuid)):
         if event.type != "UsageReported":
             continue
         data = events.upgrade(event).data
@@ -193,7 +193,7 @@ def audit(ledger: Ledger, resource_uuid: str, component_type: str | None = None,
                 record["description"], carried=True,
             ))
         shares: dict[str, str] = {}
-        for event in ledger.store.read_streams(f"user-usage/{record['uuid']}/"):
+        for event in ledger.store.read_streams(events.user_usage_streams_prefix(record["uuid"])):
             data = events.upgrade(event).data
             entries.append(AuditEntry(
                 record["billing_period"], record["type"], event.seq, event.occurred_at, event.recorded_at,
