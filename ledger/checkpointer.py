@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import threading
 
-from .store import connect, writer_lock
+from .store import WriterLock, connect
 
 INTERVAL_SECONDS = 0.1
 RESTART_PAGES = 4000
@@ -27,9 +27,9 @@ WRITER_CHECKPOINT_PAGES = 4 * RESTART_PAGES
 class Checkpointer:
     """A daemon thread copying committed pages of one database's log into the database file."""
 
-    def __init__(self, path: str, lock_path: str | None):
+    def __init__(self, path: str, lock_path: str):
         self.conn = connect(path)
-        self.lock_path = lock_path
+        self.writer_lock = WriterLock(lock_path)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
         self.thread.start()
@@ -40,13 +40,14 @@ class Checkpointer:
                 self.checkpoint()
             except sqlite3.Error:
                 logging.getLogger(__name__).exception("background checkpoint failed; retrying")
+        self.writer_lock.close()
         self.conn.close()
 
     def checkpoint(self) -> None:
         """Copies what it can without blocking anyone; restarts a log grown past RESTART_PAGES."""
         _, log_pages, _ = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if log_pages >= RESTART_PAGES:
-            with writer_lock(self.lock_path):
+            with self.writer_lock.held():
                 self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def stop(self) -> None:

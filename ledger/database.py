@@ -99,4 +99,5 @@ class Ledger:
     def close(self) -> None:
         if self.checkpointer:
             self.checkpointer.stop()
+        self.store.close()
         self.conn.close()

@@ -121,32 +121,46 @@ def connect(path: str, sync_on_commit: bool = True) -> sqlite3.Connection:
     return conn
 
 
-@contextlib.contextmanager
-def writer_lock(lock_path: str | None) -> Iterator[None]:
-    """Writers of one database file queue on an OS lock beside it.
+class WriterLock:
+    """The OS lock beside a database file that its writers queue on.
 
     SQLite's own busy handler polls in growing sleeps (up to 100 ms), so under contention the
     database stands idle while writers sleep; polling the flock every LOCK_POLL_SECONDS hands it
     over almost at once. Like SQLite's busy timeout, waiting gives up after BUSY_TIMEOUT_SECONDS.
     The OS drops the lock of a process that dies.
+
+    The lock file stays open from one turn to the next instead of being opened for every write.
+    A lock belongs to an open file, so a process that inherited it by fork opens its own.
     """
-    if lock_path is None:  # an in-memory database has a single connection: nothing to queue for
-        yield
-        return
-    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+
+    def __init__(self, path: str):
+        self.path = path
+        self.descriptor: int | None = None
+        self.pid: int | None = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self.pid != os.getpid():
+            self.close()
+            self.descriptor, self.pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
         deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
         while True:
             try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     raise sqlite3.OperationalError("database is locked: no writer lock within the busy timeout") from None
                 time.sleep(LOCK_POLL_SECONDS)
-        yield
-    finally:
-        os.close(descriptor)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.descriptor, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)  # an inherited copy: closing it leaves the parent's lock alone
+        self.descriptor = self.pid = None
 
 
 class EventStore:
@@ -157,6 +171,8 @@ class EventStore:
         self.db = sqlite_utils.Database(conn)
         database_file = conn.execute("PRAGMA database_list").fetchone()[2]
         self.lock_path = f"{database_file}.writer-lock" if database_file else None
+        # An in-memory database has a single connection: nothing to queue for.
+        self.writer_lock = WriterLock(self.lock_path) if database_file else None
         self.log_path = f"{database_file}-wal" if database_file else None
 
     def create_schema(self) -> None:
@@ -186,7 +202,7 @@ class EventStore:
         if self.conn.in_transaction:
             yield
             return
-        with writer_lock(self.lock_path):
+        with self.writer_lock.held() if self.writer_lock else contextlib.nullcontext():
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield
@@ -194,6 +210,11 @@ class EventStore:
                 self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Closes the writer lock's file; the connection is its owner's to close."""
+        if self.writer_lock:
+            self.writer_lock.close()
 
     def sync_log(self) -> None:
         """Flushes the write-ahead log to disk: every commit so far, of any connection, is durable after it.

@@ -8,6 +8,7 @@ that reach under the store's interface (raw writes, dropping the guards).
 import abc
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -16,6 +17,7 @@ import uuid
 
 import pytest
 
+from ledger import store as store_module
 from ledger.store import (
     COLUMNS, GENESIS_HASH, ChainBroken, EventStore, NewEvent, StreamConflict, chain_hash, connect, row_hash,
 )
@@ -349,12 +351,15 @@ class TestSQLiteEventStore(EventStoreContract):
         opened = EventStore(conn)
         opened.create_schema()
         yield opened
+        opened.close()
         conn.close()
 
     @pytest.fixture
     def second_store(self, store, path):
         conn = connect(path)
-        yield EventStore(conn)
+        second = EventStore(conn)
+        yield second
+        second.close()
         conn.close()
 
     def update_event(self, store, seq, column, value):
@@ -375,3 +380,36 @@ def test_row_hash_of_a_column_json_writes_otherwise_follows_the_definition():
     row = (1, "id", "stream", 1, "Noted", 1, "2026-03-15T12:00:00Z", "2026-03-15T12:00:00Z", True, '{"n":1}', GENESIS_HASH)
     content = dict(zip(COLUMNS, row)) | {"data": {"n": 1}}
     assert row_hash(GENESIS_HASH, row, {"n": 1}) == chain_hash(GENESIS_HASH, content) == expected_hash(content)
+
+
+def test_the_writer_lock_file_is_opened_once_for_many_writes(tmp_path, monkeypatch):
+    path = str(tmp_path / "events.db")
+    store = EventStore(connect(path))
+    store.create_schema()
+    opened, real_open = [], os.open
+    monkeypatch.setattr(store_module.os, "open", lambda name, *args: opened.append(name) or real_open(name, *args))
+    for version in range(1, 6):
+        store.append([event("s", version)])
+    store.close()
+    store.conn.close()
+    assert opened == [f"{os.path.realpath(path)}.writer-lock"]
+
+
+def test_a_forked_process_queues_for_the_writer_lock_it_inherited(tmp_path, monkeypatch):
+    """A lock belongs to the open file: with the parent's file, the child would be let in."""
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_SECONDS", 0.2)
+    store = EventStore(connect(str(tmp_path / "events.db")))
+    store.create_schema()
+    store.append([event("s", 1)])  # the lock file is open
+    with store.writer_lock.held():
+        child = os.fork()
+        if child == 0:
+            try:
+                with store.writer_lock.held():
+                    os._exit(1)  # let in while the parent holds it
+            except sqlite3.OperationalError:
+                os._exit(0)
+        _, status = os.waitpid(child, 0)
+    store.close()
+    store.conn.close()
+    assert os.waitstatus_to_exitcode(status) == 0
