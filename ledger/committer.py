@@ -33,6 +33,10 @@ class GroupCommitter:
 
     def __init__(self, path: str):
         self.ledger = Ledger(path, background_checkpoints=True, sync_on_commit=False)
+        # Each submission's savepoint keeps a copy of every page it changes. Past 64 KiB of copies
+        # SQLite moves them into a temporary file: on a million records, a file created, written
+        # 46 times and deleted for every set_usage; 10% of its CPU time.
+        self.ledger.conn.execute("PRAGMA temp_store=MEMORY")
         self.queue_lock = threading.Lock()
         self.commit_lock = threading.Lock()
         self.queue: list[Submission] = []

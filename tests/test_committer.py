@@ -215,3 +215,30 @@ def test_a_failed_flush_fails_the_writes_of_its_batch(committer, monkeypatch):
     monkeypatch.setattr(store.os, "fdatasync", broken_fdatasync)
     with pytest.raises(OSError):
         committer.submit([usage_event(RESOURCE, "6.00")])
+
+
+def test_a_submission_keeps_its_savepoint_in_memory_not_in_a_temporary_file(committer, monkeypatch):
+    """A savepoint copies each page it changes first. Past 64 KiB of copies (a set_usage on a
+    large database), SQLite's default moved them into a temporary file: a file created, written
+    and deleted for each write."""
+    def reports(resources, version):
+        return [events.new(events.usage_stream(resource, "cpu", "2026-03-01"), version, "UsageReported", {
+            "resource_uuid": resource, "type": "cpu", "billing_period": "2026-03-01",
+            "plan_period_uuid": "0e000000000000000000000000000001", "amount": "1.00", "description": "",
+            "missing_usage_policy": "none"}, "2026-03-15T12:00:00.000000Z", 1) for resource in resources]
+
+    resources = [f"{n * 7919 % 4000:032x}" for n in range(4000)]
+    with committer.ledger.store.transaction():
+        committer.ledger.append(reports(resources, 1))
+    open_files, append = [], committer.ledger.append
+
+    def observed_append(decided):
+        stored = append(decided)  # inside the submission's savepoint, once its pages have changed
+        open_files.extend(os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+                          if os.path.exists(f"/proc/self/fd/{fd}"))
+        return stored
+
+    monkeypatch.setattr(committer.ledger, "append", observed_append)
+    # Streams spread over the log's stream index: each report changes a page of its own.
+    assert len(committer.submit(reports(resources[::50], 2))) == 80
+    assert open_files and not [name for name in open_files if "etilqs" in name]
