@@ -1,14 +1,17 @@
 """The component-user-usage view: one row per (usage record, username).
 
-A row holds only what is its own; everything else (placement, component, billing period,
-visibility) is read through its parent usage record, so it follows the parent's changes.
+A row holds what is its own, and a copy of its parent usage record's `date` and `type`: the
+default order is the parent's (`-date`, type), and an index over the copy gives a page in that
+order without sorting every user usage (1.2 s a page for 400,000 of them, 8.7 s for a provider's
+owner). Everything else (placement, billing period, visibility) is read through the parent.
 """
 
 import sqlite3
 
 import sqlite_utils
+from sqlite_utils.db import DescIndex
 
-from ledger.events import user_usage_uuid
+from ledger.events import usage_record_uuid, user_usage_uuid
 
 from . import usages
 
@@ -17,37 +20,64 @@ TABLES = ("component_user_usages",)
 
 COLUMNS = {
     "uuid": str, "component_usage_uuid": str, "username": str, "usage": str, "user_uuid": str,
-    "created": str, "modified": str,
+    "created": str, "modified": str, "date": str, "type": str,
 }
+# Stored reversed and read backwards, as the usage view's date indexes are (projections/usages.py).
+ORDER_INDEX = ["date", DescIndex("type"), DescIndex("uuid")]
 
 
 def create(db: sqlite_utils.Database) -> None:
-    db["component_user_usages"].create(COLUMNS, pk="uuid", if_not_exists=True)
-    db["component_user_usages"].create_index(["component_usage_uuid", "username"], unique=True, if_not_exists=True)
-    db["component_user_usages"].create_index(["username"], if_not_exists=True)
+    table = db["component_user_usages"]
+    table.create(COLUMNS, pk="uuid", if_not_exists=True)
+    if "date" not in table.columns_dict:  # a view made before the copy: fill it from the parents
+        table.add_column("date", str)
+        table.add_column("type", str)
+        db.execute(
+            "UPDATE component_user_usages SET date = u.date, type = u.type FROM component_usages u"
+            " WHERE u.uuid = component_user_usages.component_usage_uuid"
+        )
+    table.create_index(["component_usage_uuid", "username"], unique=True, if_not_exists=True)
+    table.create_index(["username"], if_not_exists=True)
+    table.create_index(ORDER_INDEX, index_name="idx_component_user_usages_date_type_desc_uuid_desc", if_not_exists=True)
 
 
 def _user_usage_reported(conn, event):
     data = event.data
     # An update changes only the usage: the user link stays as first reported (as in Waldur).
     conn.execute(
-        "INSERT INTO component_user_usages (uuid, component_usage_uuid, username, usage, user_uuid, created, modified)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO component_user_usages"
+        " (uuid, component_usage_uuid, username, usage, user_uuid, created, modified, date, type)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, u.date, u.type FROM component_usages u WHERE u.uuid = ?"
         " ON CONFLICT (uuid) DO UPDATE SET usage = excluded.usage, modified = excluded.modified",
         (
             user_usage_uuid(data["component_usage_uuid"], data["username"]), data["component_usage_uuid"],
             data["username"], data["usage"], data["user_uuid"], event.recorded_at, event.recorded_at,
+            data["component_usage_uuid"],
         ),
     )
 
 
-HANDLERS = {"UserUsageReported": _user_usage_reported}
+def _usage_reported(conn, event):
+    """A report gives its record a new `date` (projections/usages.py): its user usages take the copy.
 
+    A carried record keeps the start of its month as its date, so reports are the only change.
+    """
+    data = event.data
+    conn.execute(
+        "UPDATE component_user_usages SET date = ? WHERE component_usage_uuid = ?",
+        (event.occurred_at, usage_record_uuid(data["resource_uuid"], data["type"], data["billing_period"])),
+    )
+
+
+HANDLERS = {"UserUsageReported": _user_usage_reported, "UsageReported": _usage_reported}
+
+# The rows of a user usage and its parent; JOIN, or CROSS JOIN to read the user usages first (in order).
 RECORD_SELECT = (
     "SELECT uu.uuid, uu.user_uuid, uu.username, uu.component_usage_uuid, uu.usage, c.measured_unit,"
     " uu.created, uu.modified, r.name, u.resource_uuid, o.name, u.offering_uuid, p.name, u.project_uuid,"
     " cu.name, u.customer_uuid, u.type, u.date, u.billing_period"
-    f" FROM component_user_usages uu JOIN component_usages u ON u.uuid = uu.component_usage_uuid{usages.RECORD_JOINS}"
+    " FROM component_user_usages uu {join} component_usages u ON u.uuid = uu.component_usage_uuid"
+    f"{usages.RECORD_JOINS}"
 )
 RECORD_KEYS = (
     "uuid", "user_uuid", "username", "component_usage_uuid", "usage", "measured_unit", "created", "modified",
@@ -59,7 +89,8 @@ ORDER_COLUMNS = {
     "usage": "CAST(uu.usage AS REAL)",
     "username": "uu.username",
 }
-DEFAULT_ORDER = "u.date DESC, u.type, uu.uuid"
+# The parent's date and type, as copied into the row (see the module's docstring).
+DEFAULT_ORDER = "uu.date DESC, uu.type, uu.uuid"
 
 
 def where(scopes: dict | None, filters: dict) -> tuple[str, list]:
@@ -84,19 +115,60 @@ def where(scopes: dict | None, filters: dict) -> tuple[str, list]:
 
 
 def count(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> int:
-    clause, params = where(scopes, filters)
+    """Counted over the user usages, each looked up in its parent: read from the parents' side,
+    through a provider's index, each of a million parents took a lookup of its user usages."""
+    clause, params = where(usages.visible_scopes(conn, scopes, filters), filters)
     return conn.execute(
-        "SELECT COUNT(*) FROM component_user_usages uu JOIN component_usages u ON u.uuid = uu.component_usage_uuid"
-        f" WHERE {clause}",
+        f"SELECT COUNT(*) FROM component_user_usages uu {_parent_join(filters)} component_usages u"
+        f" ON u.uuid = uu.component_usage_uuid WHERE {clause}",
         params,
     ).fetchone()[0]
 
 
+def _parent_join(filters: dict) -> str:
+    """How to join the parents: after the user usages (CROSS JOIN), unless a filter names a few parents."""
+    return "JOIN" if "resource_uuid" in filters or "uuid" in filters else "CROSS JOIN"
+
+
 def records(conn: sqlite3.Connection, scopes: dict | None, filters: dict, order: list[str],
             limit: int, offset: int = 0) -> list[dict]:
-    clause, params = where(scopes, filters)
+    """A page in the default order is read off an index, as the usage view's is (see there):
+
+    - for a caller who sees everything the filters select, off the user usages' own order, each
+      checked against its parent's filters: a page reads about as many as it shows, unless the
+      filters keep only a few of them;
+    - for a caller who sees some scopes, off each scope's index of parents (usages.records);
+    - with a resource filter (a few records) or an ordering given, by sorting what matches.
+    """
+    scopes = usages.visible_scopes(conn, scopes, filters)
+    scoped = [(column, value) for column, values in (scopes or {}).items() for value in values]
+    join = _parent_join(filters)  # with CROSS JOIN, SQLite reads the user usages first, in index order
+    if scopes is not None and not order and join == "CROSS JOIN" and len(scoped) <= usages.MAX_SCOPES_MERGED:
+        clause, params = _first_of_each_scope(scoped, filters, offset + limit)
+        join = "JOIN"
+    else:
+        clause, params = where(scopes, filters)
     order_terms = usages.order_by(order, ORDER_COLUMNS, DEFAULT_ORDER)
     rows = conn.execute(
-        f"{RECORD_SELECT} WHERE {clause} ORDER BY {order_terms} LIMIT ? OFFSET ?", [*params, limit, offset]
+        f"{RECORD_SELECT.format(join=join)} WHERE {clause} ORDER BY {order_terms} LIMIT ? OFFSET ?",
+        [*params, limit, offset],
     )
     return [dict(zip(RECORD_KEYS, row)) for row in rows]
+
+
+def _first_of_each_scope(scoped: list[tuple[str, str]], filters: dict, count: int) -> tuple[str, list]:
+    """A WHERE clause for the first `count` filtered user usages (in the default order) of each scope.
+
+    Each scope's parents are read in order off the scope's index; only the user usages of parents
+    with the same date and type are sorted among themselves.
+    """
+    clause, params = where(None, filters)
+    selects, all_params = [], []
+    for column, value in scoped:
+        selects.append(
+            "SELECT uuid FROM (SELECT uu.uuid FROM component_usages u"
+            " JOIN component_user_usages uu ON uu.component_usage_uuid = u.uuid"
+            f" WHERE u.{column} = ? AND {clause} ORDER BY u.date DESC, u.type, uu.uuid LIMIT ?)"
+        )
+        all_params += [value, *params, count]
+    return (f"uu.uuid IN ({' UNION '.join(selects)})", all_params) if selects else ("0", [])

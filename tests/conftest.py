@@ -97,3 +97,42 @@ def live_server(db_path):
     process.terminate()
     process.wait(timeout=10)
     process.stderr.close()
+
+
+def sqlite_work(conn, action) -> int:
+    """How much SQLite work `action()` takes on `conn`, in hundreds of virtual machine instructions:
+    a measure that, unlike time, does not depend on the machine."""
+    steps = []
+    conn.set_progress_handler(lambda: steps.append(1), 100)
+    try:
+        action()
+    finally:
+        conn.set_progress_handler(None, 0)
+    return len(steps)
+
+
+def assert_first_page_work_stays_flat(conn, fetch_page, add_rows) -> None:
+    """A first page of 10 (`fetch_page()`) takes about as much SQLite work over 2,200 rows as over
+    200, rows that `add_rows(count, start)` adds: it is read off an index, not sorted."""
+
+    def work() -> int:
+        pages = []
+        steps = sqlite_work(conn, lambda: pages.append(fetch_page()))
+        assert len(pages[0]) == 10
+        return steps
+
+    add_rows(200, 0)
+    fewer = work()
+    add_rows(2000, 200)
+    assert work() < 1.5 * fewer
+
+
+def query_plan_of_page(conn, fetch_page) -> str:
+    """SQLite's plan for the last statement of `fetch_page()`, which must give a page."""
+    statements = []
+    conn.set_trace_callback(statements.append)
+    try:
+        assert fetch_page()
+    finally:
+        conn.set_trace_callback(None)
+    return " / ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {statements[-1]}"))

@@ -10,7 +10,7 @@ from ledger.catalog import token_sha256
 from projections import catalog as catalog_view
 from projections import usages as usage_view
 
-from .conftest import auth
+from .conftest import assert_first_page_work_stays_flat, auth, query_plan_of_page, sqlite_work
 from .world import (
     CLIENT, NON_READERS, OFFERING, OTHER_OFFERING, OTHER_RESOURCE, PROJECT, PROVIDER, READERS, RESOURCE, USERS, token,
 )
@@ -232,11 +232,7 @@ def test_paths_without_the_trailing_slash_are_served_as_json(client, many):
 ])
 def test_a_filtered_page_in_the_default_order_is_read_off_an_index_without_sorting(ledger, many, filters):
     """With a million records, sorting the matches for each page would take seconds."""
-    statements = []
-    ledger.conn.set_trace_callback(statements.append)
-    assert usage_view.records(ledger.conn, None, filters, [], limit=10)
-    ledger.conn.set_trace_callback(None)
-    plan = " / ".join(row[3] for row in ledger.conn.execute(f"EXPLAIN QUERY PLAN {statements[-1]}"))
+    plan = query_plan_of_page(ledger.conn, lambda: usage_view.records(ledger.conn, None, filters, [], limit=10))
     assert "TEMP B-TREE" not in plan
     assert "USING INDEX idx_component_usages_" in plan
 
@@ -284,20 +280,8 @@ def test_a_callers_page_in_the_default_order_is_the_page_of_every_visible_record
 def test_the_work_of_a_callers_first_page_does_not_grow_with_the_records_they_see(ledger):
     """Sorting every visible record for each page took seconds for a provider with a million."""
     scopes = ledger_caller(ledger, "provider-owner").visible_scopes()
-
-    def page_work() -> int:
-        steps = []
-        ledger.conn.set_progress_handler(lambda: steps.append(1), 100)  # every 100 SQLite instructions
-        try:
-            assert len(usage_view.records(ledger.conn, scopes, {}, [], 10)) == 10
-        finally:
-            ledger.conn.set_progress_handler(None, 0)
-        return len(steps)
-
-    add_records(ledger, 200)
-    fewer = page_work()
-    add_records(ledger, 2000, start=200)
-    assert page_work() < 1.5 * fewer
+    assert_first_page_work_stays_flat(ledger.conn, lambda: usage_view.records(ledger.conn, scopes, {}, [], 10),
+                                      lambda count, start: add_records(ledger, count, start))
 
 
 def plain_count(conn, scopes, filters):
@@ -321,13 +305,11 @@ def test_counting_a_providers_offering_reads_no_more_than_for_staff(ledger):
     add_records(ledger, 2000)
 
     def count_work(user) -> int:
-        steps = []
-        ledger.conn.set_progress_handler(lambda: steps.append(1), 100)
-        try:
-            scopes = ledger_caller(ledger, user).visible_scopes() if user != "staff" else None
-            assert usage_view.count(ledger.conn, scopes, {"offering_uuid": OFFERING, "type": "cpu"}) == 1000
-        finally:
-            ledger.conn.set_progress_handler(None, 0)
-        return len(steps)
+        scopes = ledger_caller(ledger, user).visible_scopes() if user != "staff" else None
+        counted = []
+        work = sqlite_work(ledger.conn, lambda: counted.append(
+            usage_view.count(ledger.conn, scopes, {"offering_uuid": OFFERING, "type": "cpu"})))
+        assert counted == [1000]
+        return work
 
     assert count_work("provider-owner") < 1.2 * count_work("staff")

@@ -6,12 +6,16 @@ import pytest
 
 from ledger import clock, events, usage
 from ledger.access import Caller
+from ledger.catalog import token_sha256
 from ledger.database import Ledger
+from projections import catalog as catalog_view
 from projections import runner
+from projections import user_usages as user_usage_view
 
-from .conftest import auth
+from .conftest import assert_first_page_work_stays_flat, auth, query_plan_of_page
 from .world import (
-    CLIENT, NON_READERS, OFFERING, OFFERING_USER, OTHER_RESOURCE, PROJECT, READERS, RESOURCE, WRITERS,
+    CLIENT, NON_READERS, OFFERING, OFFERING_USER, OTHER_RESOURCE, PROJECT, PROVIDER, READERS, RESOURCE, WRITERS,
+    token,
 )
 
 STAFF = Caller(id=1, username="staff", is_staff=True)
@@ -454,3 +458,119 @@ def test_openapi_document_describes_user_usages(client):
     assert set(schemas["ComponentUserUsage"]["properties"]) >= {"uuid", "user", "component_usage", "billing_period"}
     assert schemas["ComponentUserUsageCreateRequest"]["required"] == ["username"]
     assert "usages" in schemas["ComponentUserUsageBulkCreateRequest"]["properties"]
+
+
+# Lists at scale: a page in the default order is read off an index, not sorted.
+
+
+def share(ledger, record_uuid, *usernames):
+    items = [usage.UserUsageItem(username=name, usage=f"{len(name)}.00") for name in usernames]
+    usage.set_user_usages(ledger, STAFF, usage.SetUserUsages(record_uuid, items, bulk=True))
+
+
+@pytest.fixture
+def crowd(ledger, now):
+    """User usages over three months of two resources, in two offerings and projects. The cpu
+    records of both are carried into February and March, where they share a date (the month's
+    start) and a type: their user usages then follow each other by their own uuid."""
+    def reported(month, component, resource=RESOURCE, policy="none"):
+        report(ledger, amount="1", component=component, resource=resource, policy=policy)
+        return events.usage_record_uuid(resource, component, f"2026-{month}-01")
+
+    now("2026-01-10T08:00:00Z")
+    for resource in (RESOURCE, OTHER_RESOURCE):
+        share(ledger, reported("01", "cpu", resource, "reuse"), "ann", "ben", f"cat-{resource[-1]}")
+    for month in ("02", "03"):
+        now(f"2026-{month}-10T08:00:00Z")
+        for resource in (RESOURCE, OTHER_RESOURCE):
+            share(ledger, events.usage_record_uuid(resource, "cpu", f"2026-{month}-01"), "dan", f"eve-{month}")
+        share(ledger, reported(month, "ram"), "ann", f"fay-{month}")
+    now("2026-03-11T08:00:00Z")
+    report(ledger, amount="3", component="ram")  # a new report moves its record's user usages first
+    now("2026-03-20T00:00:00Z")
+
+
+def plain_user_usages(conn, scopes, filters, limit, offset):
+    """The page as one query over every visible user usage, ordered by the parents' own columns."""
+    clause, params = user_usage_view.where(scopes, filters)
+    return [row[0] for row in conn.execute(
+        f"{user_usage_view.RECORD_SELECT.format(join='JOIN')} WHERE {clause}"
+        " ORDER BY u.date DESC, u.type, uu.uuid LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    )]
+
+
+def plain_user_usage_count(conn, scopes, filters):
+    clause, params = user_usage_view.where(scopes, filters)
+    return conn.execute(
+        "SELECT COUNT(*) FROM component_user_usages uu JOIN component_usages u ON u.uuid = uu.component_usage_uuid"
+        f" WHERE {clause}", params,
+    ).fetchone()[0]
+
+
+@pytest.mark.parametrize("user", ["staff", "provider-owner", "offering-manager", "consumer-owner", "project-member",
+                                  "other-owner", "stranger"])
+def test_user_usage_pages_and_counts_are_those_of_every_visible_user_usage(ledger, crowd, user):
+    scopes = None if user == "staff" else catalog_view.caller(ledger.conn, token_sha256(token(user))).visible_scopes()
+    for filters in ({}, {"offering_uuid": OFFERING}, {"type": "cpu"}, {"username": "an"},
+                    {"resource_uuid": OTHER_RESOURCE}, {"project_uuid": PROJECT, "billing_period": "2026-02-01"}):
+        assert user_usage_view.count(ledger.conn, scopes, filters) == plain_user_usage_count(ledger.conn, scopes, filters)
+        for limit, offset in ((10, 0), (3, 2), (7, 9), (10, 30)):
+            page = [row["uuid"] for row in user_usage_view.records(ledger.conn, scopes, filters, [], limit, offset)]
+            assert page == plain_user_usages(ledger.conn, scopes, filters, limit, offset)
+    if user == "staff":
+        assert plain_user_usage_count(ledger.conn, None, {}) == 18
+
+
+def test_a_reported_record_takes_its_user_usages_to_the_top(client, crowd):
+    listed = user_usages(client, page_size=3)
+    assert [(e["billing_period"], e["component_type"], e["date"]) for e in listed] == [
+        (MARCH, "ram", "2026-03-11T08:00:00Z")] * 2 + [(MARCH, "cpu", "2026-03-01T00:00:00Z")]
+
+
+@pytest.mark.parametrize("filters", [{}, {"offering_uuid": OFFERING}, {"username": "an"}, {"type": "cpu"}])
+def test_a_page_of_user_usages_in_the_default_order_is_read_off_an_index_without_sorting(ledger, crowd, filters):
+    """With 400,000 user usages, sorting them for each page took 1.2 s (8.7 s for a provider's owner)."""
+    plan = query_plan_of_page(ledger.conn, lambda: user_usage_view.records(ledger.conn, None, filters, [], limit=10))
+    assert "TEMP B-TREE" not in plan
+    assert "idx_component_user_usages_date_type_desc_uuid_desc" in plan
+
+
+def add_user_usages(ledger, count: int, start: int = 0) -> None:
+    """`count` user usages of one record each, the records written straight into the views."""
+    with ledger.store.transaction():
+        for n in range(start, start + count):
+            record, date = f"{0xF << 124 | n:032x}", f"2026-03-{1 + n % 14:02d}T{n % 24:02d}:00:00.{n:06d}Z"
+            ledger.conn.execute(
+                "INSERT INTO component_usages (uuid, resource_uuid, offering_uuid, provider_uuid, project_uuid,"
+                " customer_uuid, type, billing_period, plan_period_uuid, usage, description, missing_usage_policy,"
+                " date, created, modified_by, carried)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'cpu', '2026-03-01', '', '1.00', '', 'none', ?, ?, 1, 0)",
+                (record, RESOURCE, OFFERING, PROVIDER, PROJECT, CLIENT, date, date),
+            )
+            ledger.conn.execute(
+                "INSERT INTO component_user_usages (uuid, component_usage_uuid, username, usage, user_uuid,"
+                " created, modified, date, type) VALUES (?, ?, 'ann', '1.00', NULL, ?, ?, ?, 'cpu')",
+                (f"{0xA << 124 | n:032x}", record, date, date, date),
+            )
+
+
+@pytest.mark.parametrize("user", ["staff", "provider-owner", "project-member"])
+def test_the_work_of_a_first_page_of_user_usages_does_not_grow_with_their_number(ledger, user):
+    scopes = None if user == "staff" else catalog_view.caller(ledger.conn, token_sha256(token(user))).visible_scopes()
+    assert_first_page_work_stays_flat(ledger.conn, lambda: user_usage_view.records(ledger.conn, scopes, {}, [], 10),
+                                      lambda count, start: add_user_usages(ledger, count, start))
+
+
+def test_opening_a_view_made_before_the_copy_fills_it_from_the_parents(db_path, client, crowd):
+    before = user_usages(client, page_size=30)
+    old = Ledger(db_path)
+    with old.store.transaction():
+        old.conn.execute("DROP INDEX idx_component_user_usages_date_type_desc_uuid_desc")
+        old.conn.execute("ALTER TABLE component_user_usages DROP COLUMN date")
+        old.conn.execute("ALTER TABLE component_user_usages DROP COLUMN type")
+    old.close()
+    reopened = Ledger(db_path)
+    reopened.init()
+    reopened.close()
+    assert user_usages(client, page_size=30) == before
