@@ -10,7 +10,7 @@ from .caching import ViewCache
 from .errors import ApiError
 
 CHALLENGE = {"WWW-Authenticate": "Token"}
-CALLERS = ViewCache()  # token hash -> its user and roles, until the catalog (or anything) changes
+CALLERS = ViewCache()  # token hash -> its user and roles, until the catalog (or any row) changes
 
 
 def presented_token() -> str | None:
@@ -27,7 +27,7 @@ def authenticate(conn) -> Caller:
     if token is None:
         raise ApiError(401, {"detail": "Authentication credentials were not provided."}, CHALLENGE)
     sha256 = token_sha256(token)
-    found = CALLERS.get(sha256, lambda: catalog.caller(conn, sha256))
+    found = CALLERS.get(sha256, lambda: catalog.caller(conn, sha256), rows_only=True)
     if found is None:
         raise ApiError(401, {"detail": "Invalid token."}, CHALLENGE)
     g.caller = found

@@ -35,11 +35,18 @@ def listing(view, parse_filters: Callable[[], dict], wire: Callable[[dict], dict
 
 
 COUNTS = ViewCache()
+# Filters on what a row keeps while reports change its values (projections/runner.py).
+KEPT_FILTERS = frozenset({
+    "uuid", "resource_uuid", "offering_uuid", "project_uuid", "customer_uuid", "type", "billing_period",
+    "billing_period_year", "billing_period_month", "username", "component_usage_billing_period",
+})
 
 
 def counted(view, conn, scopes: dict | None, found: dict) -> int:
-    """The view's count of matching records; counting grows with the matching rows, so it is cached."""
-    return COUNTS.get((view.NAME, repr(scopes), repr(sorted(found.items()))), lambda: view.count(conn, scopes, found))
+    """The view's count of matching records; counting grows with the matching rows, so it is cached:
+    until rows change, unless a filter reads values that reports change (date, policy)."""
+    return COUNTS.get((view.NAME, repr(scopes), repr(sorted(found.items()))), lambda: view.count(conn, scopes, found),
+                      rows_only=KEPT_FILTERS.issuperset(found))
 
 
 def retrieval(view, uuid: str, wire: Callable[[dict], dict]):

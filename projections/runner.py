@@ -18,11 +18,16 @@ REBUILD_BATCH = 5000
 
 
 def create(db: sqlite_utils.Database) -> None:
-    db["projection_checkpoints"].create({"name": str, "position": int}, pk="name", if_not_exists=True)
+    checkpoints = db["projection_checkpoints"]
+    checkpoints.create({"name": str, "position": int, "rows_changed_at": int}, pk="name", if_not_exists=True)
+    if "rows_changed_at" not in checkpoints.columns_dict:  # made before the column: as of its position
+        checkpoints.add_column("rows_changed_at", int)
+        db.execute("UPDATE projection_checkpoints SET rows_changed_at = position")
     for projection in PROJECTIONS:
         projection.create(db)
         db.conn.execute(
-            "INSERT OR IGNORE INTO projection_checkpoints (name, position) VALUES (?, 0)", (projection.NAME,)
+            "INSERT OR IGNORE INTO projection_checkpoints (name, position, rows_changed_at) VALUES (?, 0, 0)",
+            (projection.NAME,),
         )
 
 
@@ -38,23 +43,36 @@ def apply(conn: sqlite3.Connection, events: Iterable[StoredEvent], just_appended
 
     Events read from the log are validated and upcast first; events `just_appended` in their
     current shape were validated by `events.new` already.
+
+    A handler returns True when it kept its view's rows: it added or removed none, and changed
+    none's scopes, type, billing period or username, only values such as usage and date. Any
+    other event is recorded as the last that changed rows (`rows_changed_at`), so that counts
+    filtered on what rows keep stay right until such an event (api/reading.py).
     """
-    last = None
+    last = changed = None
     for event in events:
         if not just_appended or event.schema_version != event_types.CURRENT_VERSION.get(event.type):
             event = event_types.upgrade(event)
         for projection in PROJECTIONS:
             handler = projection.HANDLERS.get(event.type)
-            if handler:
-                handler(conn, event)
+            if handler and handler(conn, event) is not True:
+                changed = event.seq
         last = event.seq
     if last is not None:
-        conn.execute("UPDATE projection_checkpoints SET position = ?", (last,))
+        conn.execute(
+            "UPDATE projection_checkpoints SET position = ?, rows_changed_at = coalesce(?, rows_changed_at)",
+            (last, changed),
+        )
 
 
 def position(conn: sqlite3.Connection) -> int:
-    row = conn.execute("SELECT MIN(position) FROM projection_checkpoints").fetchone()
-    return row[0] or 0
+    return positions(conn)[0]
+
+
+def positions(conn: sqlite3.Connection) -> tuple[int, int]:
+    """The views' position in the log, and the seq of the last event that changed their rows."""
+    row = conn.execute("SELECT MIN(position), MAX(rows_changed_at) FROM projection_checkpoints").fetchone()
+    return row[0] or 0, row[1] or 0
 
 
 def catch_up(store: EventStore, until: int | None = None, progress: Callable[[int], None] | None = None) -> None:

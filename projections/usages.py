@@ -79,10 +79,13 @@ def create(db: sqlite_utils.Database) -> None:
         db["component_usages"].create_index(columns, index_name=index_name(columns), if_not_exists=True)
 
 
-def _usage_reported(conn, event):
+def _usage_reported(conn, event) -> bool:
     data = event.data
-    # The resource's placement comes from the catalog view in the same statement.
-    conn.execute(
+    # The resource's placement comes from the catalog view in the same statement. A record made
+    # now (or a carried one now reported) takes this event's time as `created`, an updated one
+    # keeps its own: the comparison returned tells them apart (a record updated at the instant
+    # it was made is taken for a new one, which costs only a count).
+    made = conn.execute(
         "INSERT INTO component_usages (uuid, resource_uuid, offering_uuid, provider_uuid, project_uuid,"
         " customer_uuid, type, billing_period, plan_period_uuid, usage, description, missing_usage_policy,"
         " date, created, modified_by, carried)"
@@ -93,15 +96,18 @@ def _usage_reported(conn, event):
         " ON CONFLICT (uuid) DO UPDATE SET plan_period_uuid = excluded.plan_period_uuid, usage = excluded.usage,"
         " description = excluded.description, missing_usage_policy = excluded.missing_usage_policy,"
         " date = excluded.date, modified_by = excluded.modified_by,"
-        " created = CASE WHEN carried THEN excluded.created ELSE created END, carried = 0",
+        " created = CASE WHEN carried THEN excluded.created ELSE created END, carried = 0"
+        " RETURNING created = ?",
         (
             usage_record_uuid(data["resource_uuid"], data["type"], data["billing_period"]),
             data["type"], data["billing_period"], data["plan_period_uuid"], data["amount"], data["description"],
             data["missing_usage_policy"], event.occurred_at, event.recorded_at, event.actor_id, data["resource_uuid"],
+            event.recorded_at,
         ),
-    )
+    ).fetchone()
     period = dt.date.fromisoformat(data["billing_period"])
-    carry_forward(conn, data["resource_uuid"], data["type"], clock.next_period(period))
+    carried = carry_forward(conn, data["resource_uuid"], data["type"], clock.next_period(period))
+    return not (made and made[0]) and not carried  # rows kept (projections/runner.py)
 
 
 def _billing_period_started(conn, event):
@@ -165,15 +171,17 @@ def carried_value(source: dict | None, period: dt.date, starts_at: str) -> dict 
     }
 
 
-def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date, whole_chain: bool = False) -> None:
+def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date, whole_chain: bool = False) -> bool:
     """Re-derives the carried records of one (resource, component) from `start` through the last started period.
 
     Records outside the walked months are already right, so the walk stops at the first month
     whose record is unchanged or real, unless `whole_chain` asks to see every month (termination).
+    Returns whether it wrote a record.
     """
     last = conn.execute("SELECT billing_period, timezone FROM billing_periods ORDER BY billing_period DESC LIMIT 1").fetchone()
     if last is None or last[0] < start.isoformat():
-        return
+        return False
+    wrote = False
     last_period, zone = dt.date.fromisoformat(last[0]), last[1]
     terminated_at = conn.execute("SELECT terminated_at FROM resources WHERE uuid = ?", (resource_uuid,)).fetchone()
     terminated_at = terminated_at[0] if terminated_at else None
@@ -183,24 +191,27 @@ def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date,
         existing = _record(conn, resource_uuid, component_type, period)
         if existing and not existing["carried"]:
             if not whole_chain:
-                return
+                return wrote
             source = existing
         else:
             starts_at = clock.stored(clock.period_start(period, zone))
             allowed = terminated_at is None or starts_at < terminated_at
             wanted = carried_value(source, period, starts_at) if allowed else None
             if wanted == existing and not whole_chain:
-                return
+                return wrote
             if wanted is None and existing:
                 conn.execute("DELETE FROM component_usages WHERE uuid = ?", (existing["uuid"],))
+                wrote = True
             elif wanted is not None and wanted != existing:
                 conn.execute(
                     f"INSERT OR REPLACE INTO component_usages ({', '.join(CARRIED_FIELDS)})"
                     f" VALUES ({', '.join('?' for _ in CARRIED_FIELDS)})",
                     [wanted[name] for name in CARRIED_FIELDS],
                 )
+                wrote = True
             source = wanted
         period = clock.next_period(period)
+    return wrote
 
 
 def _project_defined(conn, event):

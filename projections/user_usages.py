@@ -41,23 +41,26 @@ def create(db: sqlite_utils.Database) -> None:
     table.create_index(ORDER_INDEX, index_name="idx_component_user_usages_date_type_desc_uuid_desc", if_not_exists=True)
 
 
-def _user_usage_reported(conn, event):
+def _user_usage_reported(conn, event) -> bool:
     data = event.data
-    # An update changes only the usage: the user link stays as first reported (as in Waldur).
-    conn.execute(
+    # An update changes only the usage: the user link stays as first reported (as in Waldur), and
+    # `created` too, which tells a new row (this event's time) from an updated one.
+    made = conn.execute(
         "INSERT INTO component_user_usages"
         " (uuid, component_usage_uuid, username, usage, user_uuid, created, modified, date, type)"
         " SELECT ?, ?, ?, ?, ?, ?, ?, u.date, u.type FROM component_usages u WHERE u.uuid = ?"
-        " ON CONFLICT (uuid) DO UPDATE SET usage = excluded.usage, modified = excluded.modified",
+        " ON CONFLICT (uuid) DO UPDATE SET usage = excluded.usage, modified = excluded.modified"
+        " RETURNING created = ?",
         (
             user_usage_uuid(data["component_usage_uuid"], data["username"]), data["component_usage_uuid"],
             data["username"], data["usage"], data["user_uuid"], event.recorded_at, event.recorded_at,
-            data["component_usage_uuid"],
+            data["component_usage_uuid"], event.recorded_at,
         ),
-    )
+    ).fetchone()
+    return not (made and made[0])  # rows kept (projections/runner.py)
 
 
-def _usage_reported(conn, event):
+def _usage_reported(conn, event) -> bool:
     """A report gives its record a new `date` (projections/usages.py): its user usages take the copy.
 
     A carried record keeps the start of its month as its date, so reports are the only change.
@@ -67,6 +70,7 @@ def _usage_reported(conn, event):
         "UPDATE component_user_usages SET date = ? WHERE component_usage_uuid = ?",
         (event.occurred_at, usage_record_uuid(data["resource_uuid"], data["type"], data["billing_period"])),
     )
+    return True  # rows kept: only their copy of the date moved
 
 
 HANDLERS = {"UserUsageReported": _user_usage_reported, "UsageReported": _usage_reported}
