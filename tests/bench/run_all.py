@@ -1,6 +1,6 @@
 """Runs every benchmark of issue 7 in turn and prints their tables (each with its baseline of the same run).
 
-    .venv/bin/python tests/bench/run_all.py            # the full sizes: about 15 minutes on 2 cores
+    .venv/bin/python tests/bench/run_all.py            # the full sizes: about 25 minutes on 2 cores
     .venv/bin/python tests/bench/run_all.py --quick    # small sizes, to check that everything runs
 
 Needs wrk (apt-get install wrk) and the bench extra (pip install -e '.[bench]': eventsourcing).
@@ -25,6 +25,8 @@ BENCHMARKS = {
         (["bench_history.py", "--events", "1000000"], ["bench_history.py", "--events", "20000"]),
     "Store appends vs raw sqlite3 inserts":
         (["bench_store.py"], ["bench_store.py", "--single", "200", "--batched", "5000"]),
+    "List pages and counts at scale, in-process (no target: a page should not grow with the records)":
+        (["bench_lists.py"], ["bench_lists.py", "--records", "20000", "--user-usages", "8000", "--resources", "1000"]),
 }
 
 
