@@ -246,6 +246,7 @@ def usage_stream(resource_uuid: str, component_type: str, billing_period: str) -
     return f"{usage_streams_prefix(resource_uuid)}{component_type}/{billing_period[:7]}"
 
 
+@functools.lru_cache(maxsize=64)  # each view folding a report asks for its record's uuid again
 def usage_record_uuid(resource_uuid: str, component_type: str, billing_period: str) -> str:
     """A usage record's UUID, derived from its key so that every replay gives the same one."""
     return uuid.uuid5(RECORD_NAMESPACE, usage_stream(resource_uuid, component_type, billing_period)).hex
