@@ -1,7 +1,7 @@
 """The read endpoints of a view: a list and a single record, limited to what the caller may read.
 
-A view is a projection module with `ORDER_COLUMNS`, `count(conn, scopes, filters)` and
-`records(conn, scopes, filters, order, limit, offset)`.
+A view is a projection module with `ORDER_COLUMNS`, `KEPT_FILTERS`, `count(conn, scopes, filters)`
+and `records(conn, scopes, filters, order, limit, offset)`.
 """
 
 from collections.abc import Callable
@@ -35,18 +35,13 @@ def listing(view, parse_filters: Callable[[], dict], wire: Callable[[dict], dict
 
 
 COUNTS = ViewCache()
-# Filters on what a row keeps while reports change its values (projections/runner.py).
-KEPT_FILTERS = frozenset({
-    "uuid", "resource_uuid", "offering_uuid", "project_uuid", "customer_uuid", "type", "billing_period",
-    "billing_period_year", "billing_period_month", "username", "component_usage_billing_period",
-})
 
 
 def counted(view, conn, scopes: dict | None, found: dict) -> int:
     """The view's count of matching records; counting grows with the matching rows, so it is cached:
     until rows change, unless a filter reads values that reports change (date, policy)."""
     return COUNTS.get((view.NAME, repr(scopes), repr(sorted(found.items()))), lambda: view.count(conn, scopes, found),
-                      rows_only=KEPT_FILTERS.issuperset(found))
+                      rows_only=view.KEPT_FILTERS.issuperset(found))
 
 
 def retrieval(view, uuid: str, wire: Callable[[dict], dict]):

@@ -262,6 +262,12 @@ ORDER_COLUMNS = {
     "missing_usage_policy": "u.missing_usage_policy",
 }
 DEFAULT_ORDER = "u.date DESC, u.type, u.uuid"
+# Filters on what a record keeps while reports change its values: a count filtered on these alone
+# stays right until an event changes rows (projections/runner.py, api/reading.py).
+KEPT_FILTERS = frozenset({
+    "uuid", "resource_uuid", "offering_uuid", "project_uuid", "customer_uuid", "type", "billing_period",
+    "billing_period_year", "billing_period_month",
+})
 
 
 def visibility(scopes: dict[str, list[str]] | None) -> tuple[str, list]:

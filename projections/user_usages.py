@@ -95,6 +95,8 @@ ORDER_COLUMNS = {
 }
 # The parent's date and type, as copied into the row (see the module's docstring).
 DEFAULT_ORDER = "uu.date DESC, uu.type, uu.uuid"
+# The parent's kept filters (see there), and a user usage's own username and parent never change.
+KEPT_FILTERS = usages.KEPT_FILTERS | {"username", "component_usage_billing_period"}
 
 
 def where(scopes: dict | None, filters: dict) -> tuple[str, list]:
