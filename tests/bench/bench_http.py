@@ -1,7 +1,9 @@
 """HTTP request rates of the ledger against minimal Flask endpoints, in the same run and settings.
 
 Both servers run under gunicorn with the same workers and threads (gthread); wrk (Debian's
-`wrk` package) drives each for the same time with the same connections on loopback.
+`wrk` package) drives each for the same time with the same connections on loopback, in
+rounds that alternate the two servers; the table gives medians and the spread of the ratios
+(on a shared two-core machine a single run's ratio moves by a tenth from one run to the next).
 
 - set_usage: three items a request, a random resource each time, vs `POST /insert`
   (parse the same JSON, insert one row into SQLite).
@@ -10,7 +12,7 @@ Both servers run under gunicorn with the same workers and threads (gthread); wrk
   and by the provider's owner, who sees every record through their role (as a site agent
   with a service provider's token does).
 
-    .venv/bin/python tests/bench/bench_http.py --records 1000000 --seconds 15
+    .venv/bin/python tests/bench/bench_http.py --records 1000000 --seconds 10 --rounds 3
 """
 
 import argparse
@@ -25,6 +27,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -127,6 +130,16 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
     }
 
 
+def seconds(latency: str) -> float:
+    """wrk's latency text ("870.00us", "12.34ms", "1.20s") in seconds."""
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", latency).groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60}[unit]
+
+
+def worst_p99(runs: list[dict]) -> str:
+    return max((run["p99"] for run in runs), key=seconds)
+
+
 POST_SCRIPT = """
 math.randomseed(%(seed)d)
 local resources = {%(resources)s}
@@ -149,6 +162,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="gthread threads per worker, for both servers")
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each server, alternated")
     parser.add_argument("--filled", type=Path, help="a database filled by an earlier run with the same --records"
                         " and --resources (kept there if missing), copied instead of filling again")
     args = parser.parse_args()
@@ -213,20 +227,25 @@ def main() -> None:
              lambda: wrk(ledger_url + "/api/marketplace-component-usages/set_usage/", args.seconds, args.connections, str(script)),
              lambda: wrk(baseline_url + "/insert", args.seconds, args.connections, str(baseline_script))),
         ):
-            baseline = base()
-            measured = ours()
-            rows.append((name, measured, baseline))
+            # Rounds alternate the two servers, so that a slow spell of the machine falls on both.
+            pairs = [(ours(), base()) for _ in range(args.rounds)]
+            rows.append((name, pairs))
     finally:
         for server in servers:
             server.terminate()
             server.wait()
 
     print(f"\n{args.records} usage records, gunicorn {args.workers} workers x {args.threads} threads (gthread),"
-          f" wrk -c{args.connections}, {args.seconds} s each")
-    print(f"{'endpoint':32} {'ledger req/s':>13} {'errors':>7} {'p99':>9} {'baseline req/s':>15} {'errors':>7} {'ratio':>6}")
-    for name, measured, baseline in rows:
-        print(f"{name:32} {measured['rate']:13.0f} {measured['errors']:7d} {measured['p99']:>9} "
-              f"{baseline['rate']:15.0f} {baseline['errors']:7d} {measured['rate'] / baseline['rate']:6.0%}")
+          f" wrk -c{args.connections}, {args.rounds} rounds of {args.seconds} s each;"
+          " medians of the rounds, errors summed, the worst p99")
+    print(f"{'endpoint':32} {'ledger req/s':>13} {'errors':>7} {'p99':>9} {'baseline req/s':>15} {'errors':>7}"
+          f" {'ratio':>6} {'rounds':>12}")
+    for name, pairs in rows:
+        ratios = sorted(measured["rate"] / baseline["rate"] for measured, baseline in pairs)
+        measured, baseline = ([pair[i] for pair in pairs] for i in (0, 1))
+        print(f"{name:32} {median(r['rate'] for r in measured):13.0f} {sum(r['errors'] for r in measured):7d}"
+              f" {worst_p99(measured):>9} {median(r['rate'] for r in baseline):15.0f}"
+              f" {sum(r['errors'] for r in baseline):7d} {median(ratios):6.0%} {ratios[0]:5.0%}-{ratios[-1]:<5.0%}")
     shutil.rmtree(folder)
 
 

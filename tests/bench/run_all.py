@@ -15,7 +15,7 @@ HERE = Path(__file__).resolve().parent
 
 BENCHMARKS = {
     "HTTP: set_usage and a filtered list vs minimal Flask (issue 7, targets 60% and 50%)":
-        (["bench_http.py", "--records", "1000000", "--seconds", "15"],
+        (["bench_http.py", "--records", "1000000", "--seconds", "10"],
          ["bench_http.py", "--records", "20000", "--resources", "1000", "--seconds", "3"]),
     "In-process commands vs eventsourcing's SQLite application (target 5x)":
         (["bench_commands.py"], ["bench_commands.py", "--scale", "0.1"]),
