@@ -245,12 +245,12 @@ RECORD_JOINS = (
     " JOIN customers cu ON cu.uuid = u.customer_uuid"
     " LEFT JOIN components c ON c.offering_uuid = u.offering_uuid AND c.type = u.type"
 )
-RECORD_SELECT = (
+RECORD_COLUMNS = (
     "SELECT u.uuid, u.created, u.description, u.type, c.name, c.measured_unit, u.usage, u.date,"
     " u.missing_usage_policy, r.name, u.resource_uuid, o.name, u.offering_uuid, p.name, u.project_uuid,"
     " cu.name, u.customer_uuid, u.billing_period, u.modified_by"
-    f" FROM component_usages u{RECORD_JOINS}"
 )
+RECORD_SELECT = f"{RECORD_COLUMNS} FROM component_usages u{RECORD_JOINS}"
 RECORD_KEYS = (
     "uuid", "created", "description", "type", "name", "measured_unit", "usage", "date",
     "missing_usage_policy", "resource_name", "resource_uuid", "offering_name", "offering_uuid", "project_name",
@@ -353,8 +353,16 @@ def records(conn: sqlite3.Connection, scopes: dict | None, filters: dict, order:
         clause, params = _first_of_each_scope(conn, scoped, filters, offset + limit)
     else:
         clause, params = where(scopes, filters)
+    # The page's records are found (and sorted, for an ordering given) on their own table; only the
+    # page's rows are joined to the catalog. Joined while sorting, every matching record was looked
+    # up in five tables before all but a page of them were dropped: 2.3 s for `o=-usage` at a
+    # million records, 0.3 s without.
+    terms = order_by(order)
+    page = f"SELECT u.uuid FROM component_usages u WHERE {clause} ORDER BY {terms} LIMIT ? OFFSET ?"
     rows = conn.execute(
-        f"{RECORD_SELECT} WHERE {clause} ORDER BY {order_by(order)} LIMIT ? OFFSET ?", [*params, limit, offset]
+        f"{RECORD_COLUMNS} FROM ({page}) page CROSS JOIN component_usages u ON u.uuid = page.uuid{RECORD_JOINS}"
+        f" ORDER BY {terms}",
+        [*params, limit, offset],
     )
     return [dict(zip(RECORD_KEYS, row)) for row in rows]
 

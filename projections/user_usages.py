@@ -75,14 +75,14 @@ def _usage_reported(conn, event) -> bool:
 
 HANDLERS = {"UserUsageReported": _user_usage_reported, "UsageReported": _usage_reported}
 
-# The rows of a user usage and its parent; JOIN, or CROSS JOIN to read the user usages first (in order).
-RECORD_SELECT = (
+RECORD_COLUMNS = (
     "SELECT uu.uuid, uu.user_uuid, uu.username, uu.component_usage_uuid, uu.usage, c.measured_unit,"
     " uu.created, uu.modified, r.name, u.resource_uuid, o.name, u.offering_uuid, p.name, u.project_uuid,"
     " cu.name, u.customer_uuid, u.type, u.date, u.billing_period"
-    " FROM component_user_usages uu {join} component_usages u ON u.uuid = uu.component_usage_uuid"
-    f"{usages.RECORD_JOINS}"
 )
+# User usages `uu` with their parents `u`: JOIN, or CROSS JOIN to read the user usages first (in order).
+WITH_PARENTS = "component_user_usages uu {join} component_usages u ON u.uuid = uu.component_usage_uuid"
+RECORD_SELECT = f"{RECORD_COLUMNS} FROM {WITH_PARENTS}{usages.RECORD_JOINS}"
 RECORD_KEYS = (
     "uuid", "user_uuid", "username", "component_usage_uuid", "usage", "measured_unit", "created", "modified",
     "resource_name", "resource_uuid", "offering_name", "offering_uuid", "project_name", "project_uuid",
@@ -125,8 +125,7 @@ def count(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> int:
     through a provider's index, each of a million parents took a lookup of its user usages."""
     clause, params = where(usages.visible_scopes(conn, scopes, filters), filters)
     return conn.execute(
-        f"SELECT COUNT(*) FROM component_user_usages uu {_parent_join(filters)} component_usages u"
-        f" ON u.uuid = uu.component_usage_uuid WHERE {clause}",
+        f"SELECT COUNT(*) FROM {WITH_PARENTS.format(join=_parent_join(filters))} WHERE {clause}",
         params,
     ).fetchone()[0]
 
@@ -154,9 +153,12 @@ def records(conn: sqlite3.Connection, scopes: dict | None, filters: dict, order:
         join = "JOIN"
     else:
         clause, params = where(scopes, filters)
-    order_terms = usages.order_by(order, ORDER_COLUMNS, DEFAULT_ORDER)
+    # As for usage records, only the page's rows are joined to the catalog (see usages.records).
+    terms = usages.order_by(order, ORDER_COLUMNS, DEFAULT_ORDER)
+    page = f"SELECT uu.uuid FROM {WITH_PARENTS.format(join=join)} WHERE {clause} ORDER BY {terms} LIMIT ? OFFSET ?"
     rows = conn.execute(
-        f"{RECORD_SELECT.format(join=join)} WHERE {clause} ORDER BY {order_terms} LIMIT ? OFFSET ?",
+        f"{RECORD_COLUMNS} FROM ({page}) page CROSS JOIN component_user_usages uu ON uu.uuid = page.uuid"
+        f" JOIN component_usages u ON u.uuid = uu.component_usage_uuid{usages.RECORD_JOINS} ORDER BY {terms}",
         [*params, limit, offset],
     )
     return [dict(zip(RECORD_KEYS, row)) for row in rows]

@@ -234,7 +234,7 @@ def test_a_filtered_page_in_the_default_order_is_read_off_an_index_without_sorti
     """With a million records, sorting the matches for each page would take seconds."""
     plan = query_plan_of_page(ledger.conn, lambda: usage_view.records(ledger.conn, None, filters, [], limit=10))
     assert "TEMP B-TREE" not in plan
-    assert "USING INDEX idx_component_usages_" in plan
+    assert re.search(r"USING (COVERING )?INDEX idx_component_usages_", plan)
 
 
 def add_records(ledger, count: int, start: int = 0) -> None:
@@ -253,11 +253,11 @@ def add_records(ledger, count: int, start: int = 0) -> None:
         )
 
 
-def plain_page(conn, scopes, filters, limit, offset):
+def plain_page(conn, scopes, filters, limit, offset, order=()):
     """The page as one query over every visible record would give it."""
     clause, params = usage_view.where(scopes, filters)
     return [row[0] for row in conn.execute(
-        f"{usage_view.RECORD_SELECT} WHERE {clause} ORDER BY {usage_view.DEFAULT_ORDER} LIMIT ? OFFSET ?",
+        f"{usage_view.RECORD_SELECT} WHERE {clause} ORDER BY {usage_view.order_by(list(order))} LIMIT ? OFFSET ?",
         [*params, limit, offset],
     )]
 
@@ -275,6 +275,27 @@ def test_a_callers_page_in_the_default_order_is_the_page_of_every_visible_record
         for limit, offset in ((10, 0), (7, 5), (25, 30), (10, 90)):
             page = [row["uuid"] for row in usage_view.records(ledger.conn, caller.visible_scopes(), filters, [], limit, offset)]
             assert page == plain_page(ledger.conn, caller.visible_scopes(), filters, limit, offset)
+
+
+ORDERS = (["-usage"], ["billing_period"], ["-billing_period"], ["missing_usage_policy"])
+
+
+@pytest.mark.parametrize("user", ["staff", "provider-owner", "project-member", "other-owner"])
+def test_an_ordered_page_is_the_page_of_every_visible_record_in_that_order(ledger, many, user):
+    add_records(ledger, 60)
+    scopes = None if user == "staff" else ledger_caller(ledger, user).visible_scopes()
+    for order in ORDERS:
+        for filters in ({}, {"offering_uuid": OFFERING, "type": "cpu"}):
+            for limit, offset in ((10, 0), (7, 5), (10, 90)):
+                page = [row["uuid"] for row in usage_view.records(ledger.conn, scopes, filters, order, limit, offset)]
+                assert page == plain_page(ledger.conn, scopes, filters, limit, offset, order)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_an_ordered_page_is_sorted_before_its_records_are_joined_to_the_catalog(ledger, many, order):
+    """Joined while sorting, every record was looked up in five tables: 2.3 s a page for `o=-usage` at a million."""
+    plan = query_plan_of_page(ledger.conn, lambda: usage_view.records(ledger.conn, None, {}, order, limit=10))
+    assert not re.search(r"SEARCH (r|o|p|cu|c) ", plan)
 
 
 def test_the_work_of_a_callers_first_page_does_not_grow_with_the_records_they_see(ledger):

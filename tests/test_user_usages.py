@@ -490,12 +490,12 @@ def crowd(ledger, now):
     now("2026-03-20T00:00:00Z")
 
 
-def plain_user_usages(conn, scopes, filters, limit, offset):
+def plain_user_usages(conn, scopes, filters, limit, offset, order=()):
     """The page as one query over every visible user usage, ordered by the parents' own columns."""
     clause, params = user_usage_view.where(scopes, filters)
+    terms = user_usage_view.usages.order_by(list(order), user_usage_view.ORDER_COLUMNS, "u.date DESC, u.type, uu.uuid")
     return [row[0] for row in conn.execute(
-        f"{user_usage_view.RECORD_SELECT.format(join='JOIN')} WHERE {clause}"
-        " ORDER BY u.date DESC, u.type, uu.uuid LIMIT ? OFFSET ?",
+        f"{user_usage_view.RECORD_SELECT.format(join='JOIN')} WHERE {clause} ORDER BY {terms} LIMIT ? OFFSET ?",
         [*params, limit, offset],
     )]
 
@@ -520,6 +520,25 @@ def test_user_usage_pages_and_counts_are_those_of_every_visible_user_usage(ledge
             assert page == plain_user_usages(ledger.conn, scopes, filters, limit, offset)
     if user == "staff":
         assert plain_user_usage_count(ledger.conn, None, {}) == 18
+
+
+USER_USAGE_ORDERS = (["-usage"], ["username"], ["-component_usage__billing_period"])
+
+
+@pytest.mark.parametrize("user", ["staff", "provider-owner", "project-member"])
+def test_an_ordered_page_of_user_usages_is_that_of_every_visible_user_usage_in_that_order(ledger, crowd, user):
+    scopes = None if user == "staff" else catalog_view.caller(ledger.conn, token_sha256(token(user))).visible_scopes()
+    for order in USER_USAGE_ORDERS:
+        for filters in ({}, {"offering_uuid": OFFERING}, {"resource_uuid": OTHER_RESOURCE}):
+            for limit, offset in ((10, 0), (3, 2), (10, 30)):
+                page = [row["uuid"] for row in user_usage_view.records(ledger.conn, scopes, filters, order, limit, offset)]
+                assert page == plain_user_usages(ledger.conn, scopes, filters, limit, offset, order)
+
+
+@pytest.mark.parametrize("order", USER_USAGE_ORDERS)
+def test_an_ordered_page_of_user_usages_is_sorted_before_its_rows_are_joined_to_the_catalog(ledger, crowd, order):
+    plan = query_plan_of_page(ledger.conn, lambda: user_usage_view.records(ledger.conn, None, {}, order, limit=10))
+    assert not re.search(r"SEARCH (r|o|p|cu|c) ", plan)
 
 
 def test_a_reported_record_takes_its_user_usages_to_the_top(client, crowd):
