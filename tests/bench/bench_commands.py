@@ -40,6 +40,7 @@ from ledger import catalog, usage  # noqa: E402
 from ledger.access import Caller  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
 from tests.bench.bench_rebuild import catalog_document, resource_uuid  # noqa: E402
+from tests.bench.without_usage_views import leave_out_usage_views  # noqa: E402
 
 TYPES = ("cpu", "ram", "gpu")
 
@@ -123,7 +124,12 @@ def run_eventsourcing(folder: str, work, cached: bool = False) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every workload's resources")
+    parser.add_argument("--without-usage-views", action="store_true",
+                        help="an experiment: the ledger without folding reports into its usage views"
+                             " (tests/bench/without_usage_views.py)")
     args = parser.parse_args()
+    if args.without_usage_views:
+        leave_out_usage_views()
     os.environ.pop("LEDGER_NOW", None)  # the real clock: every report has its own time, as in production
     results = []
     for name, (resources, count) in WORKLOADS.items():
@@ -135,7 +141,8 @@ def main() -> None:
             theirs = run_eventsourcing(folder, work)
             cached = run_eventsourcing(folder, work, cached=True)
         results.append((f"{name} ({resources} resources x {count})", records, ours, theirs, cached))
-    print(f"\nset_usage commands of {len(TYPES)} items, synchronous=FULL; records/s")
+    print(f"\nset_usage commands of {len(TYPES)} items, synchronous=FULL; records/s"
+          f"{' (experiment: without the usage views)' if args.without_usage_views else ''}")
     print(f"{'workload':46} {'records':>8} {'ledger':>8} {'eventsourcing':>14} {'ratio':>6}"
           f" {'with its cache':>15} {'ratio':>6}")
     for name, records, ours, theirs, cached in results:
