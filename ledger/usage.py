@@ -226,7 +226,9 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
 
     A date in another billing period needs that period's record, which is created (at usage 0)
     when missing. For `set_user_usages`, a record at usage 0 takes the total of the submitted
-    usages (a username submitted twice counts once, with its last usage).
+    usages (a username submitted twice counts once, with its last usage). A carried record is
+    reported as it stands: carried records come and go with the months before them (SPEC §7),
+    and a record's user usages must not go with it.
     """
     record = target.record
     if not caller.may_write(record["offering_uuid"], record["provider_uuid"]):
@@ -274,6 +276,11 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
         elif command.bulk and Decimal(existing["usage"]) == 0 and total != 0:
             totals.append(usage_reported(
                 period, existing["plan_period_uuid"], total, existing["description"],
+                existing["missing_usage_policy"], latest_by_period[period],
+            ))
+        elif existing["carried"]:
+            created.append(usage_reported(
+                period, existing["plan_period_uuid"], Decimal(existing["usage"]), existing["description"],
                 existing["missing_usage_policy"], latest_by_period[period],
             ))
     return created + reported + totals

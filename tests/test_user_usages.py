@@ -245,6 +245,21 @@ def test_user_usage_on_a_carried_record(client, ledger):
     assert user_usages(client)[0]["component_usage"].endswith(f"/{carried}/")
 
 
+def test_a_user_usage_keeps_its_carried_record_when_the_month_before_stops_carrying(client, ledger):
+    """A carried record comes and goes with the month before it (SPEC §7): reported as it stands
+    when user usages are, it stays, and they stay listed."""
+    report(ledger, amount="5", date="2026-02-10T00:00:00Z", policy="reuse")
+    carried = events.usage_record_uuid(RESOURCE, "cpu", MARCH)
+    before = ledger.store.count()
+    assert set_one(client, carried, {"username": "alice", "usage": "2"}).status_code == 201
+    assert [e.type for e in ledger.store.read(after=before)] == ["UsageReported", "UserUsageReported"]
+    assert parent(client, carried)["usage"] == "5.00"
+    report(ledger, amount="4", date="2026-02-11T00:00:00Z", policy="none")  # February no longer carries
+    march = parent(client, carried)
+    assert (march["usage"], march["missing_usage_policy"]) == ("5.00", "reuse")
+    assert [(e["username"], e["usage"]) for e in user_usages(client)] == [("alice", "2.00")]
+
+
 def test_set_user_usages_records_every_item(client, record):
     response = set_many(client, record, [{"username": "alice", "usage": "1"}, {"username": "bob", "usage": "2"}])
     assert response.status_code == 201 and response.data == b""
@@ -471,8 +486,9 @@ def share(ledger, record_uuid, *usernames):
 @pytest.fixture
 def crowd(ledger, now):
     """User usages over three months of two resources, in two offerings and projects. The cpu
-    records of both are carried into February and March, where they share a date (the month's
-    start) and a type: their user usages then follow each other by their own uuid."""
+    records of both are carried into February and March, and reported there as they stand by
+    their user usages, at one instant: records of a date and a type, whose user usages then
+    follow each other by their own uuid."""
     def reported(month, component, resource=RESOURCE, policy="none"):
         report(ledger, amount="1", component=component, resource=resource, policy=policy)
         return events.usage_record_uuid(resource, component, f"2026-{month}-01")
@@ -544,7 +560,7 @@ def test_an_ordered_page_of_user_usages_is_sorted_before_its_rows_are_joined_to_
 def test_a_reported_record_takes_its_user_usages_to_the_top(client, crowd):
     listed = user_usages(client, page_size=3)
     assert [(e["billing_period"], e["component_type"], e["date"]) for e in listed] == [
-        (MARCH, "ram", "2026-03-11T08:00:00Z")] * 2 + [(MARCH, "cpu", "2026-03-01T00:00:00Z")]
+        (MARCH, "ram", "2026-03-11T08:00:00Z")] * 2 + [(MARCH, "cpu", "2026-03-10T08:00:00Z")]
 
 
 @pytest.mark.parametrize("filters", [{}, {"offering_uuid": OFFERING}, {"username": "an"}, {"type": "cpu"}])
