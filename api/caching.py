@@ -2,9 +2,10 @@
 
 An answer computed at a version of the views stays right for as long as that version is
 unchanged. The views' position in the log moves with every write; the seq of the last event
-that changed their rows (projections/runner.py) moves only when rows come or go, or the catalog
-changes: for a site agent that reports the same records again and again, it stays put. So a
-read after a write computes again only what depends on values that writes change.
+that changed their rows (projections/runner.py) moves only when rows go, are moved, or the
+catalog changes: for a site agent that reports records, new or again, it stays put. So a read
+after a write computes again only what depends on values that writes change, and a count only
+counts the rows added since.
 """
 
 from collections.abc import Callable, Hashable
@@ -22,8 +23,8 @@ class ViewCache:
 
     def get(self, key: Hashable, compute: Callable[[], object], rows_only: bool = False):
         """The answer for `key`, computed again once the views' position has moved; with
-        `rows_only`, an answer that depends only on which rows there are and what they keep
-        (their scopes, type, billing period), computed again once rows have changed."""
+        `rows_only`, an answer from the catalog's rows (every catalog event changes rows),
+        computed again once rows have changed."""
         key = (g.ledger.path, rows_only, key)
         version = views_positions()[1 if rows_only else 0]
         cached = self.entries.get(key)
@@ -34,6 +35,31 @@ class ViewCache:
         answer = compute()
         self.entries[key] = (version, answer)
         return answer
+
+
+class CountCache:
+    """Counts of rows, kept until rows change (projections/runner.py) and grown by the rows added since."""
+
+    def __init__(self, size: int = 4096):
+        self.size, self.entries = size, {}
+
+    def get(self, key: Hashable, count_since: Callable[[int], tuple[int, int]]) -> int:
+        """The count for `key`. `count_since(mark)` counts the matching rows past a row mark (all
+        of them for 0) and gives the mark of the last row: a count kept with its mark grows by the
+        count past it, while no row has been removed or changed what rows keep."""
+        key = (g.ledger.path, key)
+        position, rows_changed_at = views_positions()
+        cached = self.entries.get(key)
+        total, mark = 0, 0
+        if cached and cached[0] == rows_changed_at:
+            if cached[1] == position:  # no event since: nothing added
+                return cached[2]
+            total, mark = cached[2], cached[3]
+        added, mark = count_since(mark)
+        if len(self.entries) >= self.size:
+            self.entries.clear()
+        self.entries[key] = (rows_changed_at, position, total + added, mark or 0)
+        return total + added
 
 
 def views_positions() -> tuple[int, int]:

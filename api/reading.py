@@ -12,7 +12,7 @@ from ledger.access import Caller
 
 from . import filters, pagination
 from .auth import authenticate
-from .caching import ViewCache
+from .caching import CountCache, ViewCache
 from .errors import not_found
 
 
@@ -34,14 +34,16 @@ def listing(view, parse_filters: Callable[[], dict], wire: Callable[[dict], dict
     return pagination.paginated(fetch, counted(view, conn, scopes, found))
 
 
-COUNTS = ViewCache()
+COUNTS = ViewCache()  # counts filtered on values that reports change (date, policy), until the next write
+KEPT_COUNTS = CountCache()  # the others, until rows change, grown by the rows added since
 
 
 def counted(view, conn, scopes: dict | None, found: dict) -> int:
-    """The view's count of matching records; counting grows with the matching rows, so it is cached:
-    until rows change, unless a filter reads values that reports change (date, policy)."""
-    return COUNTS.get((view.NAME, repr(scopes), repr(sorted(found.items()))), lambda: view.count(conn, scopes, found),
-                      rows_only=view.KEPT_FILTERS.issuperset(found))
+    """The view's count of matching records; counting grows with the matching rows, so it is cached."""
+    key = (view.NAME, repr(scopes), repr(sorted(found.items())))
+    if view.KEPT_FILTERS.issuperset(found):
+        return KEPT_COUNTS.get(key, lambda mark: view.count_since(conn, scopes, found, mark))
+    return COUNTS.get(key, lambda: view.count(conn, scopes, found))
 
 
 def retrieval(view, uuid: str, wire: Callable[[dict], dict]):

@@ -44,10 +44,11 @@ def apply(conn: sqlite3.Connection, events: Iterable[StoredEvent], just_appended
     Events read from the log are validated and upcast first; events `just_appended` in their
     current shape were validated by `events.new` already.
 
-    A handler returns True when it kept its view's rows: it added or removed none, and changed
-    none's scopes, type, billing period or username, only values such as usage and date. Any
-    other event is recorded as the last that changed rows (`rows_changed_at`), so that counts
-    filtered on what rows keep stay right until such an event (api/reading.py).
+    A handler returns True when it kept its view's rows: it removed none (a row replaced is
+    removed too), and changed none's scopes, type, billing period or username, only values such
+    as usage and date; it may have added rows. Any other event is recorded as the last that
+    changed rows (`rows_changed_at`), so that a count filtered on what rows keep stays right
+    until such an event, once the rows added since are counted to it (api/caching.py).
     """
     last = changed = None
     for event in events:
@@ -95,3 +96,5 @@ def rebuild(store: EventStore, until: int | None = None, progress: Callable[[int
         drop(store.db)
         create(store.db)
         catch_up(store, until=until, progress=progress)
+        # Every row is made anew, under new row ids: nothing counted from the old rows holds.
+        store.conn.execute("UPDATE projection_checkpoints SET rows_changed_at = position")

@@ -83,9 +83,8 @@ def _usage_reported(conn, event) -> bool:
     data = event.data
     # The resource's placement comes from the catalog view in the same statement. A record made
     # now (or a carried one now reported) takes this event's time as `created`, an updated one
-    # keeps its own: the comparison returned tells them apart (a record updated at the instant
-    # it was made is taken for a new one, which costs only a count).
-    made = conn.execute(
+    # keeps its own.
+    conn.execute(
         "INSERT INTO component_usages (uuid, resource_uuid, offering_uuid, provider_uuid, project_uuid,"
         " customer_uuid, type, billing_period, plan_period_uuid, usage, description, missing_usage_policy,"
         " date, created, modified_by, carried)"
@@ -96,18 +95,16 @@ def _usage_reported(conn, event) -> bool:
         " ON CONFLICT (uuid) DO UPDATE SET plan_period_uuid = excluded.plan_period_uuid, usage = excluded.usage,"
         " description = excluded.description, missing_usage_policy = excluded.missing_usage_policy,"
         " date = excluded.date, modified_by = excluded.modified_by,"
-        " created = CASE WHEN carried THEN excluded.created ELSE created END, carried = 0"
-        " RETURNING created = ?",
+        " created = CASE WHEN carried THEN excluded.created ELSE created END, carried = 0",
         (
             usage_record_uuid(data["resource_uuid"], data["type"], data["billing_period"]),
             data["type"], data["billing_period"], data["plan_period_uuid"], data["amount"], data["description"],
             data["missing_usage_policy"], event.occurred_at, event.recorded_at, event.actor_id, data["resource_uuid"],
-            event.recorded_at,
         ),
-    ).fetchone()
+    )
     period = dt.date.fromisoformat(data["billing_period"])
-    carried = carry_forward(conn, data["resource_uuid"], data["type"], clock.next_period(period))
-    return not (made and made[0]) and not carried  # rows kept (projections/runner.py)
+    # Carried records are replaced or removed: rows changed (projections/runner.py).
+    return not carry_forward(conn, data["resource_uuid"], data["type"], clock.next_period(period))
 
 
 def _billing_period_started(conn, event):
@@ -316,8 +313,22 @@ def order_by(keys: list[str], columns: dict[str, str] = ORDER_COLUMNS, default: 
 
 
 def count(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> int:
+    return count_since(conn, scopes, filters)[0]
+
+
+def count_since(conn: sqlite3.Connection, scopes: dict | None, filters: dict, mark: int = 0) -> tuple[int, int]:
+    """The count of matching records past a row mark (0: of all), and the mark of the last record.
+
+    Rows get ever greater row ids as they are added, so a count kept with its mark grows by the
+    count past it until a row is removed (projections/runner.py). That count reads the rows past
+    the mark alone (NOT INDEXED: by row id, not through a filter's index).
+    """
     clause, params = where(visible_scopes(conn, scopes, filters), filters)
-    return conn.execute(f"SELECT COUNT(*) FROM component_usages u WHERE {clause}", params).fetchone()[0]
+    table, past = ("component_usages u NOT INDEXED", "u.rowid > ? AND ") if mark else ("component_usages u", "")
+    return conn.execute(
+        f"SELECT (SELECT COUNT(*) FROM {table} WHERE {past}{clause}), (SELECT MAX(rowid) FROM component_usages)",
+        [mark, *params] if mark else params,
+    ).fetchone()
 
 
 def visible_scopes(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> dict | None:

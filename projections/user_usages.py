@@ -43,21 +43,19 @@ def create(db: sqlite_utils.Database) -> None:
 
 def _user_usage_reported(conn, event) -> bool:
     data = event.data
-    # An update changes only the usage: the user link stays as first reported (as in Waldur), and
-    # `created` too, which tells a new row (this event's time) from an updated one.
-    made = conn.execute(
+    # An update changes only the usage: the user link stays as first reported (as in Waldur), and `created` too.
+    conn.execute(
         "INSERT INTO component_user_usages"
         " (uuid, component_usage_uuid, username, usage, user_uuid, created, modified, date, type)"
         " SELECT ?, ?, ?, ?, ?, ?, ?, u.date, u.type FROM component_usages u WHERE u.uuid = ?"
-        " ON CONFLICT (uuid) DO UPDATE SET usage = excluded.usage, modified = excluded.modified"
-        " RETURNING created = ?",
+        " ON CONFLICT (uuid) DO UPDATE SET usage = excluded.usage, modified = excluded.modified",
         (
             user_usage_uuid(data["component_usage_uuid"], data["username"]), data["component_usage_uuid"],
             data["username"], data["usage"], data["user_uuid"], event.recorded_at, event.recorded_at,
-            data["component_usage_uuid"], event.recorded_at,
+            data["component_usage_uuid"],
         ),
-    ).fetchone()
-    return not (made and made[0])  # rows kept (projections/runner.py)
+    )
+    return True  # rows kept, or added (projections/runner.py)
 
 
 def _usage_reported(conn, event) -> bool:
@@ -121,13 +119,22 @@ def where(scopes: dict | None, filters: dict) -> tuple[str, list]:
 
 
 def count(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> int:
-    """Counted over the user usages, each looked up in its parent: read from the parents' side,
-    through a provider's index, each of a million parents took a lookup of its user usages."""
+    return count_since(conn, scopes, filters)[0]
+
+
+def count_since(conn: sqlite3.Connection, scopes: dict | None, filters: dict, mark: int = 0) -> tuple[int, int]:
+    """As usages.count_since. Counted over the user usages, each looked up in its parent: read from
+    the parents' side, through a provider's index, each of a million parents took a lookup of its
+    user usages."""
     clause, params = where(usages.visible_scopes(conn, scopes, filters), filters)
+    source = WITH_PARENTS.format(join=_parent_join(filters))
+    if mark:  # the user usages past the mark, by row id, each looked up in its parent
+        source = "component_user_usages uu NOT INDEXED CROSS JOIN component_usages u ON u.uuid = uu.component_usage_uuid"
+        clause, params = f"uu.rowid > ? AND {clause}", [mark, *params]
     return conn.execute(
-        f"SELECT COUNT(*) FROM {WITH_PARENTS.format(join=_parent_join(filters))} WHERE {clause}",
+        f"SELECT (SELECT COUNT(*) FROM {source} WHERE {clause}), (SELECT MAX(rowid) FROM component_user_usages)",
         params,
-    ).fetchone()[0]
+    ).fetchone()
 
 
 def _parent_join(filters: dict) -> str:

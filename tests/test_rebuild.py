@@ -23,7 +23,8 @@ MONTHS = ("2026-03", "2026-04", "2026-05", "2026-06", "2026-07", "2026-08")
 
 
 def snapshot(conn: sqlite3.Connection) -> dict:
-    """Every view's definition and full contents (the log itself left out)."""
+    """Every view's definition and full contents: the log itself left out, and the views' mark for
+    caches of the last event that changed rows, which a rebuild moves (projections/runner.py)."""
     objects = conn.execute(
         "SELECT type, name, sql FROM sqlite_master WHERE tbl_name != 'events' AND name NOT LIKE 'sqlite_%'"
     ).fetchall()
@@ -32,6 +33,7 @@ def snapshot(conn: sqlite3.Connection) -> dict:
         for kind, name, _ in objects
         if kind == "table"
     }
+    contents["projection_checkpoints"] = conn.execute("SELECT name, position FROM projection_checkpoints").fetchall()
     return {"schema": sorted(objects, key=repr), "contents": contents}
 
 

@@ -4,8 +4,8 @@ provider's owner (who sees every record through a role, as a site agent's token 
 A page should cost about the same whatever the number of records: it is read off an index. A
 count grows with the matching rows; it is kept until rows change (projections/runner.py), so
 each page is timed with its count kept, right after a report that changes a record's values
-(a site agent's usual write), and right after a report that makes a new record (the count is
-taken again). Milliseconds, median of runs.
+(a site agent's usual write), and right after a report that makes a new record (only the rows
+added since are counted to the count kept). Milliseconds, median of runs.
 
     .venv/bin/python tests/bench/bench_lists.py --records 1000000 --user-usages 400000
 """
