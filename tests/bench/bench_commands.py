@@ -29,6 +29,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from statistics import median
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -124,6 +125,7 @@ def run_eventsourcing(folder: str, work, cached: bool = False) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every workload's resources")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each application per workload, alternated")
     parser.add_argument("--without-usage-views", action="store_true",
                         help="an experiment: the ledger without folding reports into its usage views"
                              " (tests/bench/without_usage_views.py)")
@@ -136,18 +138,23 @@ def main() -> None:
         resources = max(1, round(resources * args.scale))
         work = rounds(resources, count)
         records = sum(len(items) for _, items in work)
-        with tempfile.TemporaryDirectory() as folder:
-            ours = run_ledger(folder, work, resources)
-            theirs = run_eventsourcing(folder, work)
-            cached = run_eventsourcing(folder, work, cached=True)
-        results.append((f"{name} ({resources} resources x {count})", records, ours, theirs, cached))
+        runs = []  # (ours, theirs, cached) seconds; rounds alternate, so a slow spell falls on all three
+        for _ in range(args.rounds):
+            with tempfile.TemporaryDirectory() as folder:
+                runs.append((run_ledger(folder, work, resources), run_eventsourcing(folder, work),
+                             run_eventsourcing(folder, work, cached=True)))
+        results.append((f"{name} ({resources} resources x {count})", records, runs))
     print(f"\nset_usage commands of {len(TYPES)} items, synchronous=FULL; records/s"
-          f"{' (experiment: without the usage views)' if args.without_usage_views else ''}")
-    print(f"{'workload':46} {'records':>8} {'ledger':>8} {'eventsourcing':>14} {'ratio':>6}"
+          f"{' (experiment: without the usage views)' if args.without_usage_views else ''};"
+          f" medians of {args.rounds} rounds, and the spread of the ratios")
+    print(f"{'workload':46} {'records':>8} {'ledger':>8} {'eventsourcing':>14} {'ratio':>6} {'rounds':>11}"
           f" {'with its cache':>15} {'ratio':>6}")
-    for name, records, ours, theirs, cached in results:
-        print(f"{name:46} {records:8d} {records / ours:8.0f} {records / theirs:14.0f} {theirs / ours:5.1f}x"
-              f" {records / cached:15.0f} {cached / ours:5.1f}x")
+    for name, records, runs in results:
+        ours, theirs, cached = (median(run[i] for run in runs) for i in range(3))
+        ratios = sorted(run[1] / run[0] for run in runs)
+        print(f"{name:46} {records:8d} {records / ours:8.0f} {records / theirs:14.0f} {median(ratios):5.1f}x"
+              f" {ratios[0]:4.1f}-{ratios[-1]:<4.1f}x {records / cached:15.0f}"
+              f" {median(run[2] / run[0] for run in runs):5.1f}x")
     print("target: ledger >= 5x eventsourcing's SQLite application")
 
 
