@@ -153,7 +153,7 @@ def main() -> None:
         ours, theirs, cached = (median(run[i] for run in runs) for i in range(3))
         ratios = sorted(run[1] / run[0] for run in runs)
         print(f"{name:46} {records:8d} {records / ours:8.0f} {records / theirs:14.0f} {median(ratios):5.1f}x"
-              f" {ratios[0]:4.1f}-{ratios[-1]:<4.1f}x {records / cached:15.0f}"
+              f" {f'{ratios[0]:.1f}-{ratios[-1]:.1f}x':>11} {records / cached:15.0f}"
               f" {median(run[2] / run[0] for run in runs):5.1f}x")
     print("target: ledger >= 5x eventsourcing's SQLite application")
 
