@@ -1,6 +1,7 @@
 import copy
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -142,3 +143,19 @@ def query_plan_of_page(conn, fetch_page) -> str:
         if parent in page:
             page.add(node)
     return " / ".join(detail for node, _, _, detail in plan if not page or node in page)
+
+
+def assert_ordered_pages_are_the_plain_ones(view, plain, conn, scopes, orders, filter_sets, windows) -> None:
+    """Each page of `view.records` in each ordering, filter set and (limit, offset) window equals
+    `plain(conn, scopes, filters, limit, offset, order)`: the page of one plain joined query."""
+    for order in orders:
+        for filters in filter_sets:
+            for limit, offset in windows:
+                page = [row["uuid"] for row in view.records(conn, scopes, filters, order, limit, offset)]
+                assert page == plain(conn, scopes, filters, limit, offset, order), (order, filters, limit, offset)
+
+
+def assert_page_is_found_without_the_catalog(conn, fetch_page) -> None:
+    """The plan that finds the page of `fetch_page()` looks nothing up in the catalog tables (resources
+    r, offerings o, projects p, customers cu, components c): only the page's own rows are joined to them."""
+    assert not re.search(r"SEARCH (r|o|p|cu|c) ", query_plan_of_page(conn, fetch_page))
