@@ -130,6 +130,7 @@ class ResourceFile(Closed):
     project_uuid = HexUUID(required=True)
     state = fields.String(required=True, validate=validate.OneOf(events.STATES))
     plan_periods = fields.List(fields.Nested(PlanPeriodFile), load_default=list)
+    backend_id = fields.String(load_default="", validate=validate.Length(max=255))  # the site's own name for it
 
 
 class RoleFile(Closed):
@@ -278,7 +279,7 @@ def decide(catalog: dict, store: EventStore, occurred_at: str, actor_id: int | N
 
     def define(stream: str, event_type: str, data: dict) -> None:
         last = store.last_event(stream)
-        if last is None or last.type != event_type or last.data != data:
+        if last is None or last.type != event_type or events.upgrade(last).data != data:
             version = (last.version if last else 0) + 1
             decided.append(events.new(stream, version, event_type, data, occurred_at, actor_id))
 

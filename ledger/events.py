@@ -126,6 +126,49 @@ class BillingPeriodStarted(Strict):
     timezone = fields.String(required=True)
 
 
+class ResourceDefinedV2(ResourceDefined):
+    """A resource as the catalog defines it, with the site's own name for it (e.g. a SLURM account)."""
+
+    backend_id = fields.String(required=True)
+
+
+class AgentDependency(Strict):
+    package = fields.String(required=True)
+    version = fields.String(required=True)
+
+
+class AgentIdentityRegistered(Strict):
+    """A site agent registered (or re-registered with changes) for an offering."""
+
+    uuid = fields.String(required=True, validate=UUID_HEX)
+    offering_uuid = fields.String(required=True, validate=UUID_HEX)
+    name = fields.String(required=True)
+    version = fields.String(required=True, allow_none=True)
+    dependencies = fields.List(fields.Nested(AgentDependency), required=True)
+    config_file_path = fields.String(required=True, allow_none=True)
+    config_file_content = fields.String(required=True, allow_none=True)
+    last_restarted = fields.String(required=True, allow_none=True)
+
+
+class AgentServiceRegistered(Strict):
+    """A service (one mode of running) of a site agent, registered or changed."""
+
+    uuid = fields.String(required=True, validate=UUID_HEX)
+    identity_uuid = fields.String(required=True, validate=UUID_HEX)
+    name = fields.String(required=True)
+    mode = fields.String(required=True, allow_none=True)
+
+
+class AgentProcessorRegistered(Strict):
+    """A processor (one backend) of a site agent's service, registered or changed."""
+
+    uuid = fields.String(required=True, validate=UUID_HEX)
+    service_uuid = fields.String(required=True, validate=UUID_HEX)
+    name = fields.String(required=True)
+    backend_type = fields.String(required=True)
+    backend_version = fields.String(required=True, allow_none=True)
+
+
 # (type, schema_version) -> schema of that shape.
 SCHEMAS: dict[tuple[str, int], Schema] = {
     ("UserDefined", 1): UserDefined(),
@@ -140,10 +183,16 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
     ("UsageReported", 1): UsageReported(),
     ("UserUsageReported", 1): UserUsageReported(),
     ("BillingPeriodStarted", 1): BillingPeriodStarted(),
+    ("ResourceDefined", 2): ResourceDefinedV2(),
+    ("AgentIdentityRegistered", 1): AgentIdentityRegistered(),
+    ("AgentServiceRegistered", 1): AgentServiceRegistered(),
+    ("AgentProcessorRegistered", 1): AgentProcessorRegistered(),
 }
 
 # (type, from_version) -> function turning data of that version into the next one.
-UPCASTERS: dict[tuple[str, int], callable] = {}
+UPCASTERS: dict[tuple[str, int], callable] = {
+    ("ResourceDefined", 1): lambda data: data | {"backend_id": ""},  # resources defined before backend ids had none
+}
 
 CURRENT_VERSION = {event_type: max(v for t, v in SCHEMAS if t == event_type) for event_type, _ in SCHEMAS}
 

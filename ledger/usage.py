@@ -5,7 +5,7 @@ import datetime as dt
 from decimal import Decimal
 
 from . import clock, events, idempotency
-from projections import catalog, usages
+from projections import catalog, usages, user_usages
 
 from .access import Caller
 from .database import Ledger
@@ -61,6 +61,7 @@ class Target:
     plan_periods: list[dict]
     components: dict[str, str]  # type -> billing type
     chosen_plan_period: dict | None
+    held: dict[str, dict | None] = dataclasses.field(default_factory=dict)  # type -> its record this period
 
 
 def set_usage(ledger: Ledger, caller: Caller, command: SetUsage, key: idempotency.Key | None = None) -> list[StoredEvent]:
@@ -73,6 +74,11 @@ def set_usage(ledger: Ledger, caller: Caller, command: SetUsage, key: idempotenc
         resource_uuid = target.resource.get("uuid")
         streams = {events.usage_stream(resource_uuid, item.type, period) for item in command.items} if resource_uuid else ()
         versions = ledger.store.stream_versions(streams)
+        if resource_uuid:
+            target = dataclasses.replace(target, held={
+                item.type: usages.stored_record(ledger.conn, events.usage_record_uuid(resource_uuid, item.type, period))
+                for item in command.items
+            })
         return decide(command, target, caller, clock.now(), versions)
 
     return ledger.write(decide_events, key)
@@ -91,7 +97,8 @@ def load_target(ledger: Ledger, command: SetUsage) -> Target:
 
 
 def decide(command: SetUsage, target: Target, caller: Caller, now: dt.datetime, versions: dict[str, int]) -> list[NewEvent]:
-    """The checks of SPEC §4 steps 2 to 6, then one UsageReported event per item."""
+    """The checks after the field checks (target, state, components, date, permission), then one
+    UsageReported event per item that changes what its record holds."""
     if not target.resource:
         raise rejected("non_field_errors", "Either plan_period or resource should be provided.")
     current_period = clock.billing_period(now)
@@ -134,18 +141,37 @@ def decide(command: SetUsage, target: Target, caller: Caller, now: dt.datetime, 
     if plan_period is None:
         raise rejected("non_field_errors", "Resource must have a plan to report usage")
 
-    decided, versions = [], dict(versions)
+    decided, versions, held = [], dict(versions), dict(target.held)
     occurred_at = clock.stored(moment)
     for item in command.items:
-        stream = events.usage_stream(resource["uuid"], item.type, period.isoformat())
-        versions[stream] += 1
         data = {
             "resource_uuid": resource["uuid"], "type": item.type, "billing_period": period.isoformat(),
             "plan_period_uuid": plan_period["uuid"], "amount": item.amount,
             "description": item.description, "missing_usage_policy": item.missing_usage_policy,
         }
+        if report_unchanged(data, held.get(item.type)):
+            continue
+        held[item.type] = {"usage": item.amount, "description": item.description, "carried": 0,
+                           "missing_usage_policy": item.missing_usage_policy, "plan_period_uuid": plan_period["uuid"]}
+        stream = events.usage_stream(resource["uuid"], item.type, period.isoformat())
+        versions[stream] += 1
         decided.append(events.new(stream, versions[stream], "UsageReported", data, occurred_at, caller.id))
     return decided
+
+
+def report_unchanged(data: dict, record: dict | None) -> bool:
+    """Whether a report says what its record already holds as a report of its own (a carried value
+    is not held: it follows the month before); agents re-send the same figures every cycle."""
+    return bool(record) and not record["carried"] and (
+        Decimal(data["amount"]) == Decimal(record["usage"])
+        and (data["description"], data["missing_usage_policy"], data["plan_period_uuid"])
+        == (record["description"], record["missing_usage_policy"], record["plan_period_uuid"])
+    )
+
+
+def user_usage_unchanged(usage: str, held: str | None) -> bool:
+    """Whether a user's usage is what their user usage record already holds."""
+    return held is not None and Decimal(usage) == Decimal(held)
 
 
 def covering_plan_period(plan_periods: list[dict], period: dt.date) -> dict | None:
@@ -183,6 +209,7 @@ class UserUsageTarget:
     plan_periods: list[dict]
     records: dict[str, dict | None]  # billing period -> that period's record of the same resource and component
     versions: dict[str, int]
+    held: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)  # (period, username) -> usage
 
 
 def set_user_usages(
@@ -210,9 +237,16 @@ def load_user_usage_target(ledger: Ledger, command: SetUserUsages) -> UserUsageT
                                  item.username)
         for item in command.items
     }
+    held = {
+        (period, username): usage
+        for period, username in {(item_period(record, item), item.username) for item in command.items}
+        if (usage := user_usages.held_usage(
+            conn, events.user_usage_uuid(events.usage_record_uuid(resource_uuid, component_type, period), username)
+        )) is not None
+    }
     return UserUsageTarget(
         record, catalog.plan_periods(conn, resource_uuid), records,
-        ledger.store.stream_versions(streams),
+        ledger.store.stream_versions(streams), held,
     )
 
 
@@ -254,12 +288,15 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
 
     usage_by_period: dict[str, dict[str, Decimal]] = {}
     latest_by_period: dict[str, str] = {}
-    reported = []
+    reported, held = [], dict(target.held)
     for item in command.items:
         period = item_period(record, item)
         occurred_at = clock.stored(item.date or now)
         usage_by_period.setdefault(period, {})[item.username] = Decimal(item.usage)
         latest_by_period[period] = occurred_at
+        if user_usage_unchanged(item.usage, held.get((period, item.username))):
+            continue
+        held[(period, item.username)] = item.usage
         record_uuid = events.usage_record_uuid(resource_uuid, component_type, period)
         data = {"component_usage_uuid": record_uuid, "username": item.username, "usage": item.usage,
                 "user_uuid": item.user_uuid}

@@ -22,7 +22,8 @@ TABLES = {
     ),
     "offering_users": ({"uuid": str, "offering_uuid": str, "username": str, "user_id": int}, "uuid"),
     "resources": (
-        {"uuid": str, "name": str, "offering_uuid": str, "project_uuid": str, "state": str, "terminated_at": str},
+        {"uuid": str, "name": str, "offering_uuid": str, "project_uuid": str, "state": str, "terminated_at": str,
+         "backend_id": str},
         "uuid",
     ),
     "plan_periods": ({"uuid": str, "resource_uuid": str, "start": str, "end": str}, "uuid"),
@@ -40,6 +41,8 @@ def create(db: sqlite_utils.Database) -> None:
     db["tokens"].create_index(["user_id"], if_not_exists=True)
     db["plan_periods"].create_index(["resource_uuid", "start"], if_not_exists=True)
     db["roles"].create_index(["scope", "scope_uuid"], if_not_exists=True)
+    if "backend_id" not in db["resources"].columns_dict:  # views made before resources had backend ids
+        db["resources"].add_column("backend_id", str, not_null_default="")
 
 
 def _user_defined(conn, event):
@@ -109,12 +112,14 @@ def _resource_defined(conn, event):
     # terminated_at: when the resource first became Terminated (kept while it stays so), for carry-forward.
     terminated_at = event.occurred_at if data["state"] == "Terminated" else None
     conn.execute(
-        "INSERT INTO resources (uuid, name, offering_uuid, project_uuid, state, terminated_at) VALUES (?, ?, ?, ?, ?, ?)"
+        "INSERT INTO resources (uuid, name, offering_uuid, project_uuid, state, terminated_at, backend_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (uuid) DO UPDATE SET name = excluded.name, offering_uuid = excluded.offering_uuid,"
-        " project_uuid = excluded.project_uuid, state = excluded.state,"
+        " project_uuid = excluded.project_uuid, state = excluded.state, backend_id = excluded.backend_id,"
         " terminated_at = CASE WHEN excluded.state = 'Terminated' THEN COALESCE(resources.terminated_at,"
         " excluded.terminated_at) END",
-        (data["uuid"], data["name"], data["offering_uuid"], data["project_uuid"], data["state"], terminated_at),
+        (data["uuid"], data["name"], data["offering_uuid"], data["project_uuid"], data["state"], terminated_at,
+         data["backend_id"]),
     )
     conn.execute("DELETE FROM plan_periods WHERE resource_uuid = ?", (data["uuid"],))
     conn.executemany(

@@ -187,3 +187,9 @@ def _first_of_each_scope(scoped: list[tuple[str, str]], filters: dict, count: in
         )
         all_params += [value, *params, count]
     return (f"uu.uuid IN ({' UNION '.join(selects)})", all_params) if selects else ("0", [])
+
+
+def held_usage(conn: sqlite3.Connection, uuid: str) -> str | None:
+    """The usage a user usage record holds; None when there is no such record."""
+    row = conn.execute("SELECT usage FROM component_user_usages WHERE uuid = ?", (uuid,)).fetchone()
+    return row[0] if row else None

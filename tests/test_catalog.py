@@ -8,11 +8,12 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from ledger import usage
+from ledger import events, history, usage
 from ledger.access import Caller
-from ledger.catalog import token_sha256
+from ledger.catalog import parse, token_sha256
 from ledger.cli import cli, issue_token, load_catalog
 from ledger.database import Ledger
+from ledger.store import NewEvent
 
 from .conftest import auth
 from .world import (
@@ -368,3 +369,32 @@ def test_ledger_token_for_an_unknown_user_fails(db_path):
     result = CliRunner().invoke(cli, ["--db", db_path, "token", "nobody"])
     assert result.exit_code != 0
     assert "no user named 'nobody'" in result.output
+
+
+def test_a_resources_backend_id_reaches_the_catalog_view(ledger, catalog):
+    catalog["resources"][0]["backend_id"] = "hpc_alloc_01"
+    assert appended_by(ledger, json.dumps(catalog)) == [("ResourceDefined", f"resource/{RESOURCE}")]
+    row = ledger.conn.execute("SELECT backend_id FROM resources WHERE uuid = ?", (RESOURCE,)).fetchone()
+    assert row == ("hpc_alloc_01",)
+    assert [e.schema_version for e in ledger.store.read_stream(f"resource/{RESOURCE}")][-1] == 2
+
+
+def test_a_resource_defined_before_backend_ids_is_upcast_and_not_defined_again(tmp_path, catalog, now):
+    path = str(tmp_path / "old.db")
+    old = Ledger(path)
+    old.init()
+    catalog["resources"] = [r for r in catalog["resources"] if r["uuid"] == RESOURCE]
+    (parsed,) = parse(json.dumps(catalog))["resources"]
+    data = {key: value for key, value in parsed.items() if key != "backend_id"}  # a version 1 ResourceDefined
+    load_catalog(old, json.dumps({key: value for key, value in catalog.items() if key != "resources"}))
+    old.write(lambda: [events.check(NewEvent(f"resource/{RESOURCE}", 1, "ResourceDefined", data,
+                                             "2026-01-01T00:00:00Z", schema_version=1))])
+    assert appended_by(old, json.dumps(catalog)) == []
+    assert old.conn.execute("SELECT backend_id FROM resources").fetchall() == [("",)]
+    assert not history.verify(old).differences
+    old.close()
+
+
+def test_a_backend_id_longer_than_255_characters_is_rejected(ledger, catalog):
+    catalog["resources"][0]["backend_id"] = "a" * 256
+    assert problems(ledger, json.dumps(catalog)) == ["$.resources[0].backend_id: Longer than maximum length 255."]

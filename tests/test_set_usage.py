@@ -275,3 +275,28 @@ def test_reader_roles_see_the_report(client):
     post(client, {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": 1}]})
     for user in READERS:
         assert len(client.get(LIST, headers=auth(user)).get_json()) == 1, user
+
+
+def test_an_unchanged_report_appends_nothing_and_still_answers_201(client, ledger):
+    body = {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": "5", "description": "jobs"}]}
+    assert post(client, body).status_code == 201
+    before = event_count(ledger)
+    keyed = {**auth("staff"), "Idempotency-Key": "cycle-2"}
+    assert client.post(URL, json=body, headers=keyed).status_code == 201
+    assert event_count(ledger) == before
+    other = {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": "6"}]}
+    assert client.post(URL, json=other, headers=keyed).status_code == 422  # the key was remembered
+    changed = {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": "5", "description": "jobs",
+                                                 "missing_usage_policy": "reuse"}]}
+    assert post(client, changed).status_code == 201
+    assert event_count(ledger) == before + 1
+
+
+def test_duplicate_types_back_to_the_held_value_are_both_recorded(client, ledger):
+    assert post(client, {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": "5"}]}).status_code == 201
+    before = event_count(ledger)
+    twice = {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": "6"}, {"type": "cpu", "amount": "5"}]}
+    assert post(client, twice).status_code == 201
+    assert event_count(ledger) == before + 2
+    (record,) = records(client)
+    assert record["usage"] == "5.00"

@@ -610,3 +610,15 @@ def test_opening_a_view_made_before_the_copy_fills_it_from_the_parents(db_path, 
     reopened.init()
     reopened.close()
     assert user_usages(client, page_size=30) == before
+
+
+def test_unchanged_user_usages_append_nothing_and_still_answer_201(client, ledger, record):
+    items = [{"username": "alice", "usage": "2"}, {"username": "bob", "usage": "3"}]
+    assert set_many(client, record, items).status_code == 201
+    before = ledger.store.count()
+    assert set_many(client, record, items).status_code == 201
+    assert set_one(client, record, {"username": "bob", "usage": "3.00"}).status_code == 201
+    assert ledger.store.count() == before
+    assert set_one(client, record, {"username": "bob", "usage": "4"}).status_code == 201
+    assert ledger.store.count() == before + 1
+    assert parent(client, record)["usage"] == "5.00"
