@@ -1,6 +1,7 @@
 """Who may read and who may write usage records (SPEC §3), from a caller's roles."""
 
 import dataclasses
+import uuid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +35,12 @@ class Caller:
             )
         )
 
+    def may_read_offering(self, offering_uuid: str, provider_uuid: str) -> bool:
+        """Staff, support, and the offering's provider side: owners and managers of its customer, its managers."""
+        return self.sees_everything or provider_uuid in self.customers_owned | self.customers_managed or (
+            offering_uuid in self.offerings_managed
+        )
+
     def visible_scopes(self) -> dict[str, list[str]]:
         """The column → allowed values that `may_read` checks, for use in a query."""
         return {
@@ -42,3 +49,11 @@ class Caller:
             "provider_uuid": sorted(self.customers_owned | self.customers_managed),
             "offering_uuid": sorted(self.offerings_managed),
         }
+
+
+USER_NAMESPACE = uuid.UUID("2f1e6c3a-8b7d-4e59-9a0c-75736572730a")
+
+
+def user_uuid(user_id: int) -> str:
+    """A user's UUID, stable and derived from their id: the catalog numbers users, Waldur names them by UUID."""
+    return uuid.uuid5(USER_NAMESPACE, str(user_id)).hex

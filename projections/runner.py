@@ -9,11 +9,11 @@ import sqlite_utils
 from ledger import events as event_types
 from ledger.store import EventStore, StoredEvent
 
-from . import catalog, usages, user_usages
+from . import catalog, site_agents, usages, user_usages
 
 # A projection is a module with NAME, TABLES, create(db) and HANDLERS (event type -> fold function).
 # In order of dependence: a later view may read an earlier one while folding.
-PROJECTIONS = (catalog, usages, user_usages)
+PROJECTIONS = (catalog, usages, user_usages, site_agents)
 REBUILD_BATCH = 5000
 
 
@@ -23,11 +23,13 @@ def create(db: sqlite_utils.Database) -> None:
     if "rows_changed_at" not in checkpoints.columns_dict:  # made before the column: as of its position
         checkpoints.add_column("rows_changed_at", int)
         db.execute("UPDATE projection_checkpoints SET rows_changed_at = position")
+    # A view added to a ledger starts where the others stand: the events it folds are as new as it is.
+    start = db.conn.execute("SELECT MIN(position) FROM projection_checkpoints").fetchone()[0] or 0
     for projection in PROJECTIONS:
         projection.create(db)
         db.conn.execute(
-            "INSERT OR IGNORE INTO projection_checkpoints (name, position, rows_changed_at) VALUES (?, 0, 0)",
-            (projection.NAME,),
+            "INSERT OR IGNORE INTO projection_checkpoints (name, position, rows_changed_at) VALUES (?, ?, 0)",
+            (projection.NAME, start),
         )
 
 

@@ -1,0 +1,212 @@
+"""Site agent registrations in Waldur's shapes: identities (list, create, retrieve, update), and the
+services and processors an identity registers."""
+
+import json
+
+from flask import Blueprint, g, jsonify, request
+from marshmallow import fields
+
+from ledger import clock, site_agents
+from ledger.access import user_uuid
+from ledger.usage import PermissionDenied, UsageRejected
+from projections import site_agents as view
+
+from . import pagination, schemas
+from .auth import authenticate
+from .errors import bad_request, forbidden, not_found
+from .provider import link, listed, provider_scopes, query_filters
+from .requests import json_body
+from .user_usages import loaded
+
+blueprint = Blueprint("site_agents", __name__, url_prefix="/api")
+
+
+class AgentDependencyRequest(schemas.Request):
+    package = schemas.Text(required=True, max_length=255)
+    version = schemas.Text(required=True, max_length=255)
+
+
+class AgentIdentityRequest(schemas.Request):
+    offering = schemas.HexUUID(required=True)
+    name = schemas.Text(required=True, max_length=255)
+    version = schemas.Text(allow_none=True, allow_blank=True, max_length=255)
+    dependencies = schemas.ItemList(fields.Nested(AgentDependencyRequest))
+    config_file_path = schemas.Text(allow_none=True, allow_blank=True, max_length=1000)
+    config_file_content = schemas.Text(allow_none=True, allow_blank=True, max_length=100_000)
+    last_restarted = schemas.Moment(allow_none=True)
+
+
+class AgentServiceCreateRequest(schemas.Request):
+    name = schemas.Text(required=True, max_length=255)
+    mode = schemas.Text(allow_none=True, allow_blank=True, max_length=255)
+
+
+class AgentProcessorCreateRequest(schemas.Request):
+    name = schemas.Text(required=True, max_length=255)
+    backend_type = schemas.Text(required=True, max_length=255)
+    backend_version = schemas.Text(allow_none=True, allow_blank=True, max_length=255)
+
+
+IDENTITY_REQUEST = AgentIdentityRequest()
+PARTIAL_IDENTITY_REQUEST = AgentIdentityRequest(partial=True)
+SERVICE_REQUEST = AgentServiceCreateRequest()
+PROCESSOR_REQUEST = AgentProcessorCreateRequest()
+
+
+def wire_processor(row: dict) -> dict:
+    return {
+        "uuid": row["uuid"], "url": link("marketplace-site-agent-processors", row["uuid"]), "name": row["name"],
+        "backend_type": row["backend_type"], "backend_version": row["backend_version"],
+        "created": clock.wire(row["created"]), "modified": clock.wire(row["modified"]),
+    }
+
+
+def wire_nested_service(row: dict) -> dict:
+    return {
+        "uuid": row["uuid"], "url": link("marketplace-site-agent-services", row["uuid"]), "name": row["name"],
+        "mode": row["mode"], "state": "Active",
+        "created": clock.wire(row["created"]), "modified": clock.wire(row["modified"]),
+    }
+
+
+def wire_service(row: dict) -> dict:
+    return {
+        **wire_nested_service(row), "identity": row["identity_uuid"], "identity_name": row["identity_name"],
+        "processors": [wire_processor(p) for p in view.processors_of(g.ledger.conn, row["uuid"])],
+    }
+
+
+def wire_identity(row: dict) -> dict:
+    return {
+        "uuid": row["uuid"], "url": link("marketplace-site-agent-identities", row["uuid"]),
+        "offering": row["offering_uuid"], "name": row["name"], "version": row["version"],
+        "dependencies": json.loads(row["dependencies"]),
+        "config_file_path": row["config_file_path"], "config_file_content": row["config_file_content"],
+        "last_restarted": clock.wire(row["last_restarted"]) if row["last_restarted"] else None,
+        "created_by": user_uuid(row["created_by"]) if row["created_by"] is not None else None,
+        "created": clock.wire(row["created"]), "modified": clock.wire(row["modified"]),
+        "services": [wire_nested_service(s) for s in view.services_of(g.ledger.conn, row["uuid"])],
+        "compatibility": {"status": "unknown", "message": "No minimum agent version is required."},
+    }
+
+
+IDENTITY_DEFAULTS = {"version": None, "dependencies": [], "config_file_path": None, "config_file_content": None,
+                     "last_restarted": None}
+
+
+def identity_fields(given: dict, held: dict | None = None) -> dict:
+    """A registration's data from a request's fields; what a PATCH leaves out keeps `held`'s values."""
+    data = dict(held or IDENTITY_DEFAULTS)
+    for key, value in given.items():
+        if key == "last_restarted" and value is not None:
+            value = clock.stored(value)
+        data["offering_uuid" if key == "offering" else key] = value
+    return data
+
+
+def registered(write):
+    """Runs a registration, answering its refusals as Waldur does."""
+    try:
+        return write()
+    except site_agents.RegistrationNotFound:
+        raise not_found() from None
+    except PermissionDenied:
+        raise forbidden() from None
+    except UsageRejected as error:
+        raise bad_request(error.body) from None
+
+
+def visible(caller, row: dict | None) -> dict:
+    """An identity's or a service's row; 404 when there is none or the caller may not read its offering."""
+    if row is None or not caller.may_read_offering(row["offering_uuid"], row["provider_uuid"]):
+        raise not_found()
+    return row
+
+
+def visible_identity(caller, uuid: str) -> dict:
+    return visible(caller, view.identity(g.ledger.conn, uuid))
+
+
+@blueprint.route("/marketplace-site-agent-identities/", methods=["GET"])
+def list_identities():
+    caller = authenticate(g.ledger.conn)
+    found = query_filters(text=("name",), uuids=("offering_uuid",))
+    rows = view.identities(g.ledger.conn, provider_scopes(caller), found)
+    return listed(rows, wire_identity)
+
+
+@blueprint.route("/marketplace-site-agent-identities/", methods=["POST"])
+def create_identity():
+    caller = authenticate(g.ledger.conn)
+    data = identity_fields(loaded(IDENTITY_REQUEST, json_body()))
+    uuid = registered(lambda: site_agents.register_identity(g.ledger, caller, data))
+    return jsonify(wire_identity(view.identity(g.ledger.conn, uuid))), 201
+
+
+@blueprint.route("/marketplace-site-agent-identities/<uuid:identity_uuid>/", methods=["GET"])
+def retrieve_identity(identity_uuid):
+    caller = authenticate(g.ledger.conn)
+    return pagination.single(wire_identity(visible_identity(caller, identity_uuid)))
+
+
+@blueprint.route("/marketplace-site-agent-identities/<uuid:identity_uuid>/", methods=["PUT", "PATCH"])
+def update_identity(identity_uuid):
+    caller = authenticate(g.ledger.conn)
+    row = visible_identity(caller, identity_uuid)
+    held = {**{key: row[key] for key in ("offering_uuid", "name", "version", "config_file_path",
+                                         "config_file_content", "last_restarted")},
+            "dependencies": json.loads(row["dependencies"])}
+    if request.method == "PUT":
+        data = identity_fields(loaded(IDENTITY_REQUEST, json_body()))
+    else:
+        data = identity_fields(loaded(PARTIAL_IDENTITY_REQUEST, json_body()), held)
+    registered(lambda: site_agents.register_identity(g.ledger, caller, data, identity_uuid))
+    return jsonify(wire_identity(view.identity(g.ledger.conn, identity_uuid)))
+
+
+@blueprint.route("/marketplace-site-agent-identities/<uuid:identity_uuid>/register_service/", methods=["POST"])
+def register_service(identity_uuid):
+    caller = authenticate(g.ledger.conn)
+    visible_identity(caller, identity_uuid)
+    body = loaded(SERVICE_REQUEST, json_body())
+    known = view.service(g.ledger.conn, site_agents.service_uuid(identity_uuid, body["name"])) is not None
+    uuid = registered(lambda: site_agents.register_service(
+        g.ledger, caller, identity_uuid, body["name"], body.get("mode")
+    ))
+    return jsonify(wire_service(view.service(g.ledger.conn, uuid))), 200 if known else 201
+
+
+def visible_service(caller, uuid: str) -> dict:
+    return visible(caller, view.service(g.ledger.conn, uuid))
+
+
+@blueprint.route("/marketplace-site-agent-services/<uuid:service_uuid>/", methods=["GET"])
+def retrieve_service(service_uuid):
+    caller = authenticate(g.ledger.conn)
+    return pagination.single(wire_service(visible_service(caller, service_uuid)))
+
+
+@blueprint.route("/marketplace-site-agent-services/<uuid:service_uuid>/register_processor/", methods=["POST"])
+def register_processor(service_uuid):
+    caller = authenticate(g.ledger.conn)
+    visible_service(caller, service_uuid)
+    body = loaded(PROCESSOR_REQUEST, json_body())
+    known = view.processor(g.ledger.conn, site_agents.processor_uuid(service_uuid, body["name"])) is not None
+    uuid = registered(lambda: site_agents.register_processor(
+        g.ledger, caller, service_uuid, body["name"], body["backend_type"], body.get("backend_version")
+    ))
+    return jsonify(wire_full_processor(view.processor(g.ledger.conn, uuid))), 200 if known else 201
+
+
+def wire_full_processor(row: dict) -> dict:
+    return {**wire_processor(row), "service": row["service_uuid"], "service_name": row["service_name"]}
+
+
+@blueprint.route("/marketplace-site-agent-processors/<uuid:processor_uuid>/", methods=["GET"])
+def retrieve_processor(processor_uuid):
+    caller = authenticate(g.ledger.conn)
+    row = view.processor(g.ledger.conn, processor_uuid)
+    if row is None:
+        raise not_found()
+    visible_service(caller, row["service_uuid"])
+    return pagination.single(wire_full_processor(row))
