@@ -123,11 +123,12 @@ def wire_resource(row: dict) -> dict:
 
 
 def wire_offering_user(row: dict) -> dict:
+    user = {} if row["user_id"] is None else {"user_uuid": user_uuid(row["user_id"]), "user_username": row["user_username"]}
+    # Without a user of the catalog there is no user key at all: Waldur's clients parse a null as a UUID.
     return {
         "uuid": row["uuid"], "url": link("marketplace-offering-users", row["uuid"]), "username": row["username"],
-        "offering_uuid": row["offering_uuid"], "offering_name": row["offering_name"],
-        "user_uuid": user_uuid(row["user_id"]) if row["user_id"] is not None else None,
-        "user_username": row["user_username"], "state": "OK", "is_restricted": False,
+        "offering_uuid": row["offering_uuid"], "offering_name": row["offering_name"], **user,
+        "state": "OK", "is_restricted": False,
     }
 
 
