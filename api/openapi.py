@@ -4,9 +4,10 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify
 
+from ledger.events import STATES
 from projections import user_usages
 
-from . import schemas
+from . import schemas, site_agents
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -156,9 +157,132 @@ def build_spec() -> dict:
     )
     add_read_paths(spec, "/api/marketplace-component-user-usages/", "marketplace_component_user_usages",
                    "ComponentUserUsage", USER_USAGE_FILTERS, tuple(user_usages.ORDER_COLUMNS))
+    add_site_agent_paths(spec)
     document = spec.to_dict()
     document["security"] = [{"TokenAuth": []}]
     return document
+
+
+def obj(**properties) -> dict:
+    return {"type": "object", "properties": properties}
+
+
+TEXT, NULLABLE_TEXT = {"type": "string"}, {"type": "string", "nullable": True}
+UUID_TEXT, LINK = {"type": "string", "format": "uuid"}, {"type": "string", "format": "uri"}
+MOMENT = {"type": "string", "format": "date-time"}
+NESTED_PROCESSOR = obj(uuid=UUID_TEXT, url=LINK, name=TEXT, backend_type=TEXT, backend_version=NULLABLE_TEXT,
+                       created=MOMENT, modified=MOMENT)
+NESTED_SERVICE = obj(uuid=UUID_TEXT, url=LINK, name=TEXT, mode=NULLABLE_TEXT,
+                     state={"type": "string", "enum": ["Active", "Error", "Idle"]}, created=MOMENT, modified=MOMENT)
+# The shapes of what the site agent reads and registers, by component name.
+SITE_AGENT_SCHEMAS = {
+    "Version": obj(version=TEXT),
+    "UserMe": obj(uuid=UUID_TEXT, username=TEXT, full_name=TEXT, is_staff={"type": "boolean"},
+                  is_support={"type": "boolean"}),
+    "AgentIdentity": obj(
+        uuid=UUID_TEXT, url=LINK, offering=UUID_TEXT, name=TEXT, version=NULLABLE_TEXT,
+        dependencies={"type": "array", "items": obj(package=TEXT, version=TEXT)},
+        config_file_path=NULLABLE_TEXT, config_file_content=NULLABLE_TEXT,
+        last_restarted={**MOMENT, "nullable": True}, created_by={**UUID_TEXT, "nullable": True},
+        created=MOMENT, modified=MOMENT, services={"type": "array", "items": NESTED_SERVICE},
+        compatibility=obj(status={"type": "string", "enum": ["compatible", "incompatible", "unknown"]}, message=TEXT),
+    ),
+    "AgentService": {**NESTED_SERVICE, "properties": {
+        **NESTED_SERVICE["properties"], "identity": UUID_TEXT, "identity_name": TEXT,
+        "processors": {"type": "array", "items": NESTED_PROCESSOR},
+    }},
+    "AgentProcessor": {**NESTED_PROCESSOR, "properties": {
+        **NESTED_PROCESSOR["properties"], "service": UUID_TEXT, "service_name": TEXT,
+    }},
+    "ProviderOfferingDetails": obj(
+        uuid=UUID_TEXT, url=LINK, name=TEXT, customer_uuid=UUID_TEXT, customer_name=TEXT,
+        components={"type": "array", "items": obj(
+            type=TEXT, name=TEXT, measured_unit=TEXT, billing_type=TEXT, limit_period=NULLABLE_TEXT,
+            limit_amount={"type": "number", "nullable": True},
+        )},
+        partitions={"type": "array", "items": {}}, plugin_options={"type": "object"},
+    ),
+    "ServiceProvider": obj(uuid=UUID_TEXT, url=LINK, customer_uuid=UUID_TEXT, customer_name=TEXT),
+    "Resource": obj(
+        uuid=UUID_TEXT, url=LINK, name=TEXT, slug=TEXT, backend_id=TEXT, state={"type": "string", "enum": list(STATES)},
+        offering=LINK, offering_uuid=UUID_TEXT, offering_name=TEXT, project_uuid=UUID_TEXT, project_name=TEXT,
+        project_slug=TEXT, customer_uuid=UUID_TEXT, customer_name=TEXT, customer_slug=TEXT,
+        limits={"type": "object"}, attributes={"type": "object"}, backend_metadata={"type": "object"},
+        offering_plugin_options={"type": "object"}, offering_backend_id=TEXT,
+    ),
+    "OfferingUser": obj(
+        uuid=UUID_TEXT, url=LINK, username=TEXT, offering_uuid=UUID_TEXT, offering_name=TEXT, user_uuid=UUID_TEXT,
+        user_username=TEXT, state=TEXT, is_restricted={"type": "boolean"},
+    ),
+}
+REPEATED_UUID = {"type": "array", "items": {"type": "string", "format": "uuid"}}
+
+
+def add_site_agent_paths(spec: APISpec) -> None:
+    """What the Waldur site agent calls besides the usage API: who it is, what it serves, its registrations."""
+    for name, schema in SITE_AGENT_SCHEMAS.items():
+        spec.components.schema(name, component=schema)
+    for name, schema in (("AgentIdentityRequest", site_agents.AgentIdentityRequest),
+                         ("AgentServiceCreateRequest", site_agents.AgentServiceCreateRequest),
+                         ("AgentProcessorCreateRequest", site_agents.AgentProcessorCreateRequest)):
+        spec.components.schema(name, schema=schema)
+
+    def answer(schema: str, status: str = "200", many: bool = False) -> dict:
+        ref = {"$ref": f"#/components/schemas/{schema}"}
+        return {status: {"description": schema, **({"headers": LIST_HEADERS} if many else {}), "content": {
+            "application/json": {"schema": {"type": "array", "items": ref} if many else ref}}}}
+
+    def read(path: str, operation: str, schema: str, summary: str, filters: dict | None = None) -> None:
+        if filters is not None:
+            parameters = list_parameters(filters, ())[:-1]  # these lists take no ordering `o`
+        else:
+            parameters = [UUID_PARAM] if "{uuid}" in path else []
+        responses = {**answer(schema, many=filters is not None), **error_responses(400, 401, 404)}
+        spec.path(path=path, operations={"get": {"operationId": operation, "summary": summary,
+                                                 "parameters": parameters, "responses": responses}})
+
+    def write(path: str, method: str, operation: str, request: str, schema: str, summary: str, statuses) -> None:
+        body = {"required": True, "content": {"application/json": {"schema": request}}}
+        responses = {status: answer(schema, status)[status] for status in statuses}
+        spec.path(path=path, operations={method: {
+            "operationId": operation, "summary": summary, "parameters": [UUID_PARAM] if "{uuid}" in path else [],
+            "requestBody": body, "responses": {**responses, **error_responses(400, 401, 403, 404, 413)},
+        }})
+
+    read("/api/version/", "version_retrieve", "Version", "The server's version")
+    read("/api/users/me/", "users_me_retrieve", "UserMe", "The caller")
+    identities = "/api/marketplace-site-agent-identities/"
+    read(identities, "marketplace_site_agent_identities_list", "AgentIdentity",
+         "Site agent identities of offerings the caller provides", {"name": TEXT, "offering_uuid": REPEATED_UUID})
+    write(identities, "post", "marketplace_site_agent_identities_create", "AgentIdentityRequest", "AgentIdentity",
+          "Register a site agent for an offering", ("201",))
+    read(f"{identities}{{uuid}}/", "marketplace_site_agent_identities_retrieve", "AgentIdentity", "A site agent identity")
+    for method, verb in (("put", "update"), ("patch", "partial_update")):
+        write(f"{identities}{{uuid}}/", method, f"marketplace_site_agent_identities_{verb}", "AgentIdentityRequest",
+              "AgentIdentity", "Register a site agent again; a registration that changes nothing appends nothing",
+              ("200",))
+    write(f"{identities}{{uuid}}/register_service/", "post", "marketplace_site_agent_identities_register_service",
+          "AgentServiceCreateRequest", "AgentService", "Register a service of a site agent by name", ("200", "201"))
+    services = "/api/marketplace-site-agent-services/"
+    read(f"{services}{{uuid}}/", "marketplace_site_agent_services_retrieve", "AgentService", "A site agent's service")
+    write(f"{services}{{uuid}}/register_processor/", "post", "marketplace_site_agent_services_register_processor",
+          "AgentProcessorCreateRequest", "AgentProcessor", "Register a processor of a service by name", ("200", "201"))
+    read("/api/marketplace-site-agent-processors/{uuid}/", "marketplace_site_agent_processors_retrieve",
+         "AgentProcessor", "A site agent's processor")
+    for path, operation, schema, summary, filters in (
+        ("/api/marketplace-provider-offerings/", "marketplace_provider_offerings", "ProviderOfferingDetails",
+         "Offerings the caller provides, with their components", {"uuid": REPEATED_UUID, "customer_uuid": REPEATED_UUID}),
+        ("/api/marketplace-service-providers/", "marketplace_service_providers", "ServiceProvider",
+         "Service providers whose offerings the caller provides", {"customer_uuid": REPEATED_UUID}),
+        ("/api/marketplace-provider-resources/", "marketplace_provider_resources", "Resource",
+         "Resources of offerings the caller provides",
+         {"offering_uuid": REPEATED_UUID, "project_uuid": REPEATED_UUID, "customer_uuid": REPEATED_UUID,
+          "backend_id": TEXT, "state": {"type": "array", "items": {"type": "string", "enum": list(STATES)}}}),
+        ("/api/marketplace-offering-users/", "marketplace_offering_users", "OfferingUser",
+         "Users of offerings the caller provides", {"offering_uuid": REPEATED_UUID, "is_restricted": {"type": "boolean"}}),
+    ):
+        read(path, f"{operation}_list", schema, summary, filters)
+        read(f"{path}{{uuid}}/", f"{operation}_retrieve", schema, summary.replace("s the caller", " the caller", 1))
 
 
 @blueprint.route("/api/schema/", methods=["GET"])
