@@ -27,6 +27,8 @@ BENCHMARKS = {
         (["bench_store.py"], ["bench_store.py", "--single", "200", "--batched", "5000"]),
     "List pages and counts at scale, in-process (no target: a page should not grow with the records)":
         (["bench_lists.py"], ["bench_lists.py", "--records", "20000", "--user-usages", "8000", "--resources", "1000"]),
+    "The log's growth over a day of site agent cycles, before and after unchanged reports append nothing":
+        (["bench_agent_cycles.py"], ["bench_agent_cycles.py", "--resources", "3", "--users", "3"]),
 }
 
 
