@@ -1,4 +1,4 @@
-"""Who may read and who may write usage records (SPEC §3), from a caller's roles."""
+"""Who may read and who may write usage records and registrations, from a caller's roles."""
 
 import dataclasses
 import uuid

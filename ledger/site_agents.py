@@ -83,9 +83,13 @@ def register_identity(ledger: Ledger, caller: Caller, fields: dict, identity_uui
 
     def decide() -> list[NewEvent]:
         offering = offering_of(ledger, caller, fields["offering_uuid"])
+        held = registration(ledger, offering, stream)
+        if held.held and held.held["offering_uuid"] != offering["uuid"]:  # moved: the offering it leaves is written too
+            left = provider_catalog.offering(ledger.conn, held.held["offering_uuid"])
+            if not caller.may_write(left["uuid"], left["provider_uuid"]):
+                raise PermissionDenied()
         data = {"uuid": identity_uuid, **fields}
-        return decide_registration(registration(ledger, offering, stream), caller, stream,
-                                   "AgentIdentityRegistered", data, VOLATILE_IDENTITY_FIELDS)
+        return decide_registration(held, caller, stream, "AgentIdentityRegistered", data, VOLATILE_IDENTITY_FIELDS)
 
     ledger.write(decide)
     return identity_uuid

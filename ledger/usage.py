@@ -1,4 +1,4 @@
-"""Usage commands: the checks of SPEC §4 and §5 after the field checks, and the events they decide on."""
+"""Usage commands: the checks of set_usage and set_user_usage(s) after the field checks, and their events."""
 
 import dataclasses
 import datetime as dt
@@ -141,18 +141,18 @@ def decide(command: SetUsage, target: Target, caller: Caller, now: dt.datetime, 
     if plan_period is None:
         raise rejected("non_field_errors", "Resource must have a plan to report usage")
 
-    decided, versions, held = [], dict(versions), dict(target.held)
+    decided, versions = [], dict(versions)
     occurred_at = clock.stored(moment)
-    for item in command.items:
-        data = {
-            "resource_uuid": resource["uuid"], "type": item.type, "billing_period": period.isoformat(),
-            "plan_period_uuid": plan_period["uuid"], "amount": item.amount,
-            "description": item.description, "missing_usage_policy": item.missing_usage_policy,
-        }
-        if report_unchanged(data, held.get(item.type)):
+    reports = [(item, {
+        "resource_uuid": resource["uuid"], "type": item.type, "billing_period": period.isoformat(),
+        "plan_period_uuid": plan_period["uuid"], "amount": item.amount,
+        "description": item.description, "missing_usage_policy": item.missing_usage_policy,
+    }) for item in command.items]
+    # A type is left out only when every item of it says what its record holds: items of one type apply in order.
+    changed = {item.type for item, data in reports if not report_unchanged(data, target.held.get(item.type))}
+    for item, data in reports:
+        if item.type not in changed:
             continue
-        held[item.type] = {"usage": item.amount, "description": item.description, "carried": 0,
-                           "missing_usage_policy": item.missing_usage_policy, "plan_period_uuid": plan_period["uuid"]}
         stream = events.usage_stream(resource["uuid"], item.type, period.isoformat())
         versions[stream] += 1
         decided.append(events.new(stream, versions[stream], "UsageReported", data, occurred_at, caller.id))
@@ -256,12 +256,12 @@ def item_period(record: dict, item: UserUsageItem) -> str:
 
 
 def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: Caller, now: dt.datetime) -> list[NewEvent]:
-    """SPEC §5: permission, each item's date, then the events.
+    """Permission, each item's date, then the events of the items that change what their records hold.
 
     A date in another billing period needs that period's record, which is created (at usage 0)
     when missing. For `set_user_usages`, a record at usage 0 takes the total of the submitted
     usages (a username submitted twice counts once, with its last usage). A carried record is
-    reported as it stands: carried records come and go with the months before them (SPEC §7),
+    reported as it stands: carried records come and go with the months before them,
     and a record's user usages must not go with it.
     """
     record = target.record
@@ -288,15 +288,17 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
 
     usage_by_period: dict[str, dict[str, Decimal]] = {}
     latest_by_period: dict[str, str] = {}
-    reported, held = [], dict(target.held)
+    reported = []
+    # A user is left out only when every item of theirs says what their record holds, as for set_usage.
+    changed = {(item_period(record, item), item.username) for item in command.items
+               if not user_usage_unchanged(item.usage, target.held.get((item_period(record, item), item.username)))}
     for item in command.items:
         period = item_period(record, item)
         occurred_at = clock.stored(item.date or now)
         usage_by_period.setdefault(period, {})[item.username] = Decimal(item.usage)
         latest_by_period[period] = occurred_at
-        if user_usage_unchanged(item.usage, held.get((period, item.username))):
+        if (period, item.username) not in changed:
             continue
-        held[(period, item.username)] = item.usage
         record_uuid = events.usage_record_uuid(resource_uuid, component_type, period)
         data = {"component_usage_uuid": record_uuid, "username": item.username, "usage": item.usage,
                 "user_uuid": item.user_uuid}

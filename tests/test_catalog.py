@@ -377,6 +377,7 @@ def test_a_resources_backend_id_reaches_the_catalog_view(ledger, catalog):
     row = ledger.conn.execute("SELECT backend_id FROM resources WHERE uuid = ?", (RESOURCE,)).fetchone()
     assert row == ("hpc_alloc_01",)
     assert [e.schema_version for e in ledger.store.read_stream(f"resource/{RESOURCE}")][-1] == 2
+    assert not history.verify(ledger).differences  # a rebuild from the log gives the same backend_id
 
 
 def test_a_resource_defined_before_backend_ids_is_upcast_and_not_defined_again(tmp_path, catalog, now):

@@ -1,4 +1,4 @@
-"""POST /api/marketplace-component-usages/set_usage/: every check of SPEC §4, in order."""
+"""POST /api/marketplace-component-usages/set_usage/: every check of a report, in order."""
 
 import pytest
 
@@ -300,3 +300,12 @@ def test_duplicate_types_back_to_the_held_value_are_both_recorded(client, ledger
     assert event_count(ledger) == before + 2
     (record,) = records(client)
     assert record["usage"] == "5.00"
+
+
+def test_repeated_items_of_a_new_value_are_each_recorded(client, ledger):
+    before = event_count(ledger)
+    twice = {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": "7"}, {"type": "cpu", "amount": "7"}]}
+    assert post(client, twice).status_code == 201
+    assert event_count(ledger) == before + 2
+    assert post(client, twice).status_code == 201
+    assert event_count(ledger) == before + 2

@@ -1,10 +1,13 @@
 """Site agent registrations: events that an unchanged re-registration does not repeat, and bad input
 answered with Waldur-shaped 400s that write nothing."""
 
+import json
+
 import pytest
 
 from ledger import site_agents
 from ledger.access import Caller
+from ledger.cli import load_catalog
 from ledger.usage import PermissionDenied
 
 from .conftest import auth
@@ -112,3 +115,16 @@ def test_deciding_a_registration_needs_a_writer_of_the_offering_and_a_change():
     manager = Caller(id=4, username="provider-manager", customers_managed=frozenset({PROVIDER}))
     with pytest.raises(PermissionDenied):
         site_agents.decide_registration(fresh, manager, "agent-service/x", "AgentServiceRegistered", data)
+
+
+def test_moving_an_identity_needs_a_writer_of_both_offerings(client, ledger):
+    identity = create(client, {**IDENTITY, "offering": OTHER_OFFERING}, user="staff").get_json()
+    # The provider's manager reads both offerings; made a manager of OFFERING, they write that one only.
+    grant = {"username": "provider-manager", "scope": "offering", "scope_uuid": OFFERING, "role": "manager"}
+    load_catalog(ledger, json.dumps({"roles": [grant]}))
+    moved = {**IDENTITY, "offering": OFFERING}
+    before = ledger.store.count()
+    response = client.put(f"{IDENTITIES}{identity['uuid']}/", json=moved, headers=auth("provider-manager"))
+    assert response.status_code == 403
+    assert client.put(f"{IDENTITIES}{identity['uuid']}/", json=moved, headers=auth("provider-owner")).status_code == 200
+    assert ledger.store.count() == before + 1

@@ -1,4 +1,4 @@
-"""User usages (SPEC §5 and §6): set_user_usage, set_user_usages, and the user usage list."""
+"""User usages: set_user_usage, set_user_usages, and the user usage list."""
 
 import re
 
