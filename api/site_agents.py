@@ -8,7 +8,7 @@ from marshmallow import fields
 
 from ledger import clock, site_agents
 from ledger.access import user_uuid
-from ledger.usage import PermissionDenied, UsageRejected
+from ledger.usage import PermissionDenied
 from projections import site_agents as view
 
 from . import pagination, schemas
@@ -112,7 +112,7 @@ def registered(write):
         raise not_found() from None
     except PermissionDenied:
         raise forbidden() from None
-    except UsageRejected as error:
+    except site_agents.RegistrationRejected as error:
         raise bad_request(error.body) from None
 
 

@@ -13,11 +13,19 @@ from . import clock, events
 from .access import Caller
 from .database import Ledger
 from .store import NewEvent
-from .usage import PermissionDenied, UsageRejected
+from .usage import PermissionDenied
 
 AGENT_NAMESPACE = uuid.UUID("5e7a9c1b-0d4f-4b8e-a2c6-61676e747321")
 # Said again on every cycle with the time of the call: not a change of the registration.
 VOLATILE_IDENTITY_FIELDS = ("last_restarted",)
+
+
+class RegistrationRejected(Exception):
+    """A registration the ledger refuses; `body` is the DRF-shaped 400 body."""
+
+    def __init__(self, body: dict):
+        super().__init__(body)
+        self.body = body
 
 
 class RegistrationNotFound(Exception):
@@ -48,7 +56,8 @@ def processor_uuid(service: str, name: str) -> str:
 
 
 def decide_registration(
-    registration: Registration, caller: Caller, stream: str, event_type: str, data: dict, volatile: tuple = ()
+    registration: Registration, caller: Caller, stream: str, event_type: str, data: dict, occurred_at: str,
+    volatile: tuple = (),
 ) -> list[NewEvent]:
     """Permission on the offering, then one event unless the data says what the stream holds."""
     offering = registration.offering
@@ -59,7 +68,7 @@ def decide_registration(
         k: v for k, v in data.items() if k not in volatile
     }:
         return []
-    return [events.new(stream, registration.version + 1, event_type, data, clock.stored(clock.now()), caller.id)]
+    return [events.new(stream, registration.version + 1, event_type, data, occurred_at, caller.id)]
 
 
 def offering_of(ledger: Ledger, caller: Caller, offering_uuid: str) -> dict:
@@ -67,7 +76,7 @@ def offering_of(ledger: Ledger, caller: Caller, offering_uuid: str) -> dict:
     caller may not see it (as Waldur's querysets hide it)."""
     offering = provider_catalog.offering(ledger.conn, offering_uuid)
     if offering is None or not caller.may_read_offering(offering["uuid"], offering["provider_uuid"]):
-        raise UsageRejected({"offering": [f"Object with uuid={offering_uuid} does not exist."]})
+        raise RegistrationRejected({"offering": [f"Object with uuid={offering_uuid} does not exist."]})
     return offering
 
 
@@ -89,7 +98,8 @@ def register_identity(ledger: Ledger, caller: Caller, fields: dict, identity_uui
             if not caller.may_write(left["uuid"], left["provider_uuid"]):
                 raise PermissionDenied()
         data = {"uuid": identity_uuid, **fields}
-        return decide_registration(held, caller, stream, "AgentIdentityRegistered", data, VOLATILE_IDENTITY_FIELDS)
+        return decide_registration(held, caller, stream, "AgentIdentityRegistered", data, clock.stored(clock.now()),
+                                   VOLATILE_IDENTITY_FIELDS)
 
     ledger.write(decide)
     return identity_uuid
@@ -105,7 +115,7 @@ def register_service(ledger: Ledger, caller: Caller, identity_uuid: str, name: s
     data = {"uuid": uuid_, "identity_uuid": identity_uuid, "name": name, "mode": mode}
     ledger.write(lambda: decide_registration(
         registration(ledger, offering_of(ledger, caller, identity["offering_uuid"]), stream), caller, stream,
-        "AgentServiceRegistered", data,
+        "AgentServiceRegistered", data, clock.stored(clock.now()),
     ))
     return uuid_
 
@@ -122,6 +132,6 @@ def register_processor(ledger: Ledger, caller: Caller, service: str, name: str, 
             "backend_version": backend_version}
     ledger.write(lambda: decide_registration(
         registration(ledger, offering_of(ledger, caller, found["offering_uuid"]), stream), caller, stream,
-        "AgentProcessorRegistered", data,
+        "AgentProcessorRegistered", data, clock.stored(clock.now()),
     ))
     return uuid_

@@ -284,7 +284,7 @@ def test_extreme_filter_values_are_never_a_server_error(client, record, query):
 @pytest.mark.parametrize("path", [
     "/", "/api/", "/api/unknown/", "/admin/", "/api/marketplace-component-usages/not-a-uuid/",
     "/api/marketplace-component-usages/..%2f..%2fetc%2fpasswd", "/api/marketplace-component-usages/%00/",
-    f"/api/marketplace-component-usages/{RESOURCE}/unknown_action/", "/api/marketplace-offering-users/",
+    f"/api/marketplace-component-usages/{RESOURCE}/unknown_action/", "/api/marketplace-offering-users/not-a-uuid/",
     "/api/" + "a" * 10_000 + "/",
 ])
 @pytest.mark.parametrize("method", ["GET", "POST"])

@@ -13,6 +13,7 @@ from ledger.usage import PermissionDenied
 from .conftest import auth
 from .world import OFFERING, OTHER_OFFERING, PROVIDER
 
+WHEN = "2026-03-15T12:00:00.000000Z"
 IDENTITIES = "/api/marketplace-site-agent-identities/"
 IDENTITY = {"offering": OFFERING, "name": "agent-1", "version": "1.0.7",
             "dependencies": [{"package": "waldur-api-client", "version": "8.1.2"}],
@@ -108,13 +109,13 @@ def test_deciding_a_registration_needs_a_writer_of_the_offering_and_a_change():
     data = {"uuid": "a" * 32, "identity_uuid": "b" * 32, "name": "report", "mode": "report"}
     owner = Caller(id=3, username="provider-owner", customers_owned=frozenset({PROVIDER}))
     fresh = site_agents.Registration(offering, None, 0)
-    (event,) = site_agents.decide_registration(fresh, owner, "agent-service/x", "AgentServiceRegistered", data)
-    assert (event.version, event.data, event.actor_id) == (1, data, 3)
+    (event,) = site_agents.decide_registration(fresh, owner, "agent-service/x", "AgentServiceRegistered", data, WHEN)
+    assert (event.version, event.data, event.actor_id, event.occurred_at) == (1, data, 3, WHEN)
     held = site_agents.Registration(offering, data, 1)
-    assert site_agents.decide_registration(held, owner, "agent-service/x", "AgentServiceRegistered", data) == []
+    assert site_agents.decide_registration(held, owner, "agent-service/x", "AgentServiceRegistered", data, WHEN) == []
     manager = Caller(id=4, username="provider-manager", customers_managed=frozenset({PROVIDER}))
     with pytest.raises(PermissionDenied):
-        site_agents.decide_registration(fresh, manager, "agent-service/x", "AgentServiceRegistered", data)
+        site_agents.decide_registration(fresh, manager, "agent-service/x", "AgentServiceRegistered", data, WHEN)
 
 
 def test_moving_an_identity_needs_a_writer_of_both_offerings(client, ledger):
