@@ -237,3 +237,27 @@ def test_identities_are_hidden_from_others(connect, user):
     with pytest.raises(UnexpectedStatus) as error:
         retrieve_identity.sync(uuid=identity.uuid.hex, client=connect(user))
     assert error.value.status_code == 404
+
+
+LISTS = {  # each list the agent reads -> how many records staff sees in the test catalog (with two identities)
+    "/api/marketplace-provider-offerings/": 2, "/api/marketplace-service-providers/": 1,
+    "/api/marketplace-provider-resources/": 4, "/api/marketplace-offering-users/": 1,
+    "/api/marketplace-site-agent-identities/": 2,
+}
+
+
+@pytest.mark.parametrize("path, total", LISTS.items())
+def test_every_list_is_paged_selects_fields_and_links_records_that_resolve(connect, path, total):
+    staff = connect("staff")
+    for name in ("agent-1", "agent-2"):
+        create_identity.sync(body=identity_request(name), client=staff)
+    http = staff.get_httpx_client()
+    first = http.get(path, params={"page_size": 1, "field": ["uuid", "url"]})
+    assert first.headers["X-Result-Count"] == str(total)
+    assert [set(record) for record in first.json()] == [{"uuid", "url"}]
+    assert ('rel="next"' in first.headers["Link"]) == (total > 1)
+    last = http.get(path, params={"page_size": 1, "page": total})
+    assert len(last.json()) == 1 and 'rel="next"' not in last.headers["Link"]
+    assert http.get(path, params={"page_size": 1, "page": total + 1}).status_code == 404
+    (record,) = first.json()
+    assert http.get(record["url"]).json()["uuid"] == record["uuid"]
