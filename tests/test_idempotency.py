@@ -57,7 +57,8 @@ def test_same_key_with_a_different_body_is_422_and_writes_nothing(client, ledger
 
 def test_keys_belong_to_one_user(client, ledger):
     assert post(client, user="staff").status_code == 201
-    assert post(client, user="provider-owner").status_code == 201
+    # Another body under the same key: another user's key, not a reuse (and a change, so it is recorded).
+    assert post(client, {**BODY, "usages": [{"type": "cpu", "amount": "6"}]}, user="provider-owner").status_code == 201
     assert usage_events(ledger) == 2
 
 
@@ -69,8 +70,9 @@ def test_a_refused_request_does_not_use_up_its_key(client, ledger):
 
 
 def test_requests_without_a_key_are_applied_every_time(client, ledger):
-    for _ in range(2):
-        assert client.post(URL, json=BODY, headers=auth("staff")).status_code == 201
+    for amount in ("5", "6"):  # a report equal to what its record holds would append nothing, key or not
+        assert client.post(URL, json={**BODY, "usages": [{"type": "cpu", "amount": amount}]},
+                           headers=auth("staff")).status_code == 201
     assert usage_events(ledger) == 2
 
 
