@@ -9,7 +9,7 @@ from projections import catalog, usages
 
 from .access import Caller
 from .database import Ledger
-from .store import NewEvent, StoredEvent
+from .store import Decision, NewEvent, StoredEvent
 
 WRITABLE_STATES = ("OK", "Updating", "Terminating")
 REPORTABLE_BILLING_TYPES = ("usage", "limit", "one")
@@ -183,6 +183,7 @@ class UserUsageTarget:
     plan_periods: list[dict]
     records: dict[str, dict | None]  # billing period -> that period's record of the same resource and component
     versions: dict[str, int]
+    carried_from: dict[str, int]  # versions of the streams of the months the carried records among `records` derive from
 
 
 def set_user_usages(
@@ -191,7 +192,9 @@ def set_user_usages(
     """Records every user usage of a request, or none of them."""
 
     def decide_events() -> list[NewEvent]:
-        return decide_user_usages(command, load_user_usage_target(ledger, command), caller, clock.now())
+        with ledger.store.snapshot():  # carried values and the versions they derive from, as of one moment
+            target = load_user_usage_target(ledger, command)
+        return decide_user_usages(command, target, caller, clock.now())
 
     return ledger.write(decide_events, key)
 
@@ -210,10 +213,22 @@ def load_user_usage_target(ledger: Ledger, command: SetUserUsages) -> UserUsageT
                                  item.username)
         for item in command.items
     }
+    sources = [stream for period, existing in records.items() if existing and existing["carried"]
+               for stream in source_streams(conn, resource_uuid, component_type, period)]
     return UserUsageTarget(
         record, catalog.plan_periods(conn, resource_uuid), records,
-        ledger.store.stream_versions(streams),
+        ledger.store.stream_versions(streams), ledger.store.stream_versions(sources),
     )
+
+
+def source_streams(conn, resource_uuid: str, component_type: str, period: str) -> list[str]:
+    """The streams a carried record's value derives from: the reported month it was carried from and the carried months after it."""
+    month = dt.date.fromisoformat(usages.carried_from(conn, resource_uuid, component_type, period))
+    streams = []
+    while month.isoformat() < period:
+        streams.append(events.usage_stream(resource_uuid, component_type, month.isoformat()))
+        month = clock.next_period(month)
+    return streams
 
 
 def item_period(record: dict, item: UserUsageItem) -> str:
@@ -227,8 +242,9 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
     A date in another billing period needs that period's record, which is created (at usage 0)
     when missing. For `set_user_usages`, a record at usage 0 takes the total of the submitted
     usages (a username submitted twice counts once, with its last usage). A carried record is
-    reported as it stands: carried records come and go with the months before them (SPEC §7),
-    and a record's user usages must not go with it.
+    reported as it stands, keeping its date (its period's start): carried records come and go with
+    the months before them, and a record's user usages must not go with it. The decision names the
+    streams of those months, so that a correction of one appended meanwhile makes it decide again.
     """
     record = target.record
     if not caller.may_write(record["offering_uuid"], record["provider_uuid"]):
@@ -281,9 +297,9 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
         elif existing["carried"]:
             created.append(usage_reported(
                 period, existing["plan_period_uuid"], Decimal(existing["usage"]), existing["description"],
-                existing["missing_usage_policy"], latest_by_period[period],
+                existing["missing_usage_policy"], existing["date"],
             ))
-    return created + reported + totals
+    return Decision(created + reported + totals, read=target.carried_from)
 
 
 def user_usage_errors(item: UserUsageItem, target: UserUsageTarget, now: dt.datetime) -> dict:
