@@ -12,7 +12,7 @@ from werkzeug.routing import BaseConverter
 from ledger.committer import GroupCommitter
 from ledger.database import Ledger
 
-from . import errors
+from . import errors, links
 
 DEFAULT_MAX_BODY = 1024 * 1024
 
@@ -55,6 +55,7 @@ def create_app(config: dict | None = None) -> Flask:
         ROLLOVER_SECONDS=60,
     )
     app.config.update(config or {})
+    links.configured_base_url()  # a malformed LEDGER_BASE_URL stops the server at start, not every request
     app.json.sort_keys = False
     app.json.compact = True
     ledger = Ledger(app.config["DATABASE"])

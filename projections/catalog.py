@@ -210,8 +210,11 @@ def billing_types(conn: sqlite3.Connection, offering_uuid: str) -> dict[str, str
     return dict(conn.execute("SELECT type, billing_type FROM components WHERE offering_uuid = ?", (offering_uuid,)))
 
 
-def exists(conn: sqlite3.Connection, table: str, uuid: str) -> bool:
-    return conn.execute(f"SELECT 1 FROM {table} WHERE uuid = ?", (uuid,)).fetchone() is not None
+def offering_user_of(conn: sqlite3.Connection, uuid: str, offering_uuid: str) -> bool:
+    """Whether `uuid` is an offering user of that offering."""
+    return conn.execute(
+        "SELECT 1 FROM offering_users WHERE uuid = ? AND offering_uuid = ?", (uuid, offering_uuid)
+    ).fetchone() is not None
 
 
 def user_id(conn: sqlite3.Connection, username: str) -> int | None:
