@@ -13,6 +13,11 @@ from .store import Decision, NewEvent, StoredEvent
 
 WRITABLE_STATES = ("OK", "Updating", "Terminating")
 REPORTABLE_BILLING_TYPES = ("usage", "limit", "one")
+# A non-staff provider's date in a past billing period of a `usage`-billed component, by set_usage or user usages.
+PROVIDER_BACKFILL = (
+    "Service providers can only specify date for limit-based or prepaid billing components"
+    " when backfilling past billing periods"
+)
 
 
 class UsageRejected(Exception):
@@ -122,11 +127,7 @@ def decide(command: SetUsage, target: Target, caller: Caller, now: dt.datetime, 
             raise rejected("non_field_errors", "Only staff users and service providers can specify date for backfilling")
         usage_billed = any(target.components[item.type] == "usage" for item in command.items)
         if not caller.is_staff and period < current_period and usage_billed:
-            raise rejected(
-                "non_field_errors",
-                "Service providers can only specify date for limit-based or prepaid billing components"
-                " when backfilling past billing periods",
-            )
+            raise rejected("non_field_errors", PROVIDER_BACKFILL)
     if not provider_side:
         raise PermissionDenied()
 
@@ -183,6 +184,7 @@ class UserUsageTarget:
     plan_periods: list[dict]
     records: dict[str, dict | None]  # billing period -> that period's record of the same resource and component
     versions: dict[str, int]
+    billing_type: str | None  # of the record's component
     carried_from: dict[str, int]  # versions of the streams of the months the carried records among `records` derive from
 
 
@@ -216,8 +218,8 @@ def load_user_usage_target(ledger: Ledger, command: SetUserUsages) -> UserUsageT
     sources = [stream for period, existing in records.items() if existing and existing["carried"]
                for stream in source_streams(conn, resource_uuid, component_type, period)]
     return UserUsageTarget(
-        record, catalog.plan_periods(conn, resource_uuid), records,
-        ledger.store.stream_versions(streams), ledger.store.stream_versions(sources),
+        record, catalog.plan_periods(conn, resource_uuid), records, ledger.store.stream_versions(streams),
+        catalog.billing_types(conn, record["offering_uuid"]).get(component_type), ledger.store.stream_versions(sources),
     )
 
 
@@ -249,7 +251,7 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
     record = target.record
     if not caller.may_write(record["offering_uuid"], record["provider_uuid"]):
         raise PermissionDenied()
-    errors = [user_usage_errors(item, target, now) for item in command.items]
+    errors = [user_usage_errors(item, target, caller, now) for item in command.items]
     if any(errors):
         raise UsageRejected({"usages": errors} if command.bulk else errors[0])
 
@@ -302,13 +304,17 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
     return Decision(created + reported + totals, read=target.carried_from)
 
 
-def user_usage_errors(item: UserUsageItem, target: UserUsageTarget, now: dt.datetime) -> dict:
-    """The DRF-shaped errors of one item's date; empty when it has none."""
+def user_usage_errors(item: UserUsageItem, target: UserUsageTarget, caller: Caller, now: dt.datetime) -> dict:
+    """The DRF-shaped errors of one item's date; empty when it has none. A date obeys set_usage's
+    backfill rule in the period it lands in."""
     if item.date is None:
         return {}
     if item.date > now:
         return {"date": ["Cannot submit usage for future dates"]}
     period = item_period(target.record, item)
+    past = period < clock.billing_period(now).isoformat()
+    if past and target.billing_type == "usage" and not caller.is_staff:
+        return {"non_field_errors": [PROVIDER_BACKFILL]}
     if target.records[period] is None and not covering_plan_period(target.plan_periods, dt.date.fromisoformat(period)):
         return {"date": ["Resource must have a plan to report usage"]}
     return {}
