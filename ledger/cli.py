@@ -157,7 +157,7 @@ def billing_month(ctx, param, value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return dt.datetime.strptime(value, "%Y-%m").strftime("%Y-%m")
+        return dt.datetime.strptime(value, "%Y-%m").date().isoformat()[:7]  # four digits, as strftime writes not
     except ValueError:
         raise click.BadParameter("not a month as YYYY-MM, e.g. 2026-03") from None
 

@@ -55,15 +55,22 @@ def previous_period(period: dt.date) -> dt.date:
 
 
 def stored(moment: dt.datetime) -> str:
-    """Fixed-width UTC text, so that string order is time order in the database."""
+    """Fixed-width UTC text (a four-digit year too), so that string order is time order in the database."""
     utc = moment.astimezone(UTC)
-    if utc.year < 1000:  # strftime writes such a year unpadded; the text stays as it always was
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return f"{utc.replace(tzinfo=None).isoformat(timespec='microseconds')}Z"  # as strftime, a few times faster
+    return f"{utc.replace(tzinfo=None).isoformat(timespec='microseconds')}Z"
+
+
+def padded(stored_text: str) -> str:
+    """Stored text with a four-digit year: earlier versions stored years before 1000 with fewer digits."""
+    if stored_text.find("-") == 4:
+        return stored_text
+    year, _, rest = stored_text.partition("-")
+    return f"{year.zfill(4)}-{rest}"
 
 
 def wire(stored_text: str) -> str:
-    """Stored text as the API shows it: `Z`, microseconds only when non-zero."""
+    """Stored text as the API shows it: a four-digit year, `Z`, microseconds only when non-zero."""
+    stored_text = padded(stored_text)
     if stored_text.endswith(".000000Z"):
         return stored_text[:-8] + "Z"
     return stored_text
