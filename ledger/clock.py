@@ -34,10 +34,20 @@ def parse_datetime(text: str) -> dt.datetime:
         raise ValueError(f"{text!r} is out of range") from None
 
 
+class PeriodOutOfRange(ValueError):
+    """A moment whose billing period does not start and end within the instants a datetime can hold."""
+
+
 def billing_period(moment: dt.datetime) -> dt.date:
-    """The first day of the calendar month of `moment` in the ledger's time zone."""
-    local = moment.astimezone(timezone())
-    return local.date().replace(day=1)
+    """The first day of the calendar month of `moment` in the ledger's time zone; PeriodOutOfRange
+    for the first or last month of the calendar when the zone moves its start or end out of range."""
+    try:
+        period = moment.astimezone(timezone()).date().replace(day=1)
+        period_start(period)
+        period_start(next_period(period))
+    except (OverflowError, ValueError):
+        raise PeriodOutOfRange(f"the billing period of {moment} cannot be represented in {timezone_name()}") from None
+    return period
 
 
 def period_start(period: dt.date, zone: str | None = None) -> dt.datetime:

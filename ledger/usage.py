@@ -131,7 +131,7 @@ def decide(command: SetUsage, target: Target, caller: Caller, now: dt.datetime, 
     if not provider_side:
         raise PermissionDenied()
 
-    plan_period = chosen or covering_plan_period(target.plan_periods, period)
+    plan_period = chosen or catalog.covering_plan_period(target.plan_periods, period)
     if plan_period is None:
         raise rejected("non_field_errors", "Resource must have a plan to report usage")
 
@@ -147,14 +147,6 @@ def decide(command: SetUsage, target: Target, caller: Caller, now: dt.datetime, 
         }
         decided.append(events.new(stream, versions[stream], "UsageReported", data, occurred_at, caller.id))
     return decided
-
-
-def covering_plan_period(plan_periods: list[dict], period: dt.date) -> dict | None:
-    """The plan period in force during a billing period; the latest start wins."""
-    start = clock.stored(clock.period_start(period))
-    end = clock.stored(clock.period_start(clock.next_period(period)))
-    covering = [p for p in plan_periods if p["start"] < end and (p["end"] is None or p["end"] > start)]
-    return max(covering, key=lambda p: p["start"], default=None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,7 +281,7 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
         total = sum(by_user.values(), Decimal(0)) if command.bulk else Decimal(0)
         existing = target.records[period]
         if existing is None:
-            plan_period = covering_plan_period(target.plan_periods, dt.date.fromisoformat(period))
+            plan_period = catalog.covering_plan_period(target.plan_periods, dt.date.fromisoformat(period))
             created.append(usage_reported(period, plan_period["uuid"], total, "", "none", latest_by_period[period]))
         elif command.bulk and Decimal(existing["usage"]) == 0 and total != 0:
             totals.append(usage_reported(
@@ -315,6 +307,7 @@ def user_usage_errors(item: UserUsageItem, target: UserUsageTarget, caller: Call
     past = period < clock.billing_period(now).isoformat()
     if past and target.billing_type == "usage" and not caller.is_staff:
         return {"non_field_errors": [PROVIDER_BACKFILL]}
-    if target.records[period] is None and not covering_plan_period(target.plan_periods, dt.date.fromisoformat(period)):
+    plan_period = catalog.covering_plan_period(target.plan_periods, dt.date.fromisoformat(period))
+    if target.records[period] is None and not plan_period:
         return {"date": ["Resource must have a plan to report usage"]}
     return {}
