@@ -307,7 +307,7 @@ def serve(ctx, host, port, workers, threads):
 def run_server(db_path: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:
     from gunicorn.app.base import BaseApplication
 
-    from api import create_app
+    from api import create_app, server_errors
 
     class Server(BaseApplication):
         def load_config(self):
@@ -322,6 +322,7 @@ def run_server(db_path: str, host: str, port: int, workers: int, threads: int = 
         def load(self):
             return create_app({"DATABASE": os.path.abspath(db_path)})
 
+    server_errors.install()
     Server().run()
 
 
