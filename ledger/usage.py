@@ -96,7 +96,8 @@ def load_target(ledger: Ledger, command: SetUsage) -> Target:
 
 
 def decide(command: SetUsage, target: Target, caller: Caller, now: dt.datetime, versions: dict[str, int]) -> list[NewEvent]:
-    """The checks of SPEC §4 steps 2 to 6, then one UsageReported event per item."""
+    """The checks after the fields' own (target, state and plan, components, date, permission, in
+    Waldur's order), then one UsageReported event per item."""
     if not target.resource:
         raise rejected("non_field_errors", "Either plan_period or resource should be provided.")
     current_period = clock.billing_period(now)
@@ -231,7 +232,7 @@ def item_period(record: dict, item: UserUsageItem) -> str:
 
 
 def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: Caller, now: dt.datetime) -> list[NewEvent]:
-    """SPEC §5: permission, each item's date, then the events.
+    """Permission, each item's date, then the events.
 
     A date in another billing period needs that period's record, which is created (at usage 0)
     when missing. For `set_user_usages`, a record at usage 0 takes the total of the submitted
