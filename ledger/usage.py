@@ -287,7 +287,7 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
         elif command.bulk and Decimal(existing["usage"]) == 0 and total != 0:
             totals.append(usage_reported(
                 period, existing["plan_period_uuid"], total, existing["description"],
-                existing["missing_usage_policy"], latest_by_period[period],
+                existing["missing_usage_policy"], existing["date"] if existing["carried"] else latest_by_period[period],
             ))
         elif existing["carried"]:
             created.append(usage_reported(

@@ -117,3 +117,16 @@ def test_a_dated_share_on_a_carried_record_keeps_the_periods_start_as_its_date(c
     carried = record_row(db_path, dt.date(2026, 2, 1))
     assert share(client, dt.date(2026, 3, 1), date="2026-02-10T08:00:00Z").status_code == 201
     assert record_row(db_path, dt.date(2026, 2, 1)) == {**carried, "carried": 0}
+
+
+def test_users_sum_on_a_carried_zero_record_keeps_the_periods_start_as_its_date(client, db_path):
+    body = {"resource": RESOURCE, "date": "2026-01-10T00:00:00Z",
+            "usages": [{"type": "cpu", "amount": "0", "missing_usage_policy": "zero"}]}
+    assert client.post(SET_USAGE, json=body, headers=auth("staff")).status_code == 201
+    carried = record_row(db_path, dt.date(2026, 2, 1))
+    record = events.usage_record_uuid(RESOURCE, "cpu", "2026-02-01")
+    shares = {"usages": [{"username": "ann", "usage": "4"}, {"username": "ben", "usage": "2"}]}
+    response = client.post(f"/api/marketplace-component-usages/{record}/set_user_usages/", json=shares,
+                           headers=auth("staff"))
+    assert response.status_code == 201
+    assert record_row(db_path, dt.date(2026, 2, 1)) == {**carried, "carried": 0, "usage": "6.00"}
