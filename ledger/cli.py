@@ -157,7 +157,7 @@ def billing_month(ctx, param, value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return dt.datetime.strptime(value, "%Y-%m").date().isoformat()[:7]  # four digits, as strftime writes not
+        return dt.datetime.strptime(value, "%Y-%m").date().isoformat()[:7]  # a four-digit year, which strftime does not write
     except ValueError:
         raise click.BadParameter("not a month as YYYY-MM, e.g. 2026-03") from None
 

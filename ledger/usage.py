@@ -308,7 +308,8 @@ def user_usage_errors(item: UserUsageItem, target: UserUsageTarget, caller: Call
     past = period < clock.billing_period(now).isoformat()
     if past and target.billing_type == "usage" and not caller.is_staff:
         return {"non_field_errors": [PROVIDER_BACKFILL]}
-    plan_period = catalog.covering_plan_period(target.plan_periods, dt.date.fromisoformat(period))
-    if target.records[period] is None and not plan_period:
+    if target.records[period] is None and not catalog.covering_plan_period(
+        target.plan_periods, dt.date.fromisoformat(period)
+    ):
         return {"date": ["Resource must have a plan to report usage"]}
     return {}

@@ -196,7 +196,8 @@ def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date,
         else:
             starts_at = clock.stored(clock.period_start(period, zone))
             # Nothing is carried into a month no plan of the resource covers, nor once it is terminated.
-            allowed = (terminated_at is None or starts_at < terminated_at) and catalog.covering_plan_period(plans, period, zone)
+            planned = catalog.covering_plan_period(plans, period, zone) is not None
+            allowed = planned and (terminated_at is None or starts_at < terminated_at)
             wanted = carried_value(source, period, starts_at) if allowed else None
             if wanted == existing and not whole_chain:
                 return wrote
