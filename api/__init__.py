@@ -12,7 +12,7 @@ from werkzeug.routing import BaseConverter
 from ledger.committer import GroupCommitter
 from ledger.database import Ledger
 
-from . import errors
+from . import errors, links, requests
 
 DEFAULT_MAX_BODY = 1024 * 1024
 
@@ -23,10 +23,10 @@ class UUIDConverter(BaseConverter):
     Matching only UUIDs keeps action paths such as `set_usage/` from being taken for a record.
     """
 
-    regex = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+    regex = requests.UUID_TEXT
 
     def to_python(self, value: str) -> str:
-        return value.replace("-", "").lower()
+        return requests.spelled_alike(value)
 
 
 def start_rollover_timer(path: str, seconds: float) -> None:
@@ -55,6 +55,7 @@ def create_app(config: dict | None = None) -> Flask:
         ROLLOVER_SECONDS=60,
     )
     app.config.update(config or {})
+    links.configured_base_url()  # a malformed LEDGER_BASE_URL stops the server at start, not every request
     app.json.sort_keys = False
     app.json.compact = True
     ledger = Ledger(app.config["DATABASE"])
@@ -67,6 +68,8 @@ def create_app(config: dict | None = None) -> Flask:
     local = threading.local()
     process = app.extensions["ledger"] = {"pid": None, "committer": None}
     process_lock = threading.Lock()
+
+    app.before_request(requests.read_unsized_body)
 
     @app.before_request
     def open_ledger():

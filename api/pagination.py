@@ -5,6 +5,7 @@ from urllib.parse import urlencode
 
 from flask import jsonify, request
 
+from . import links
 from .errors import ApiError
 
 DEFAULT_PAGE_SIZE = 10
@@ -34,19 +35,19 @@ def link_header(number: int, total: int, size: int) -> str:
     """Links to the first, previous, next and last pages: this request's absolute URL, its
     parameters kept, with `page=N` except for page 1."""
     query = urlencode([(key, value) for key, value in request.args.items(multi=True) if key != "page"])
-    base = request.base_url + (f"?{query}&" if query else "?")
+    base = links.here() + (f"?{query}&" if query else "?")
 
     def page_url(page: int) -> str:
         return f"{base}page={page}" if page > 1 else base[:-1]
 
     last = max(1, math.ceil(total / size))
-    links = [(page_url(1), "first")]
+    pages = [(page_url(1), "first")]
     if number > 1:
-        links.append((page_url(number - 1), "prev"))
+        pages.append((page_url(number - 1), "prev"))
     if number < last:
-        links.append((page_url(number + 1), "next"))
-    links.append((page_url(last), "last"))
-    return ", ".join(f'<{url}>; rel="{rel}"' for url, rel in links)
+        pages.append((page_url(number + 1), "next"))
+    pages.append((page_url(last), "last"))
+    return ", ".join(f'<{url}>; rel="{rel}"' for url, rel in pages)
 
 
 def field_selector(keys) -> callable:

@@ -1,8 +1,12 @@
 """Request bodies: JSON as DRF parses it, with its error wording."""
 
+import io
 import json
+import re
 
-from flask import g, request
+from flask import current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wsgi import get_content_length
 
 from ledger import idempotency
 from ledger.access import Caller
@@ -11,6 +15,32 @@ from ledger.store import canonical
 from .errors import bad_request
 
 MAX_KEY_LENGTH = 255
+UUID_TEXT = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+UUID_IN_PATH = re.compile(rf"(?<=/){UUID_TEXT}(?=/|$)")
+WHOLE_UUID = re.compile(rf"^{UUID_TEXT}$")
+UUID_FIELDS = ("resource", "plan_period")  # body fields holding a UUID, besides `user` links
+
+
+def read_unsized_body() -> None:
+    """Reads a body sent without a Content-Length (chunked) whole, 413 past LEDGER_MAX_BODY.
+
+    Werkzeug stops reading such a body at the limit and hands on what it read, which may be
+    valid JSON of its own: the request would be served cut instead of refused.
+    """
+    environ, limit = request.environ, current_app.config["MAX_CONTENT_LENGTH"]
+    if get_content_length(environ) is not None or "wsgi.input_terminated" not in environ:
+        return
+    stream, body = environ["wsgi.input"], bytearray()
+    while len(body) <= limit:
+        chunk = stream.read(min(65536, limit + 1 - len(body)))
+        if not chunk:
+            break
+        body += chunk
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    environ.update({"wsgi.input": io.BytesIO(bytes(body)), "CONTENT_LENGTH": str(len(body))})
+    for name in ("wsgi.input_terminated", "HTTP_TRANSFER_ENCODING"):  # now a body of known length
+        environ.pop(name, None)
 
 
 def json_body():
@@ -38,9 +68,38 @@ def idempotency_key(caller: Caller, status: int = 201) -> idempotency.Key | None
     if not 0 < len(text) <= MAX_KEY_LENGTH:
         raise bad_request({"detail": f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters."})
     try:
-        body = canonical(json.loads(request.get_data(cache=True) or b"{}")).encode()
+        body = canonical(uuids_spelled_alike(json.loads(request.get_data(cache=True) or b"{}"))).encode()
     except (ValueError, RecursionError):
         body = request.get_data(cache=True)
-    key = idempotency.Key.of(caller.id, text, request.method, request.path, body, status)
+    key = idempotency.Key.of(caller.id, text, request.method, path_uuids_spelled_alike(request.path), body, status)
     idempotency.check(g.ledger.conn, key)
     return key
+
+
+def spelled_alike(text: str) -> str:
+    """A UUID, hyphenated or not, in any case, as 32 lowercase hex digits."""
+    return text.replace("-", "").lower()
+
+
+def path_uuids_spelled_alike(text: str) -> str:
+    """A path or URL with each UUID that is a segment of it spelled as 32 lowercase hex digits."""
+    return UUID_IN_PATH.sub(lambda match: spelled_alike(match[0]), text)
+
+
+def uuids_spelled_alike(body):
+    """The body with the UUIDs it names (`resource`, `plan_period`, and those in `user` links) spelled
+    as 32 lowercase hex digits, so that a retry naming them another way is the same request."""
+    if isinstance(body, list):
+        return [uuids_spelled_alike(item) for item in body]
+    if not isinstance(body, dict):
+        return body
+    spelled = {}
+    for name, value in body.items():
+        if name in UUID_FIELDS and isinstance(value, str) and WHOLE_UUID.match(value.strip()):
+            value = spelled_alike(value.strip())
+        elif name == "user" and isinstance(value, str):
+            value = path_uuids_spelled_alike(value)
+        elif name == "usages":
+            value = uuids_spelled_alike(value)
+        spelled[name] = value
+    return spelled

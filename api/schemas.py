@@ -100,7 +100,7 @@ class HexUUID(fields.UUID):
 
 
 class Moment(fields.DateTime):
-    """An ISO datetime; a naive one is UTC."""
+    """An ISO datetime (a naive one is UTC) in a billing period the ledger's time zone can represent."""
 
     default_error_messages = {**REQUIRED, "invalid": DATETIME_FORMAT_ERROR}
 
@@ -108,9 +108,16 @@ class Moment(fields.DateTime):
         if not isinstance(value, str):
             raise self.make_error("invalid")
         try:
-            return clock.parse_datetime(value)
+            moment = clock.parse_datetime(value)
         except ValueError as error:
             raise self.make_error("invalid") from error
+        try:
+            clock.billing_period(moment)
+        except clock.PeriodOutOfRange:
+            raise ValidationError(
+                f"The billing period of this date cannot be represented in the time zone {clock.timezone_name()}."
+            ) from None
+        return moment
 
 
 LINK_DOES_NOT_EXIST = "Invalid hyperlink - Object does not exist."

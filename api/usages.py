@@ -30,9 +30,9 @@ def set_usage():
         fields = None
     else:
         errors = {}
-    for name, table in (("plan_period", "plan_periods"), ("resource", "resources")):
+    for name in ("plan_period", "resource"):
         value = fields.get(name) if fields else None
-        if value and not catalog.exists(g.ledger.conn, table, value):
+        if value and not readable_target(caller, name, value):
             errors[name] = [f"Object with uuid={body[name]} does not exist."]
     if errors:
         raise bad_request(errors)
@@ -56,6 +56,19 @@ def set_usage():
     except usage.PermissionDenied:
         raise forbidden() from None
     return "", 201
+
+
+def readable_target(caller, name: str, uuid: str) -> bool:
+    """Whether a `plan_period` or `resource` names one of a resource the caller may read: one they
+    may not read is answered as one that does not exist, so set_usage tells strangers nothing of it."""
+    conn = g.ledger.conn
+    if name == "plan_period":
+        chosen = catalog.plan_period(conn, uuid)
+        uuid = chosen["resource_uuid"] if chosen else None
+    resource = catalog.resource(conn, uuid) if uuid else None
+    return resource is not None and caller.may_read(
+        resource["offering_uuid"], resource["provider_uuid"], resource["project_uuid"], resource["customer_uuid"]
+    )
 
 
 @blueprint.route("/", methods=["GET"])

@@ -1,12 +1,12 @@
 """User usages: report them on a usage record (`set_user_usage(s)`), list and retrieve them."""
 
-from flask import Blueprint, g, request
+from flask import Blueprint, g
 from marshmallow import ValidationError
 
 from ledger import usage
 from projections import catalog, usages, user_usages
 
-from . import filters, reading, schemas
+from . import filters, links, reading, schemas
 from .auth import authenticate
 from .errors import bad_request, forbidden, not_found
 from .requests import idempotency_key, json_body
@@ -36,9 +36,12 @@ def loaded(schema, body) -> dict:
         raise bad_request(error.messages) from None
 
 
-def link_errors(fields: dict) -> dict:
-    """The error of an item whose `user` names no known offering user; empty otherwise."""
-    if "user" in fields and not catalog.exists(g.ledger.conn, "offering_users", fields["user"]):
+def link_errors(fields: dict, offering_uuid: str) -> dict:
+    """The error of an item whose `user` names no offering user of the record's offering; empty otherwise.
+
+    Another offering's user gets the words for an unknown one, so that the answer tells nothing of it.
+    """
+    if "user" in fields and not catalog.offering_user_of(g.ledger.conn, fields["user"], offering_uuid):
         return {"user": [schemas.LINK_DOES_NOT_EXIST]}
     return {}
 
@@ -66,7 +69,7 @@ def set_user_usage(record_uuid):
     record = writable_record(record_uuid)
     key = idempotency_key(g.caller)
     fields = loaded(USER_USAGE, json_body())
-    errors = link_errors(fields)
+    errors = link_errors(fields, record["offering_uuid"])
     if errors:
         raise bad_request(errors)
     return record_user_usages(usage.SetUserUsages(record["uuid"], [item(fields)]), key)
@@ -77,14 +80,14 @@ def set_user_usages(record_uuid):
     record = writable_record(record_uuid)
     key = idempotency_key(g.caller)
     items = loaded(USER_USAGES, json_body())["usages"]
-    errors = [link_errors(fields) for fields in items]
+    errors = [link_errors(fields, record["offering_uuid"]) for fields in items]
     if any(errors):
         raise bad_request({"usages": errors})
     return record_user_usages(usage.SetUserUsages(record["uuid"], [item(fields) for fields in items], bulk=True), key)
 
 
 def wire(row: dict) -> dict:
-    return schemas.user_usage_record(row, request.url_root)
+    return schemas.user_usage_record(row, links.root())
 
 
 @blueprint.route("/marketplace-component-user-usages/", methods=["GET"])

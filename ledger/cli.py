@@ -157,7 +157,7 @@ def billing_month(ctx, param, value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return dt.datetime.strptime(value, "%Y-%m").strftime("%Y-%m")
+        return dt.datetime.strptime(value, "%Y-%m").date().isoformat()[:7]  # a four-digit year, which strftime does not write
     except ValueError:
         raise click.BadParameter("not a month as YYYY-MM, e.g. 2026-03") from None
 
@@ -307,7 +307,7 @@ def serve(ctx, host, port, workers, threads):
 def run_server(db_path: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:
     from gunicorn.app.base import BaseApplication
 
-    from api import create_app
+    from api import create_app, server_errors
 
     class Server(BaseApplication):
         def load_config(self):
@@ -322,6 +322,7 @@ def run_server(db_path: str, host: str, port: int, workers: int, threads: int = 
         def load(self):
             return create_app({"DATABASE": os.path.abspath(db_path)})
 
+    server_errors.install()
     Server().run()
 
 

@@ -34,10 +34,20 @@ def parse_datetime(text: str) -> dt.datetime:
         raise ValueError(f"{text!r} is out of range") from None
 
 
+class PeriodOutOfRange(ValueError):
+    """A moment whose billing period does not start and end within the instants a datetime can hold."""
+
+
 def billing_period(moment: dt.datetime) -> dt.date:
-    """The first day of the calendar month of `moment` in the ledger's time zone."""
-    local = moment.astimezone(timezone())
-    return local.date().replace(day=1)
+    """The first day of the calendar month of `moment` in the ledger's time zone; PeriodOutOfRange
+    for the first or last month of the calendar when the zone moves its start or end out of range."""
+    try:
+        period = moment.astimezone(timezone()).date().replace(day=1)
+        period_start(period)
+        period_start(next_period(period))
+    except (OverflowError, ValueError):
+        raise PeriodOutOfRange(f"the billing period of {moment} cannot be represented in {timezone_name()}") from None
+    return period
 
 
 def period_start(period: dt.date, zone: str | None = None) -> dt.datetime:
@@ -55,15 +65,22 @@ def previous_period(period: dt.date) -> dt.date:
 
 
 def stored(moment: dt.datetime) -> str:
-    """Fixed-width UTC text, so that string order is time order in the database."""
+    """Fixed-width UTC text (a four-digit year too), so that string order is time order in the database."""
     utc = moment.astimezone(UTC)
-    if utc.year < 1000:  # strftime writes such a year unpadded; the text stays as it always was
-        return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return f"{utc.replace(tzinfo=None).isoformat(timespec='microseconds')}Z"  # as strftime, a few times faster
+    return f"{utc.replace(tzinfo=None).isoformat(timespec='microseconds')}Z"
+
+
+def padded(stored_text: str) -> str:
+    """Stored text with a four-digit year: earlier versions stored years before 1000 with fewer digits."""
+    if stored_text.find("-") == 4:
+        return stored_text
+    year, _, rest = stored_text.partition("-")
+    return f"{year.zfill(4)}-{rest}"
 
 
 def wire(stored_text: str) -> str:
-    """Stored text as the API shows it: `Z`, microseconds only when non-zero."""
+    """Stored text as the API shows it: a four-digit year, `Z`, microseconds only when non-zero."""
+    stored_text = padded(stored_text)
     if stored_text.endswith(".000000Z"):
         return stored_text[:-8] + "Z"
     return stored_text

@@ -10,6 +10,7 @@ import uuid
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from . import clock
 from .store import NewEvent, StoredEvent
 
 UUID_HEX = validate.Regexp(r"^[0-9a-f]{32}$", error="not a 32-digit lowercase hex UUID")
@@ -218,10 +219,24 @@ def upgrade(event: StoredEvent) -> StoredEvent:
     while version < CURRENT_VERSION[event.type]:
         data = UPCASTERS[(event.type, version)](data)
         version += 1
-    if version == event.schema_version:
+    if version != event.schema_version:
+        _validate(event.type, version, data)
+    return with_padded_years(event, data, version)
+
+
+def with_padded_years(event: StoredEvent, data: dict, version: int) -> StoredEvent:
+    """The event with its stored times' years in four digits, as earlier versions did not store years before 1000."""
+    occurred_at = clock.padded(event.occurred_at)
+    if event.type == "ResourceDefined":
+        periods = [{**p, "start": clock.padded(p["start"]), "end": p["end"] and clock.padded(p["end"])}
+                   for p in data["plan_periods"]]
+        if periods != data["plan_periods"]:
+            data = {**data, "plan_periods": periods}
+    elif event.type == "BillingPeriodStarted" and clock.padded(data["starts_at"]) != data["starts_at"]:
+        data = {**data, "starts_at": clock.padded(data["starts_at"])}
+    if (occurred_at, data, version) == (event.occurred_at, event.data, event.schema_version):
         return event
-    _validate(event.type, version, data)
-    return dataclasses.replace(event, data=data, schema_version=version)
+    return dataclasses.replace(event, occurred_at=occurred_at, data=data, schema_version=version)
 
 
 def _validate(event_type: str, version: int, data: dict) -> None:

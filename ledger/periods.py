@@ -7,7 +7,7 @@ from .store import EventStore, NewEvent
 
 
 def period_stream(period: dt.date) -> str:
-    return f"period/{period:%Y-%m}"
+    return f"period/{period.isoformat()[:7]}"
 
 
 def started_through(store: EventStore) -> dt.date | None:

@@ -58,6 +58,15 @@ class NewEvent:
         return canonical(self.data)
 
 
+class Decision(list):
+    """Events decided together, and `read`: the versions of streams the decision depends on without
+    appending to them. Appending fails with StreamConflict when one of those has moved since."""
+
+    def __init__(self, decided: Iterable[NewEvent] = (), read: dict[str, int] | None = None):
+        super().__init__(decided)
+        self.read = dict(read or {})
+
+
 @dataclasses.dataclass(frozen=True)
 class StoredEvent:
     seq: int
@@ -211,6 +220,18 @@ class EventStore:
                 raise
             self.conn.execute("COMMIT")
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every read inside it sees the database as of its first read."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
     def close(self) -> None:
         """Closes the writer lock's file; the connection is its owner's to close."""
         if self.writer_lock:
@@ -271,13 +292,19 @@ class EventStore:
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
     def append(self, events: Iterable[NewEvent]) -> list[StoredEvent]:
-        """Appends events in one transaction; each must be the next version of its stream."""
+        """Appends events in one transaction; each must be the next version of its stream, and the
+        streams a Decision read must be at the versions it read."""
+        read = events.read if isinstance(events, Decision) else {}
         events = list(events)
         if not events:
             return []
         with self.transaction():
             seq, prev_hash = self.head()
-            expected = {stream: version + 1 for stream, version in self.stream_versions(e.stream for e in events).items()}
+            current = self.stream_versions([*(e.stream for e in events), *read])
+            moved = sorted(stream for stream, version in read.items() if current[stream] != version)
+            if moved:
+                raise StreamConflict(f"streams {moved} moved since the decision read them")
+            expected = {stream: version + 1 for stream, version in current.items()}
             recorded_at = clock.stored(clock.now())
             stored, rows = [], []
             for event in events:

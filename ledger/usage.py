@@ -9,10 +9,15 @@ from projections import catalog, usages, user_usages
 
 from .access import Caller
 from .database import Ledger
-from .store import NewEvent, StoredEvent
+from .store import Decision, NewEvent, StoredEvent
 
 WRITABLE_STATES = ("OK", "Updating", "Terminating")
 REPORTABLE_BILLING_TYPES = ("usage", "limit", "one")
+# A non-staff provider's date in a past billing period of a `usage`-billed component, by set_usage or user usages.
+PROVIDER_BACKFILL = (
+    "Service providers can only specify date for limit-based or prepaid billing components"
+    " when backfilling past billing periods"
+)
 
 
 class UsageRejected(Exception):
@@ -97,8 +102,8 @@ def load_target(ledger: Ledger, command: SetUsage) -> Target:
 
 
 def decide(command: SetUsage, target: Target, caller: Caller, now: dt.datetime, versions: dict[str, int]) -> list[NewEvent]:
-    """The checks after the field checks (target, state, components, date, permission), then one
-    UsageReported event per item that changes what its record holds."""
+    """The checks after the fields' own (target, state and plan, components, date, permission, in
+    Waldur's order), then one UsageReported event per item that changes what its record holds."""
     if not target.resource:
         raise rejected("non_field_errors", "Either plan_period or resource should be provided.")
     current_period = clock.billing_period(now)
@@ -129,15 +134,11 @@ def decide(command: SetUsage, target: Target, caller: Caller, now: dt.datetime, 
             raise rejected("non_field_errors", "Only staff users and service providers can specify date for backfilling")
         usage_billed = any(target.components[item.type] == "usage" for item in command.items)
         if not caller.is_staff and period < current_period and usage_billed:
-            raise rejected(
-                "non_field_errors",
-                "Service providers can only specify date for limit-based or prepaid billing components"
-                " when backfilling past billing periods",
-            )
+            raise rejected("non_field_errors", PROVIDER_BACKFILL)
     if not provider_side:
         raise PermissionDenied()
 
-    plan_period = chosen or covering_plan_period(target.plan_periods, period)
+    plan_period = chosen or catalog.covering_plan_period(target.plan_periods, period)
     if plan_period is None:
         raise rejected("non_field_errors", "Resource must have a plan to report usage")
 
@@ -174,14 +175,6 @@ def user_usage_unchanged(usage: str, held: str | None) -> bool:
     return held is not None and Decimal(usage) == Decimal(held)
 
 
-def covering_plan_period(plan_periods: list[dict], period: dt.date) -> dict | None:
-    """The plan period in force during a billing period; the latest start wins."""
-    start = clock.stored(clock.period_start(period))
-    end = clock.stored(clock.period_start(clock.next_period(period)))
-    covering = [p for p in plan_periods if p["start"] < end and (p["end"] is None or p["end"] > start)]
-    return max(covering, key=lambda p: p["start"], default=None)
-
-
 @dataclasses.dataclass(frozen=True)
 class UserUsageItem:
     """One user's usage of a usage record, whose fields have passed their checks."""
@@ -209,6 +202,8 @@ class UserUsageTarget:
     plan_periods: list[dict]
     records: dict[str, dict | None]  # billing period -> that period's record of the same resource and component
     versions: dict[str, int]
+    billing_type: str | None  # of the record's component
+    carried_from: dict[str, int]  # versions of the streams of the months the carried records among `records` derive from
     held: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)  # (period, username) -> usage
 
 
@@ -218,7 +213,9 @@ def set_user_usages(
     """Records every user usage of a request, or none of them."""
 
     def decide_events() -> list[NewEvent]:
-        return decide_user_usages(command, load_user_usage_target(ledger, command), caller, clock.now())
+        with ledger.store.snapshot():  # carried values and the versions they derive from, as of one moment
+            target = load_user_usage_target(ledger, command)
+        return decide_user_usages(command, target, caller, clock.now())
 
     return ledger.write(decide_events, key)
 
@@ -244,10 +241,23 @@ def load_user_usage_target(ledger: Ledger, command: SetUserUsages) -> UserUsageT
             conn, events.user_usage_uuid(events.usage_record_uuid(resource_uuid, component_type, period), username)
         )) is not None
     }
+    sources = [stream for period, existing in records.items() if existing and existing["carried"]
+               for stream in source_streams(conn, resource_uuid, component_type, period)]
     return UserUsageTarget(
-        record, catalog.plan_periods(conn, resource_uuid), records,
-        ledger.store.stream_versions(streams), held,
+        record, catalog.plan_periods(conn, resource_uuid), records, ledger.store.stream_versions(streams),
+        catalog.billing_types(conn, record["offering_uuid"]).get(component_type), ledger.store.stream_versions(sources),
+        held,
     )
+
+
+def source_streams(conn, resource_uuid: str, component_type: str, period: str) -> list[str]:
+    """The streams a carried record's value derives from: the reported month it was carried from and the carried months after it."""
+    month = dt.date.fromisoformat(usages.carried_from(conn, resource_uuid, component_type, period))
+    streams = []
+    while month.isoformat() < period:
+        streams.append(events.usage_stream(resource_uuid, component_type, month.isoformat()))
+        month = clock.next_period(month)
+    return streams
 
 
 def item_period(record: dict, item: UserUsageItem) -> str:
@@ -261,13 +271,14 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
     A date in another billing period needs that period's record, which is created (at usage 0)
     when missing. For `set_user_usages`, a record at usage 0 takes the total of the submitted
     usages (a username submitted twice counts once, with its last usage). A carried record is
-    reported as it stands: carried records come and go with the months before them,
-    and a record's user usages must not go with it.
+    reported as it stands, keeping its date (its period's start): carried records come and go with
+    the months before them, and a record's user usages must not go with it. The decision names the
+    streams of those months, so that a correction of one appended meanwhile makes it decide again.
     """
     record = target.record
     if not caller.may_write(record["offering_uuid"], record["provider_uuid"]):
         raise PermissionDenied()
-    errors = [user_usage_errors(item, target, now) for item in command.items]
+    errors = [user_usage_errors(item, target, caller, now) for item in command.items]
     if any(errors):
         raise UsageRejected({"usages": errors} if command.bulk else errors[0])
 
@@ -310,28 +321,34 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
         total = sum(by_user.values(), Decimal(0)) if command.bulk else Decimal(0)
         existing = target.records[period]
         if existing is None:
-            plan_period = covering_plan_period(target.plan_periods, dt.date.fromisoformat(period))
+            plan_period = catalog.covering_plan_period(target.plan_periods, dt.date.fromisoformat(period))
             created.append(usage_reported(period, plan_period["uuid"], total, "", "none", latest_by_period[period]))
         elif command.bulk and Decimal(existing["usage"]) == 0 and total != 0:
             totals.append(usage_reported(
                 period, existing["plan_period_uuid"], total, existing["description"],
-                existing["missing_usage_policy"], latest_by_period[period],
+                existing["missing_usage_policy"], existing["date"] if existing["carried"] else latest_by_period[period],
             ))
         elif existing["carried"]:
             created.append(usage_reported(
                 period, existing["plan_period_uuid"], Decimal(existing["usage"]), existing["description"],
-                existing["missing_usage_policy"], latest_by_period[period],
+                existing["missing_usage_policy"], existing["date"],
             ))
-    return created + reported + totals
+    return Decision(created + reported + totals, read=target.carried_from)
 
 
-def user_usage_errors(item: UserUsageItem, target: UserUsageTarget, now: dt.datetime) -> dict:
-    """The DRF-shaped errors of one item's date; empty when it has none."""
+def user_usage_errors(item: UserUsageItem, target: UserUsageTarget, caller: Caller, now: dt.datetime) -> dict:
+    """The DRF-shaped errors of one item's date; empty when it has none. A date obeys set_usage's
+    backfill rule in the period it lands in."""
     if item.date is None:
         return {}
     if item.date > now:
         return {"date": ["Cannot submit usage for future dates"]}
     period = item_period(target.record, item)
-    if target.records[period] is None and not covering_plan_period(target.plan_periods, dt.date.fromisoformat(period)):
+    past = period < clock.billing_period(now).isoformat()
+    if past and target.billing_type == "usage" and not caller.is_staff:
+        return {"non_field_errors": [PROVIDER_BACKFILL]}
+    if target.records[period] is None and not catalog.covering_plan_period(
+        target.plan_periods, dt.date.fromisoformat(period)
+    ):
         return {"date": ["Resource must have a plan to report usage"]}
     return {}

@@ -1,10 +1,12 @@
 """The catalog view: users, tokens, customers, projects, offerings, resources and roles."""
 
+import datetime as dt
 import hmac
 import sqlite3
 
 import sqlite_utils
 
+from ledger import clock
 from ledger.access import Caller
 
 NAME = "catalog"
@@ -192,6 +194,15 @@ def plan_period(conn: sqlite3.Connection, uuid: str) -> dict | None:
     )
 
 
+def covering_plan_period(plan_periods: list[dict], period: dt.date, zone: str | None = None) -> dict | None:
+    """The plan period in force during a billing period (months in `zone`, by default the ledger's);
+    the latest start wins."""
+    start = clock.stored(clock.period_start(period, zone))
+    end = clock.stored(clock.period_start(clock.next_period(period), zone))
+    covering = [p for p in plan_periods if p["start"] < end and (p["end"] is None or p["end"] > start)]
+    return max(covering, key=lambda p: p["start"], default=None)
+
+
 def plan_periods(conn: sqlite3.Connection, resource_uuid: str) -> list[dict]:
     rows = conn.execute("SELECT uuid, start, end FROM plan_periods WHERE resource_uuid = ? ORDER BY start", (resource_uuid,))
     return [dict(zip(("uuid", "start", "end"), row)) for row in rows]
@@ -215,8 +226,11 @@ def billing_types(conn: sqlite3.Connection, offering_uuid: str) -> dict[str, str
     return dict(conn.execute("SELECT type, billing_type FROM components WHERE offering_uuid = ?", (offering_uuid,)))
 
 
-def exists(conn: sqlite3.Connection, table: str, uuid: str) -> bool:
-    return conn.execute(f"SELECT 1 FROM {table} WHERE uuid = ?", (uuid,)).fetchone() is not None
+def offering_user_of(conn: sqlite3.Connection, uuid: str, offering_uuid: str) -> bool:
+    """Whether `uuid` is an offering user of that offering."""
+    return conn.execute(
+        "SELECT 1 FROM offering_users WHERE uuid = ? AND offering_uuid = ?", (uuid, offering_uuid)
+    ).fetchone() is not None
 
 
 def user_id(conn: sqlite3.Connection, username: str) -> int | None:

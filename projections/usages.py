@@ -18,6 +18,8 @@ from sqlite_utils.db import DescIndex
 from ledger import clock
 from ledger.events import usage_record_uuid
 
+from . import catalog
+
 NAME = "usages"
 TABLES = ("component_usages", "billing_periods")
 
@@ -182,6 +184,7 @@ def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date,
     last_period, zone = dt.date.fromisoformat(last[0]), last[1]
     terminated_at = conn.execute("SELECT terminated_at FROM resources WHERE uuid = ?", (resource_uuid,)).fetchone()
     terminated_at = terminated_at[0] if terminated_at else None
+    plans = catalog.plan_periods(conn, resource_uuid)
     source = _record(conn, resource_uuid, component_type, clock.previous_period(start))
     period = start
     while period <= last_period:
@@ -192,7 +195,9 @@ def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date,
             source = existing
         else:
             starts_at = clock.stored(clock.period_start(period, zone))
-            allowed = terminated_at is None or starts_at < terminated_at
+            # Nothing is carried into a month no plan of the resource covers, nor once it is terminated.
+            planned = catalog.covering_plan_period(plans, period, zone) is not None
+            allowed = planned and (terminated_at is None or starts_at < terminated_at)
             wanted = carried_value(source, period, starts_at) if allowed else None
             if wanted == existing and not whole_chain:
                 return wrote

@@ -4,8 +4,8 @@ import pytest
 
 from .conftest import auth
 from .world import (
-    ERRED_RESOURCE, OTHER_PLAN_PERIOD, OTHER_RESOURCE, PLAN_PERIOD, PLANLESS_RESOURCE, READERS, RESOURCE, USERS,
-    WRITERS,
+    ERRED_RESOURCE, NON_READERS, OTHER_PLAN_PERIOD, OTHER_RESOURCE, PLAN_PERIOD, PLANLESS_RESOURCE, READERS, RESOURCE,
+    USERS, WRITERS,
 )
 
 URL = "/api/marketplace-component-usages/set_usage/"
@@ -225,14 +225,18 @@ def test_write_permission_by_role(client, ledger, user):
     response = post(client, {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": 1}]}, user=user)
     if user in WRITERS:
         assert response.status_code == 201
+        return
+    if user in NON_READERS:  # told nothing of a resource they may not read
+        assert response.status_code == 400
+        assert response.get_json() == {"resource": [f"Object with uuid={RESOURCE} does not exist."]}
     else:
         assert response.status_code == 403
         assert response.get_json() == {"detail": "You do not have permission to perform this action."}
-        assert event_count(ledger) == before
+    assert event_count(ledger) == before
 
 
 def test_validation_comes_before_permission(client):
-    response = post(client, {"resource": RESOURCE, "usages": [{"type": "nodes", "amount": 1}]}, user="stranger")
+    response = post(client, {"resource": RESOURCE, "usages": [{"type": "nodes", "amount": 1}]}, user="project-member")
     assert response.status_code == 400
 
 

@@ -561,7 +561,7 @@ def test_an_ordered_page_of_user_usages_is_sorted_before_its_rows_are_joined_to_
 def test_a_reported_record_takes_its_user_usages_to_the_top(client, crowd):
     listed = user_usages(client, page_size=3)
     assert [(e["billing_period"], e["component_type"], e["date"]) for e in listed] == [
-        (MARCH, "ram", "2026-03-11T08:00:00Z")] * 2 + [(MARCH, "cpu", "2026-03-10T08:00:00Z")]
+        (MARCH, "ram", "2026-03-11T08:00:00Z")] * 2 + [(MARCH, "cpu", "2026-03-01T00:00:00Z")]
 
 
 @pytest.mark.parametrize("filters", [{}, {"offering_uuid": OFFERING}, {"username": "an"}, {"type": "cpu"}])

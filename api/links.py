@@ -1,0 +1,30 @@
+"""Absolute links in responses: under `LEDGER_BASE_URL` when it is set, else under the request's own root.
+
+A link built from the Host a client sent would hand that client's choice to everyone who reads it.
+"""
+
+import os
+from urllib.parse import urlparse
+
+from flask import request
+
+
+def configured_base_url() -> str | None:
+    """`LEDGER_BASE_URL` with one trailing slash, or None when unset; ValueError unless an absolute http(s) URL."""
+    text = os.environ.get("LEDGER_BASE_URL", "").strip()
+    if not text:
+        return None
+    parsed = urlparse(text)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
+        raise ValueError(f"LEDGER_BASE_URL must be an absolute http(s) URL, not {text!r}")
+    return text.rstrip("/") + "/"
+
+
+def root() -> str:
+    """The URL that `api/...` paths are appended to, ending in a slash."""
+    return configured_base_url() or request.url_root
+
+
+def here() -> str:
+    """This request's URL without its query, under root()."""
+    return root() + request.path.lstrip("/")
