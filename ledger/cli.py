@@ -14,6 +14,8 @@ from projections import runner
 
 from . import catalog, clock, demo, history
 from .database import Ledger
+from .opening import LedgerUnusable, Mode, translated_errors
+from .opening import open_ledger as open_database
 
 # Gunicorn's advice: about two worker processes per CPU. Python runs one thread of a process at a
 # time, so processes, not threads, use the CPUs; a second thread lets a worker parse and decide a
@@ -23,7 +25,24 @@ DEFAULT_WORKERS = 2 * (os.cpu_count() or 1)
 DEFAULT_THREADS = 2
 
 
-@click.group()
+class Unusable(click.ClickException):
+    """A database path the command cannot use: one line, and the exit status of a usage error."""
+
+    exit_code = 2
+
+
+class LedgerGroup(click.Group):
+    """The command group: a database error anywhere in a command ends it with one line, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            with translated_errors(ctx.params.get("db_path", "the database")):
+                return super().invoke(ctx)
+        except LedgerUnusable as error:
+            raise Unusable(str(error)) from None
+
+
+@click.group(cls=LedgerGroup)
 @click.option(
     "--db", "db_path", envvar="LEDGER_DB", default="ledger.db", show_default=True,
     help="The ledger's SQLite database (LEDGER_DB).",
@@ -37,9 +56,9 @@ def cli(ctx, db_path):
     ctx.obj = {"db_path": db_path}
 
 
-def open_ledger(ctx) -> Ledger:
-    ledger = Ledger(ctx.obj["db_path"])
-    ledger.init()
+def open_ledger(ctx, mode: Mode) -> Ledger:
+    """The command's ledger, opened in `mode` (see ledger/opening.py), closed when the command ends."""
+    ledger = open_database(ctx.obj["db_path"], mode)
     ctx.call_on_close(ledger.close)
     return ledger
 
@@ -51,7 +70,7 @@ def init(ctx):
 
     Example: ledger --db ledger.db init
     """
-    open_ledger(ctx)
+    open_ledger(ctx, Mode.CREATE)
     click.echo(f"initialised {ctx.obj['db_path']}")
 
 
@@ -73,7 +92,7 @@ def catalog_load(ctx, file):
 
     Example: ledger catalog load catalog.json
     """
-    appended = load_catalog(open_ledger(ctx), file.read())
+    appended = load_catalog(open_ledger(ctx, Mode.CREATE), file.read())
     click.echo(f"catalog loaded: {appended} event(s) appended")
 
 
@@ -93,7 +112,7 @@ def token(ctx, username):
 
     Example: ledger token provider-owner
     """
-    click.echo(issue_token(open_ledger(ctx), username))
+    click.echo(issue_token(open_ledger(ctx, Mode.WRITE), username))
 
 
 def issue_token(ledger: Ledger, username: str) -> str:
@@ -112,7 +131,7 @@ def roll_period(ctx):
 
     Example: ledger --db ledger.db roll-period
     """
-    started = open_ledger(ctx).roll_periods()
+    started = open_ledger(ctx, Mode.WRITE).roll_periods()
     for event in started:
         click.echo(f"started billing period {event.data['billing_period']}")
     if not started:
@@ -126,7 +145,7 @@ def rebuild(ctx):
 
     Example: ledger --db ledger.db rebuild
     """
-    ledger = open_ledger(ctx)
+    ledger = open_ledger(ctx, Mode.WRITE)
     with click.progressbar(length=ledger.store.count(), label="replaying", file=sys.stderr) as bar:
         runner.rebuild(ledger.store, progress=bar.update)
     click.echo(f"rebuilt views from {ledger.store.count()} event(s)")
@@ -181,7 +200,7 @@ def verify(ctx):
 
     Example: ledger --db ledger.db verify
     """
-    result = history.verify(open_ledger(ctx), progress=progress_bar)
+    result = history.verify(open_ledger(ctx, Mode.READ), progress=progress_bar)
     if result.broken:
         click.echo(f"{result.broken}; the views were not compared")
         ctx.exit(1)
@@ -217,7 +236,7 @@ def audit(ctx, resource, component_type, period, as_json):
 
     Example: ledger audit 0d000000-0000-0000-0000-000000000001 --type cpu --period 2026-03
     """
-    entries = history.audit(open_ledger(ctx), resource, component_type, period)
+    entries = history.audit(open_ledger(ctx, Mode.READ), resource, component_type, period)
     if as_json:
         echo_json([dataclasses.asdict(entry) for entry in entries])
         return
@@ -242,7 +261,7 @@ def replay(ctx, until, as_json):
 
     Example: ledger replay --until 2026-03-01T00:00:00Z
     """
-    records = history.replay(open_ledger(ctx), until, progress=progress_bar)
+    records = history.replay(open_ledger(ctx, Mode.READ), until, progress=progress_bar)
     if as_json:
         echo_json(records)
         return
@@ -266,7 +285,7 @@ def export(ctx, since, output):
 
     Example: ledger --db ledger.db export --output ledger.jsonl
     """
-    count = history.export(open_ledger(ctx).store, output, since, progress=progress_bar)
+    count = history.export(open_ledger(ctx, Mode.READ).store, output, since, progress=progress_bar)
     click.echo(f"exported {count} event(s)", err=True)
 
 
@@ -282,7 +301,7 @@ def import_command(ctx, file):
     Example: ledger --db copy.db import ledger.jsonl
     """
     try:
-        count = history.import_log(open_ledger(ctx), file, progress=progress_bar)
+        count = history.import_log(open_ledger(ctx, Mode.CREATE), file, progress=progress_bar)
     except history.ImportRefused as refused:
         raise click.ClickException(f"import refused, nothing written: {refused}") from None
     click.echo(f"imported {count} event(s)")
@@ -300,7 +319,7 @@ def serve(ctx, host, port, workers, threads):
 
     Example: ledger --db ledger.db serve --host 127.0.0.1 --port 8000 --workers 4 --threads 2
     """
-    open_ledger(ctx)
+    open_ledger(ctx, Mode.WRITE)
     run_server(ctx.obj["db_path"], host, port, workers, threads)
 
 
@@ -335,7 +354,7 @@ def demo_command(ctx, host, port, workers):
 
     Example: ledger --db demo.db demo --port 8000
     """
-    ledger = open_ledger(ctx)
+    ledger = open_ledger(ctx, Mode.CREATE)
     load_catalog(ledger, demo.catalog_text())
     demo.seed_usage(ledger)
     key = issue_token(ledger, demo.staff_username())
