@@ -190,24 +190,43 @@ def seq_or_time(ctx, param, value: str) -> int | dt.datetime:
         raise click.BadParameter("neither a seq number nor an ISO datetime, e.g. 42 or 2026-03-01T00:00:00Z") from None
 
 
+def kept_head(ctx, param, values: tuple[str, ...]) -> list[tuple[int, str]]:
+    heads = []
+    for value in values:
+        seq, _, hash_ = value.partition(":")
+        if not (seq.isdigit() and len(hash_) == 64 and all(c in "0123456789abcdef" for c in hash_)):
+            raise click.BadParameter(f"{value!r} is not SEQ:HASH, e.g. 42:{'0' * 64}")
+        heads.append((int(seq), hash_))
+    return heads
+
+
 @cli.command()
+@click.option("--head", "heads", multiple=True, callback=kept_head, metavar="SEQ:HASH",
+              help="A head printed by an earlier verify and kept elsewhere: fail unless event SEQ has HASH. Repeatable.")
 @click.pass_context
-def verify(ctx):
+def verify(ctx, heads):
     """Check the hash chain, then rebuild the views from the log aside and compare them with the live ones.
 
-    Names the first broken seq, or each table that differs (how many rows, a few examples),
-    and exits with status 1 then.
+    Prints the log's head as `head: SEQ HASH`. Keep it outside the ledger (a ticket, the monthly
+    close): `--head SEQ:HASH` then catches a log cut short or rewritten, which the chain alone
+    cannot show. Names the first broken seq, each kept head that does not match, or each table
+    that differs (how many rows, a few examples), and exits with status 1 then.
 
-    Example: ledger --db ledger.db verify
+    Example: ledger --db ledger.db verify --head 1042:9f2c…
     """
-    result = history.verify(open_ledger(ctx, Mode.READ), progress=progress_bar)
+    result = history.verify(open_ledger(ctx, Mode.READ), heads, progress=progress_bar)
+    click.echo(f"head: {result.head[0]} {result.head[1]}")
+    for line in result.unmatched_heads:
+        click.echo(line)
     if result.broken:
         click.echo(f"{result.broken}; the views were not compared")
         ctx.exit(1)
     click.echo(f"hash chain intact: {result.events} event(s)")
+    if heads and not result.unmatched_heads:
+        click.echo(f"kept head(s) found in the log: {len(heads)}")
     if not result.differences:
         click.echo(f"views identical to a rebuild from the log at seq {result.views_position} ({result.tables} tables)")
-        return
+        ctx.exit(1 if result.failed else 0)
     click.echo(f"views differ from a rebuild from the log at seq {result.views_position}:")
     for difference in result.differences:
         if difference.problem:

@@ -293,6 +293,11 @@ class EventStore:
         row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
+    def event_hash(self, seq: int) -> str | None:
+        """The hash of event `seq`; None when the log holds no such event."""
+        row = self.conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
+        return row[0] if row else None
+
     def append(self, events: Iterable[NewEvent]) -> list[StoredEvent]:
         """Appends events in one transaction; each must be the next version of its stream."""
         events = list(events)
