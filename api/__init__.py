@@ -9,6 +9,7 @@ import time
 from flask import Flask, g
 from werkzeug.routing import BaseConverter
 
+from ledger import tokens
 from ledger.committer import GroupCommitter
 from ledger.database import Ledger
 
@@ -60,12 +61,13 @@ def create_app(config: dict | None = None) -> Flask:
     ledger = Ledger(app.config["DATABASE"])
     ledger.init()
     ledger.roll_periods()
+    token_key = tokens.key(ledger.conn)
     ledger.close()
 
     # One connection per thread for reading and deciding, opened on first use; one group committer
     # and one rollover timer per process (a forked worker makes its own).
     local = threading.local()
-    process = app.extensions["ledger"] = {"pid": None, "committer": None}
+    process = app.extensions["ledger"] = {"pid": None, "committer": None, "token_key": token_key}
     process_lock = threading.Lock()
 
     @app.before_request

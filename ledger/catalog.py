@@ -1,16 +1,12 @@
 """The catalog file: validated whole, then turned into the catalog events that differ from the log."""
 
-import hashlib
-import secrets
 import json
 import sqlite3
 from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from projections import catalog as catalog_view
-
-from . import clock, events
+from . import clock, events, tokens
 from .database import Ledger
 from .store import EventStore, NewEvent, canonical
 
@@ -25,11 +21,6 @@ class CatalogError(ValueError):
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-def token_sha256(token: str) -> str:
-    """How a token is kept: only its SHA-256, never the token itself."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class HexUUID(fields.UUID):
@@ -237,7 +228,8 @@ def check_claims(catalog: dict, conn: sqlite3.Connection, problems: list[str]) -
     itself (the same role listed twice)."""
     redefined = {user["id"] for user in catalog["users"]}
     usernames = dict(conn.execute("SELECT username, id FROM users"))
-    tokens = {sha: (user_id, source) for sha, user_id, source in conn.execute("SELECT token_sha256, user_id, source FROM tokens")}
+    held = {digest: (user_id, source) for digest, user_id, source in conn.execute("SELECT digest, user_id, source FROM tokens")}
+    token_key = tokens.key(conn)
     file_tokens: set[str] = set()
     for index, user in enumerate(catalog["users"]):
         holder = usernames.get(user["username"])
@@ -245,13 +237,13 @@ def check_claims(catalog: dict, conn: sqlite3.Connection, problems: list[str]) -
             problems.append(f"$.users[{index}].username: {user['username']!r} belongs to user {holder}")
         if not user["token"]:
             continue
-        sha = token_sha256(user["token"])
-        holder, source = tokens.get(sha, (None, None))
-        if sha in file_tokens or (
+        digests = tokens.digests(token_key, user["token"])
+        holder, source = next((held[digest] for digest in digests if digest in held), (None, None))
+        if digests[0] in file_tokens or (
             holder not in (None, user["id"]) and not (source == "catalog" and holder in redefined)
         ):
             problems.append(f"$.users[{index}].token: this token belongs to another user")
-        file_tokens.add(sha)
+        file_tokens.add(digests[0])
 
     owners = dict(conn.execute("SELECT uuid, resource_uuid FROM plan_periods"))
     listed: set[str] = set()
@@ -272,19 +264,20 @@ def check_claims(catalog: dict, conn: sqlite3.Connection, problems: list[str]) -
         grants.add(grant)
 
 
-def decide(catalog: dict, store: EventStore, occurred_at: str, actor_id: int | None = None) -> list[NewEvent]:
-    """The catalog events that bring the log to what the file says; none for what is unchanged."""
+def decide(catalog: dict, store: EventStore, occurred_at: str, token_key: bytes, actor_id: int | None = None) -> list[NewEvent]:
+    """The catalog events that bring the log to what the file says; none for what is unchanged.
+    Tokens are kept as digests under `token_key` (ledger/tokens.py)."""
     decided = []
 
     def define(stream: str, event_type: str, data: dict) -> None:
         last = store.last_event(stream)
-        if last is None or last.type != event_type or last.data != data:
+        if last is None or last.type != event_type or events.upgrade(last).data != data:
             version = (last.version if last else 0) + 1
             decided.append(events.new(stream, version, event_type, data, occurred_at, actor_id))
 
     for user in catalog["users"]:
-        token = token_sha256(user["token"]) if user["token"] else None
-        data = {key: user[key] for key in ("id", "username", "is_staff", "is_support")} | {"token_sha256": token}
+        token = tokens.digest(token_key, user["token"]) if user["token"] else None
+        data = {key: user[key] for key in ("id", "username", "is_staff", "is_support")} | {"token_digest": token}
         define(f"user/{user['id']}", "UserDefined", data)
     for customer in catalog["customers"]:
         define(f"customer/{customer['uuid']}", "CustomerDefined", customer)
@@ -314,20 +307,6 @@ def load(ledger: Ledger, text: bytes | str) -> int:
     parsed = parse(text)
     with ledger.store.transaction():
         check_references(parsed, ledger.conn)
-        decided = decide(parsed, ledger.store, clock.stored(clock.now()))
+        decided = decide(parsed, ledger.store, clock.stored(clock.now()), tokens.key(ledger.conn))
         ledger.write(lambda: decided)
     return len(decided)
-
-
-def issue_token(ledger: Ledger, username: str) -> str:
-    """A new random API token for a user; only its hash enters the log, so it is shown once."""
-    user_id = catalog_view.user_id(ledger.conn, username)
-    if user_id is None:
-        raise CatalogError([f"no user named {username!r} in the catalog"])
-    key = secrets.token_hex(20)
-    data = {"user_id": user_id, "token_sha256": token_sha256(key)}
-    stream = f"token/{user_id}"
-    ledger.write(lambda: [
-        events.new(stream, ledger.store.stream_version(stream) + 1, "TokenIssued", data, clock.stored(clock.now()))
-    ])
-    return key

@@ -12,7 +12,7 @@ import click
 
 from projections import runner
 
-from . import catalog, clock, demo, history
+from . import catalog, clock, demo, history, tokens
 from .database import Ledger
 from .opening import LedgerUnusable, Mode, translated_errors
 from .opening import open_ledger as open_database
@@ -104,22 +104,95 @@ def load_catalog(ledger: Ledger, text: bytes | str) -> int:
         raise click.ClickException("catalog rejected:\n" + "\n".join(error.problems)) from None
 
 
-@cli.command()
-@click.argument("username")
-@click.pass_context
-def token(ctx, username):
-    """Issue a new API token for a user and print it once (only its hash is kept).
+class TokenGroup(click.Group):
+    """`ledger token`: `ledger token USERNAME`, the form before issue/list/revoke, still issues a token."""
 
-    Example: ledger token provider-owner
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            click.echo(f"note: `ledger token {args[0]}` is now `ledger token issue {args[0]}`", err=True)
+            args = ["issue", *args]
+        return super().resolve_command(ctx, args)
+
+
+@cli.group("token", cls=TokenGroup)
+def token_group():
+    """API tokens: issue, list and revoke them. Only a keyed digest of a token is kept, so it is shown once.
+
+    Example: ledger token issue provider-owner --expires 90d
     """
-    click.echo(issue_token(open_ledger(ctx, Mode.WRITE), username))
 
 
-def issue_token(ledger: Ledger, username: str) -> str:
+def token_expiry(ctx, param, value: str | None):
+    if value is None:
+        return None
     try:
-        return catalog.issue_token(ledger, username)
-    except catalog.CatalogError as error:
+        return tokens.expiry(value, clock.now())
+    except ValueError:
+        raise click.BadParameter("neither an ISO date or datetime nor a number of days, e.g. 2027-01-01 or 90d") from None
+
+
+@token_group.command("issue")
+@click.argument("username")
+@click.option("--expires", callback=token_expiry, metavar="WHEN",
+              help="When the token stops working: an ISO date or datetime, or days from now (90d). Default: never.")
+@click.pass_context
+def token_issue(ctx, username, expires):
+    """Issue a new API token for a user; the token alone is printed on the last line, once.
+
+    Example: ledger token issue provider-owner --expires 2027-01-01
+    """
+    token_id, key = issue_token(open_ledger(ctx, Mode.WRITE), username, expires)
+    click.echo(f"token {token_id} issued to {username}" + (f", expires {clock.stored(expires)}" if expires else ""))
+    click.echo(key)
+
+
+def issue_token(ledger: Ledger, username: str, expires: dt.datetime | None = None) -> tuple[int, str]:
+    """(id, token) of a new token for a user; raises ClickException for an unknown user or a past expiry."""
+    try:
+        return tokens.issue_token(ledger, username, expires)
+    except tokens.TokenError as error:
         raise click.ClickException(str(error)) from None
+
+
+@token_group.command("list")
+@click.argument("username", required=False)
+@click.pass_context
+def token_list(ctx, username):
+    """The tokens of every user, or of one: id, user, origin (catalog or issued), created, expires, revoked.
+
+    The tokens themselves are never shown: the ledger does not have them.
+
+    Example: ledger token list provider-owner
+    """
+    ledger = open_ledger(ctx, Mode.WRITE)
+    try:
+        listed = tokens.listed(ledger.conn, username)
+    except tokens.TokenError as error:
+        raise click.ClickException(str(error)) from None
+    echo_table(
+        ("id", "user", "origin", "created", "expires", "revoked"),
+        [(t["id"], t["username"], t["source"], t["created"], t["expires_at"] or "never", t["revoked_at"] or "")
+         for t in listed],
+    )
+
+
+@token_group.command("revoke")
+@click.argument("username")
+@click.option("--id", "token_id", type=int, help="Only this token (an id from `ledger token list`).")
+@click.pass_context
+def token_revoke(ctx, username, token_id):
+    """Revoke every live token of a user, or one with --id; a revoked token gets 401 at once, servers included.
+
+    Example: ledger token revoke provider-owner --id 42
+    """
+    try:
+        revoked = tokens.revoke_tokens(open_ledger(ctx, Mode.WRITE), username, token_id)
+    except tokens.TokenError as error:
+        raise click.ClickException(str(error)) from None
+    if revoked:
+        click.echo(f"revoked {len(revoked)} token(s) of {username}: {', '.join(map(str, revoked))}")
+    else:
+        click.echo(f"{username} holds no live token: nothing revoked")
 
 
 @cli.command("roll-period")
@@ -371,12 +444,14 @@ def run_server(db_path: str, host: str, port: int, workers: int, threads: int = 
 def demo_command(ctx, host, port, workers):
     """Create the database if needed, load a demo catalog, print a staff token and serve.
 
+    The token replaces the one of the previous run and expires after a week.
+
     Example: ledger --db demo.db demo --port 8000
     """
     ledger = open_ledger(ctx, Mode.CREATE)
     load_catalog(ledger, demo.catalog_text())
     demo.seed_usage(ledger)
-    key = issue_token(ledger, demo.staff_username())
+    key = demo.staff_token(ledger)
     click.echo(f"staff token: {key}")
     click.echo(
         f"try: curl -s -H 'Authorization: Token {key}' http://{host}:{port}/api/marketplace-component-usages/"

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from projections import runner
 
-from . import checkpointer, clock, idempotency, periods
+from . import checkpointer, clock, idempotency, periods, tokens
 from .store import EventStore, NewEvent, StoredEvent, StreamConflict, connect
 
 # How often a write whose streams moved while it was deciding is decided again.
@@ -39,8 +39,11 @@ class Ledger:
         """Creates the log and the views if missing, and brings the views up to the log."""
         with self.store.transaction():
             self.store.create_schema()
-            runner.create(self.db)
+            outdated = runner.create(self.db)
             idempotency.create(self.db)
+            tokens.create(self.db)
+            if outdated:  # a view of an older release's shape: folded again from the log, once
+                runner.rebuild(self.store)
         runner.catch_up(self.store)
 
     def write(self, decide: Callable[[], list[NewEvent]], key: idempotency.Key | None = None) -> list[StoredEvent]:

@@ -13,8 +13,11 @@ import pytest
 
 import api
 from api import create_app
+from ledger import tokens
+from ledger.access import Caller
 from ledger.cli import load_catalog
 from ledger.database import Ledger
+from projections import catalog as catalog_view
 
 from .world import catalog_document, token
 
@@ -66,6 +69,11 @@ def client(app):
 
 def auth(username: str) -> dict:
     return {"Authorization": f"Token {token(username)}"}
+
+
+def caller_of(conn, username: str) -> Caller:
+    """The caller that the test world's token of `username` authenticates as."""
+    return catalog_view.token_holder(conn, tokens.digests(tokens.key(conn), token(username)))[0]
 
 
 def free_port() -> int:

@@ -1,5 +1,6 @@
 """`ledger catalog load`: an upsert by difference, a bad file rejected whole, tokens kept only as hashes."""
 
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -10,7 +11,7 @@ from click.testing import CliRunner
 
 from ledger import usage
 from ledger.access import Caller
-from ledger.catalog import token_sha256
+from ledger import tokens
 from ledger.cli import cli, issue_token, load_catalog
 from ledger.database import Ledger
 
@@ -302,12 +303,13 @@ def test_no_clear_text_token_is_stored(tmp_path, catalog, now):
     ledger = Ledger(path)
     ledger.init()
     load_catalog(ledger, json.dumps(catalog))
-    issued = issue_token(ledger, "stranger")
+    _, issued = issue_token(ledger, "stranger")
     stored = raw_bytes(path)  # read while open, so the write-ahead log is still there
+    assert tokens.digest(tokens.key(ledger.conn), token("staff")).encode() in stored
     ledger.close()
-    assert token_sha256(token("staff")).encode() in stored
     for secret in [token(name) for name in USERS] + [issued]:
         assert secret.encode() not in stored
+        assert hashlib.sha256(secret.encode()).hexdigest().encode() not in stored
 
 
 def test_a_catalog_token_authenticates(client):
@@ -337,26 +339,27 @@ def test_a_revoked_role_can_be_granted_again(ledger, client):
     assert len(client.get(LIST, headers=auth("project-admin")).get_json()) == 1
 
 
-def test_ledger_token_prints_a_working_token(db_path, client):
+def test_the_old_form_of_ledger_token_still_issues_a_working_token(db_path, client):
     result = CliRunner().invoke(cli, ["--db", db_path, "token", "stranger"])
     assert result.exit_code == 0, result.output
-    issued = result.stdout.strip()
+    assert "`ledger token stranger` is now `ledger token issue stranger`" in result.stderr
+    issued = result.stdout.splitlines()[-1]
     assert client.get(LIST, headers={"Authorization": f"Token {issued}"}).status_code == 200
 
 
-def test_ledger_token_keeps_only_the_hash(db_path):
-    issued = CliRunner().invoke(cli, ["--db", db_path, "token", "stranger"]).stdout.strip()
+def test_ledger_token_issue_keeps_only_a_keyed_digest(db_path):
+    issued = CliRunner().invoke(cli, ["--db", db_path, "token", "issue", "stranger"]).stdout.splitlines()[-1]
     ledger = Ledger(db_path)
-    (kept,) = ledger.conn.execute("SELECT token_sha256 FROM tokens WHERE source = 'issued'").fetchone()
+    (kept,) = ledger.conn.execute("SELECT digest FROM tokens WHERE source = 'issued'").fetchone()
     (logged,) = [event.data for event in ledger.store.read() if event.type == "TokenIssued"]
     stored = raw_bytes(db_path)
+    assert kept == tokens.digest(tokens.key(ledger.conn), issued) == logged["token_digest"]
     ledger.close()
-    assert kept == token_sha256(issued) == logged["token_sha256"]
     assert issued.encode() not in stored
 
 
 def test_an_issued_token_survives_reloading_the_catalog(db_path, catalog, client):
-    issued = CliRunner().invoke(cli, ["--db", db_path, "token", "stranger"]).stdout.strip()
+    issued = CliRunner().invoke(cli, ["--db", db_path, "token", "issue", "stranger"]).stdout.splitlines()[-1]
     catalog["users"][-1]["token"] = "stranger-new-token"
     result = CliRunner().invoke(cli, ["--db", db_path, "catalog", "load", "-"], input=json.dumps(catalog))
     assert result.exit_code == 0, result.output
@@ -365,6 +368,6 @@ def test_an_issued_token_survives_reloading_the_catalog(db_path, catalog, client
 
 
 def test_ledger_token_for_an_unknown_user_fails(db_path):
-    result = CliRunner().invoke(cli, ["--db", db_path, "token", "nobody"])
+    result = CliRunner().invoke(cli, ["--db", db_path, "token", "issue", "nobody"])
     assert result.exit_code != 0
     assert "no user named 'nobody'" in result.output
