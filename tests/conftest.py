@@ -3,6 +3,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -69,6 +70,15 @@ def client(app):
 
 def auth(username: str) -> dict:
     return {"Authorization": f"Token {token(username)}"}
+
+
+def event_count(path: str) -> int:
+    """How many events the log of the database at `path` holds."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    finally:
+        conn.close()
 
 
 def caller_of(conn, username: str) -> Caller:

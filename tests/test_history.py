@@ -15,7 +15,7 @@ from ledger.events import usage_record_uuid
 from ledger.store import canonical
 from projections import usages
 
-from .conftest import auth
+from .conftest import auth, event_count
 from .world import NON_READERS, PROVIDER, READERS, RESOURCE, USERS, token
 
 STAFF = Caller(id=1, username="staff", is_staff=True)
@@ -55,14 +55,6 @@ def exported(db_path: str, path, *args: str) -> list[str]:
     result = run(db_path, "export", "--output", str(path), *args)
     assert result.exit_code == 0, result.output
     return path.read_text(encoding="utf-8").splitlines(keepends=True)
-
-
-def event_count(path: str) -> int:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-    finally:
-        conn.close()
 
 
 # verify

@@ -17,7 +17,7 @@ from ledger.cli import cli, load_catalog
 from ledger.database import Ledger
 from ledger.store import NewEvent, StoredEvent
 
-from .conftest import auth
+from .conftest import auth, event_count
 from .world import token
 
 LIST = "/api/marketplace-component-usages/"
@@ -273,11 +273,3 @@ def test_an_import_into_a_new_database_brings_no_working_token(db_path, tmp_path
 def stored_event(event_type: str, data: dict) -> StoredEvent:
     return StoredEvent(1, "e" * 32, "token/1", 1, event_type, 1, "2026-03-01T00:00:00.000000Z",
                        "2026-03-01T00:00:00.000000Z", None, data, "0" * 64, "0" * 64)
-
-
-def event_count(db_path: str) -> int:
-    conn = sqlite3.connect(db_path)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-    finally:
-        conn.close()
