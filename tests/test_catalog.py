@@ -15,7 +15,7 @@ from ledger import tokens
 from ledger.cli import cli, issue_token, load_catalog
 from ledger.database import Ledger
 
-from .conftest import auth
+from .conftest import auth, event_count
 from .world import (
     CLIENT, OFFERING, PLAN_PERIOD, PROJECT, PROVIDER, RESOURCE, USERS, token,
 )
@@ -251,17 +251,74 @@ def test_a_bad_file_reports_one_line_per_problem(ledger, catalog):
     catalog["customers"][0]["uuid"] = "bad"
     catalog["resources"][0]["state"] = "Running"
     catalog["projects"][1]["customer_uuid"] = UNKNOWN
-    assert sorted(problems(ledger, json.dumps(catalog))) == [
-        "$.customers[0].uuid: Not a valid UUID.",
-        "$.resources[0].state: Must be one of: Creating, OK, Erred, Updating, Terminating, Terminated.",
-    ]  # shape problems first; references are checked once the shape is right
-    catalog["customers"][0]["uuid"] = PROVIDER
-    catalog["resources"][0]["state"] = "OK"
     catalog["resources"][1]["project_uuid"] = UNKNOWN
     assert problems(ledger, json.dumps(catalog)) == [
+        "$.customers[0].uuid: Not a valid UUID.",
+        "$.resources[0].state: Must be one of: Creating, OK, Erred, Updating, Terminating, Terminated.",
         f"$.projects[1].customer_uuid: unknown customer '{UNKNOWN}'",
         f"$.resources[1].project_uuid: unknown project '{UNKNOWN}'",
+    ]  # field problems and unknown references together, in one run
+
+
+# (JSON path, how to set it in the test catalog, Waldur's longest)
+BOUNDED_STRINGS = {
+    "$.customers[0].name": (lambda c, v: c["customers"][0].update(name=v), 150),
+    "$.projects[0].name": (lambda c, v: c["projects"][0].update(name=v), 500),
+    "$.offerings[0].name": (lambda c, v: c["offerings"][0].update(name=v), 150),
+    "$.offerings[0].components[0].name": (lambda c, v: c["offerings"][0]["components"][0].update(name=v), 150),
+    "$.offerings[0].components[0].measured_unit": (
+        lambda c, v: c["offerings"][0]["components"][0].update(measured_unit=v), 30),
+    "$.resources[0].name": (lambda c, v: c["resources"][0].update(name=v), 150),
+    "$.users[0].username": (lambda c, v: c["users"][0].update(username=v), 128),
+    "$.users[0].token": (lambda c, v: c["users"][0].update(token=v), 255),
+    "$.offering_users[0].username": (lambda c, v: c["offering_users"][0].update(username=v), 100),
+    "$.roles[0].username": (lambda c, v: c["roles"][0].update(username=v), 128),
+}
+
+
+@pytest.mark.parametrize("path", BOUNDED_STRINGS)
+def test_a_catalog_string_over_its_limit_is_refused_naming_its_path(ledger, catalog, path):
+    set_value, longest = BOUNDED_STRINGS[path]
+    set_value(catalog, "x" * (longest + 1))
+    lines = [line for line in problems(ledger, json.dumps(catalog)) if line.startswith(f"{path}: ")]
+    assert lines in ([f"{path}: Longer than maximum length {longest}."], [f"{path}: Length must be between 1 and {longest}."])
+
+
+@pytest.mark.parametrize("path", [p for p in BOUNDED_STRINGS if "username" not in p])
+def test_a_catalog_string_at_its_limit_loads(ledger, catalog, path):
+    set_value, longest = BOUNDED_STRINGS[path]
+    set_value(catalog, "x" * longest)
+    assert load_catalog(ledger, json.dumps(catalog)) == 1
+
+
+def test_a_huge_customer_name_is_refused_and_the_whole_file_with_it(ledger, catalog):
+    catalog["customers"][0]["name"] = "n" * 20_000_000
+    catalog["customers"].append({"uuid": UNKNOWN, "name": "A new customer"})
+    assert problems(ledger, json.dumps(catalog)) == ["$.customers[0].name: Longer than maximum length 150."]
+    assert ledger.conn.execute("SELECT COUNT(*) FROM customers WHERE uuid = ?", (UNKNOWN,)).fetchone() == (0,)
+
+
+def test_a_huge_limit_amount_is_refused(ledger, catalog):
+    catalog["offerings"][0]["components"][2]["limit_amount"] = "9" * 1_000_000
+    assert problems(ledger, json.dumps(catalog)) == [
+        "$.offerings[0].components[2].limit_amount: Longer than maximum length 40."
     ]
+
+
+def test_a_type_error_and_an_unknown_reference_are_named_together_on_a_new_ledger(tmp_path, catalog, now):
+    """A fresh ledger knows nothing but the file: an item with a bad field still defines what it names."""
+    catalog["users"][0]["is_staff"] = "maybe"
+    catalog["customers"][1]["name"] = 7  # the customer is still known by its uuid to what refers to it
+    catalog["resources"][0]["offering_uuid"] = UNKNOWN
+    path = tmp_path / "fresh.db"
+    result = CliRunner().invoke(cli, ["--db", str(path), "catalog", "load", "-"], input=json.dumps(catalog))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[1:] == [
+        "$.customers[1].name: Not a valid string.",
+        "$.users[0].is_staff: Not a valid boolean.",
+        f"$.resources[0].offering_uuid: unknown offering '{UNKNOWN}'",
+    ]
+    assert event_count(str(path)) == 0
 
 
 def test_a_bad_file_changes_nothing_it_names_correctly(ledger, catalog):
