@@ -105,13 +105,20 @@ def load_catalog(ledger: Ledger, text: bytes | str) -> int:
 
 
 class TokenGroup(click.Group):
-    """`ledger token`: `ledger token USERNAME`, the form before issue/list/revoke, still issues a token."""
+    """`ledger token`: `ledger token USERNAME`, the form before issue/list/revoke, still issues a token;
+    a token command that cannot be carried out (an unknown user or token) ends in one line."""
 
     def resolve_command(self, ctx, args):
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             click.echo(f"note: `ledger token {args[0]}` is now `ledger token issue {args[0]}`", err=True)
             args = ["issue", *args]
         return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except tokens.TokenError as error:
+            raise click.ClickException(str(error)) from None
 
 
 @cli.group("token", cls=TokenGroup)
@@ -141,17 +148,9 @@ def token_issue(ctx, username, expires):
 
     Example: ledger token issue provider-owner --expires 2027-01-01
     """
-    token_id, key = issue_token(open_ledger(ctx, Mode.WRITE), username, expires)
+    token_id, key = tokens.issue_token(open_ledger(ctx, Mode.WRITE), username, expires)
     click.echo(f"token {token_id} issued to {username}" + (f", expires {clock.stored(expires)}" if expires else ""))
     click.echo(key)
-
-
-def issue_token(ledger: Ledger, username: str, expires: dt.datetime | None = None) -> tuple[int, str]:
-    """(id, token) of a new token for a user; raises ClickException for an unknown user or a past expiry."""
-    try:
-        return tokens.issue_token(ledger, username, expires)
-    except tokens.TokenError as error:
-        raise click.ClickException(str(error)) from None
 
 
 @token_group.command("list")
@@ -164,11 +163,7 @@ def token_list(ctx, username):
 
     Example: ledger token list provider-owner
     """
-    ledger = open_ledger(ctx, Mode.WRITE)
-    try:
-        listed = tokens.listed(ledger.conn, username)
-    except tokens.TokenError as error:
-        raise click.ClickException(str(error)) from None
+    listed = tokens.listed(open_ledger(ctx, Mode.WRITE).conn, username)
     echo_table(
         ("id", "user", "origin", "created", "expires", "revoked"),
         [(t["id"], t["username"], t["source"], t["created"], t["expires_at"] or "never", t["revoked_at"] or "")
@@ -185,10 +180,7 @@ def token_revoke(ctx, username, token_id):
 
     Example: ledger token revoke provider-owner --id 42
     """
-    try:
-        revoked = tokens.revoke_tokens(open_ledger(ctx, Mode.WRITE), username, token_id)
-    except tokens.TokenError as error:
-        raise click.ClickException(str(error)) from None
+    revoked = tokens.revoke_tokens(open_ledger(ctx, Mode.WRITE), username, token_id)
     if revoked:
         click.echo(f"revoked {len(revoked)} token(s) of {username}: {', '.join(map(str, revoked))}")
     else:

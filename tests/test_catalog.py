@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from ledger import usage
 from ledger.access import Caller
 from ledger import tokens
-from ledger.cli import cli, issue_token, load_catalog
+from ledger.cli import cli, load_catalog
 from ledger.database import Ledger
 
 from .conftest import auth, event_count
@@ -360,7 +360,7 @@ def test_no_clear_text_token_is_stored(tmp_path, catalog, now):
     ledger = Ledger(path)
     ledger.init()
     load_catalog(ledger, json.dumps(catalog))
-    _, issued = issue_token(ledger, "stranger")
+    _, issued = tokens.issue_token(ledger, "stranger")
     stored = raw_bytes(path)  # read while open, so the write-ahead log is still there
     assert tokens.digest(tokens.key(ledger.conn), token("staff")).encode() in stored
     ledger.close()
