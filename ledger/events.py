@@ -138,19 +138,19 @@ class UserUsageReported(Strict):
     user_uuid = fields.String(required=True, allow_none=True, validate=UUID_HEX)
 
 
-class TokenRevoked(Strict):
-    """Tokens of a user withdrawn, by id (the seq of the event that made each)."""
-
-    user_id = fields.Integer(required=True)
-    token_ids = fields.List(fields.Integer(strict=True), required=True)
-
-
 class BillingPeriodStarted(Strict):
     """The clock passed the start of a billing month: values are carried into it from then on."""
 
     billing_period = fields.String(required=True)
     starts_at = fields.String(required=True)
     timezone = fields.String(required=True)
+
+
+class TokenRevoked(Strict):
+    """Tokens of a user withdrawn, by id (the seq of the event that made each)."""
+
+    user_id = fields.Integer(required=True)
+    token_ids = fields.List(fields.Integer(strict=True), required=True)
 
 
 # (type, schema_version) -> schema of that shape.
