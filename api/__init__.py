@@ -9,6 +9,7 @@ import time
 from flask import Flask, g
 from werkzeug.routing import BaseConverter
 
+from ledger import tokens
 from ledger.committer import GroupCommitter
 from ledger.database import Ledger
 
@@ -51,7 +52,7 @@ def create_app(config: dict | None = None) -> Flask:
         DATABASE=os.environ.get("LEDGER_DB", "ledger.db"),
         MAX_CONTENT_LENGTH=int(os.environ.get("LEDGER_MAX_BODY", DEFAULT_MAX_BODY)),
         JSON_SORT_KEYS=False,
-        PROVIDE_AUTOMATIC_OPTIONS=False,  # SPEC §6: methods other than a route's own are 405, OPTIONS too
+        PROVIDE_AUTOMATIC_OPTIONS=False,  # methods other than a route's own are 405, OPTIONS too
         ROLLOVER_SECONDS=60,
     )
     app.config.update(config or {})
@@ -61,12 +62,13 @@ def create_app(config: dict | None = None) -> Flask:
     ledger = Ledger(app.config["DATABASE"])
     ledger.init()
     ledger.roll_periods()
+    token_key = tokens.key(ledger.conn)
     ledger.close()
 
     # One connection per thread for reading and deciding, opened on first use; one group committer
     # and one rollover timer per process (a forked worker makes its own).
     local = threading.local()
-    process = app.extensions["ledger"] = {"pid": None, "committer": None}
+    process = app.extensions["ledger"] = {"pid": None, "committer": None, "token_key": token_key}
     process_lock = threading.Lock()
 
     app.before_request(requests.read_unsized_body)

@@ -1,16 +1,18 @@
 """Token authentication as Waldur does it: `Authorization: Token <key>` or `?x-auth-token=`."""
 
-from flask import g, request
+from flask import current_app, g, request
 
+from ledger import clock, tokens
 from ledger.access import Caller
-from ledger.catalog import token_sha256
 from projections import catalog
 
 from .caching import ViewCache
 from .errors import ApiError
 
 CHALLENGE = {"WWW-Authenticate": "Token"}
-CALLERS = ViewCache()  # token hash -> its user and roles, until the catalog (or any row) changes
+# token digest -> its user and roles and its expiry, until the catalog (or any row) changes: a
+# revocation, even by another process, changes rows. Expiry is checked on every request.
+CALLERS = ViewCache()
 
 
 def presented_token() -> str | None:
@@ -26,9 +28,9 @@ def authenticate(conn) -> Caller:
     token = presented_token()
     if token is None:
         raise ApiError(401, {"detail": "Authentication credentials were not provided."}, CHALLENGE)
-    sha256 = token_sha256(token)
-    found = CALLERS.get(sha256, lambda: catalog.caller(conn, sha256), rows_only=True)
-    if found is None:
+    digests = tokens.digests(current_app.extensions["ledger"]["token_key"], token)
+    found = CALLERS.get(digests[0], lambda: catalog.token_holder(conn, digests), rows_only=True)
+    if found is None or tokens.expired(found[1], clock.stored(clock.now())):
         raise ApiError(401, {"detail": "Invalid token."}, CHALLENGE)
-    g.caller = found
-    return found
+    g.caller = found[0]
+    return found[0]

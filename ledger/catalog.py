@@ -1,20 +1,25 @@
 """The catalog file: validated whole, then turned into the catalog events that differ from the log."""
 
-import hashlib
-import secrets
 import json
 import sqlite3
 from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from projections import catalog as catalog_view
-
-from . import clock, events
+from . import clock, events, tokens
 from .database import Ledger
 from .store import EventStore, NewEvent, canonical
 
 COMPONENT_TYPE = validate.Regexp(r"^[a-zA-Z0-9_\-/:]+$", error="Enter a valid component type.")
+# Waldur's own length limits, so that nothing in the catalog is longer than Waldur would hold
+# (and a name of megabytes is refused, not carried through every view and verify).
+NAME = validate.Length(max=150)
+PROJECT_NAME = validate.Length(max=500)
+USERNAME = validate.Length(1, 128)
+OFFERING_USERNAME = validate.Length(1, 100)
+MEASURED_UNIT = validate.Length(max=30)
+TOKEN = validate.Length(1, 255)  # no limit in Waldur's catalog; its own tokens have 40 characters
+AMOUNT_CHARACTERS = 40
 USER_ID = validate.Range(1, 2**63 - 1)  # positive, and within SQLite's INTEGER
 ROLES_BY_SCOPE = {"customer": ("owner", "manager"), "project": ("admin", "manager", "member"), "offering": ("manager",)}
 
@@ -25,11 +30,6 @@ class CatalogError(ValueError):
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
-
-
-def token_sha256(token: str) -> str:
-    """How a token is kept: only its SHA-256, never the token itself."""
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class HexUUID(fields.UUID):
@@ -43,6 +43,8 @@ class Amount(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ValidationError("Not a valid number.")
+        if isinstance(value, str) and len(value) > AMOUNT_CHARACTERS:
+            raise ValidationError(f"Longer than maximum length {AMOUNT_CHARACTERS}.")
         try:
             number = Decimal(str(value))
         except InvalidOperation as error:
@@ -67,27 +69,27 @@ class Closed(Schema):
 
 class UserFile(Closed):
     id = fields.Integer(required=True, strict=True, validate=USER_ID)
-    username = fields.String(required=True, validate=validate.Length(1, 150))
-    token = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
+    username = fields.String(required=True, validate=USERNAME)
+    token = fields.String(load_default=None, allow_none=True, validate=TOKEN)
     is_staff = fields.Boolean(load_default=False)
     is_support = fields.Boolean(load_default=False)
 
 
 class CustomerFile(Closed):
     uuid = HexUUID(required=True)
-    name = fields.String(required=True)
+    name = fields.String(required=True, validate=NAME)
 
 
 class ProjectFile(Closed):
     uuid = HexUUID(required=True)
-    name = fields.String(required=True)
+    name = fields.String(required=True, validate=PROJECT_NAME)
     customer_uuid = HexUUID(required=True)
 
 
 class ComponentFile(Closed):
     type = fields.String(required=True, validate=[validate.Length(1, 50), COMPONENT_TYPE])
-    name = fields.String(required=True)
-    measured_unit = fields.String(load_default="")
+    name = fields.String(required=True, validate=NAME)
+    measured_unit = fields.String(load_default="", validate=MEASURED_UNIT)
     billing_type = fields.String(required=True, validate=validate.OneOf(events.BILLING_TYPES))
     limit_period = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(events.LIMIT_PERIODS))
     limit_amount = Amount(load_default=None, allow_none=True)
@@ -95,7 +97,7 @@ class ComponentFile(Closed):
 
 class OfferingFile(Closed):
     uuid = HexUUID(required=True)
-    name = fields.String(required=True)
+    name = fields.String(required=True, validate=NAME)
     customer_uuid = HexUUID(required=True)
     components = fields.List(fields.Nested(ComponentFile), load_default=list)
 
@@ -113,7 +115,7 @@ class OfferingFile(Closed):
 class OfferingUserFile(Closed):
     uuid = HexUUID(required=True)
     offering_uuid = HexUUID(required=True)
-    username = fields.String(required=True, validate=validate.Length(1, 100))
+    username = fields.String(required=True, validate=OFFERING_USERNAME)
     user_id = fields.Integer(load_default=None, allow_none=True, strict=True, validate=USER_ID)
 
 
@@ -125,7 +127,7 @@ class PlanPeriodFile(Closed):
 
 class ResourceFile(Closed):
     uuid = HexUUID(required=True)
-    name = fields.String(required=True)
+    name = fields.String(required=True, validate=NAME)
     offering_uuid = HexUUID(required=True)
     project_uuid = HexUUID(required=True)
     state = fields.String(required=True, validate=validate.OneOf(events.STATES))
@@ -134,7 +136,7 @@ class ResourceFile(Closed):
 
 
 class RoleFile(Closed):
-    username = fields.String(required=True)
+    username = fields.String(required=True, validate=USERNAME)
     scope = fields.String(required=True, validate=validate.OneOf(tuple(ROLES_BY_SCOPE)))
     scope_uuid = HexUUID(required=True)
     role = fields.String(required=True)
@@ -157,17 +159,24 @@ class CatalogFile(Closed):
     roles = fields.List(fields.Nested(RoleFile), load_default=list)
 
 
-def parse(text: str) -> dict:
-    """The catalog file's content, validated for shape; raises CatalogError."""
+def parse(text: str) -> tuple[dict, list[str]]:
+    """The catalog file's content and one line per problem of shape. With problems, the content
+    holds only what was valid (an item keeps its valid fields), for checking references; raises
+    CatalogError for a file that is not JSON at all."""
     try:
         document = json.loads(text)
         canonical(document).encode()  # "\ud800" parses, but a lone surrogate is not text: it could not be stored
     except (ValueError, RecursionError) as error:  # JSONDecodeError and the Unicode errors are ValueErrors
         raise CatalogError([f"$: not valid JSON: {error}"]) from error
     try:
-        return CatalogFile().load(document)
+        return CatalogFile().load(document), []
     except ValidationError as error:
-        raise CatalogError(sorted(_flatten(error.messages, "$"))) from error
+        valid = error.valid_data if isinstance(error.valid_data, dict) else {}
+        partial = {
+            section: [item if isinstance(item, dict) else {} for item in valid.get(section) or []]
+            for section in CatalogFile().fields
+        }
+        return partial, sorted(_flatten(error.messages, "$"))
 
 
 def _flatten(messages, path: str) -> list[str]:
@@ -184,20 +193,21 @@ def _flatten(messages, path: str) -> list[str]:
     return [f"{path}: {message}" for message in messages]
 
 
-def check_references(catalog: dict, conn: sqlite3.Connection) -> None:
-    """Every reference in the file must name something in the file or already in the catalog."""
+def reference_problems(catalog: dict, conn: sqlite3.Connection) -> list[str]:
+    """One line per reference in the file that names nothing in the file or already in the catalog,
+    and per name claimed twice. Items may be partial (see `parse`): what is missing is not checked."""
     problems = []
 
     def known(table: str, column: str, listed: list[dict], key: str) -> set:
         existing = {row[0] for row in conn.execute(f"SELECT {column} FROM {table}")}
-        return existing | {item[key] for item in listed}
+        return existing | {item[key] for item in listed if key in item}
 
     def unique(section: str, key: str) -> None:
         seen = set()
         for index, item in enumerate(catalog[section]):
-            if item[key] in seen:
+            if key in item and item[key] in seen:
                 problems.append(f"$.{section}[{index}].{key}: duplicate {key} {item[key]!r} in this file")
-            seen.add(item[key])
+            seen.add(item.get(key))
 
     for section, key in (("users", "id"), ("users", "username"), ("customers", "uuid"), ("projects", "uuid"),
                          ("offerings", "uuid"), ("offering_users", "uuid"), ("resources", "uuid")):
@@ -211,54 +221,60 @@ def check_references(catalog: dict, conn: sqlite3.Connection) -> None:
     user_ids = known("users", "id", catalog["users"], "id")
     scopes = {"customer": customers, "project": projects, "offering": offerings}
 
-    def refer(section: str, index: int, field: str, value, universe: set, what: str) -> None:
+    def refer(section: str, index: int, field: str, universe: set, what: str) -> None:
+        value = catalog[section][index].get(field)
         if value is not None and value not in universe:
             problems.append(f"$.{section}[{index}].{field}: unknown {what} {value!r}")
 
-    for i, item in enumerate(catalog["projects"]):
-        refer("projects", i, "customer_uuid", item["customer_uuid"], customers, "customer")
-    for i, item in enumerate(catalog["offerings"]):
-        refer("offerings", i, "customer_uuid", item["customer_uuid"], customers, "customer")
-    for i, item in enumerate(catalog["offering_users"]):
-        refer("offering_users", i, "offering_uuid", item["offering_uuid"], offerings, "offering")
-        refer("offering_users", i, "user_id", item["user_id"], user_ids, "user id")
-    for i, item in enumerate(catalog["resources"]):
-        refer("resources", i, "offering_uuid", item["offering_uuid"], offerings, "offering")
-        refer("resources", i, "project_uuid", item["project_uuid"], projects, "project")
+    for i in range(len(catalog["projects"])):
+        refer("projects", i, "customer_uuid", customers, "customer")
+    for i in range(len(catalog["offerings"])):
+        refer("offerings", i, "customer_uuid", customers, "customer")
+    for i in range(len(catalog["offering_users"])):
+        refer("offering_users", i, "offering_uuid", offerings, "offering")
+        refer("offering_users", i, "user_id", user_ids, "user id")
+    for i in range(len(catalog["resources"])):
+        refer("resources", i, "offering_uuid", offerings, "offering")
+        refer("resources", i, "project_uuid", projects, "project")
     for i, item in enumerate(catalog["roles"]):
-        refer("roles", i, "username", item["username"], usernames, "user")
-        refer("roles", i, "scope_uuid", item["scope_uuid"], scopes[item["scope"]], item["scope"])
-    if problems:
-        raise CatalogError(problems)
+        refer("roles", i, "username", usernames, "user")
+        if item.get("scope") in scopes:
+            refer("roles", i, "scope_uuid", scopes[item["scope"]], item["scope"])
+    return problems
 
 
 def check_claims(catalog: dict, conn: sqlite3.Connection, problems: list[str]) -> None:
     """Names that only one holder may have: taking one from another holder would silently
     drop it from the views (a username, a token, a plan period) or make the file contradict
     itself (the same role listed twice)."""
-    redefined = {user["id"] for user in catalog["users"]}
+    redefined = {user.get("id") for user in catalog["users"]}
     usernames = dict(conn.execute("SELECT username, id FROM users"))
-    tokens = {sha: (user_id, source) for sha, user_id, source in conn.execute("SELECT token_sha256, user_id, source FROM tokens")}
+    held = {digest: (user_id, source) for digest, user_id, source in conn.execute("SELECT digest, user_id, source FROM tokens")}
+    token_key = tokens.key(conn)
     file_tokens: set[str] = set()
     for index, user in enumerate(catalog["users"]):
-        holder = usernames.get(user["username"])
+        if "id" not in user:  # whose claims these are is unknown: the id's own problem is reported
+            continue
+        holder = usernames.get(user.get("username"))
         if holder not in (None, user["id"]) and holder not in redefined:
             problems.append(f"$.users[{index}].username: {user['username']!r} belongs to user {holder}")
-        if not user["token"]:
+        if not user.get("token"):
             continue
-        sha = token_sha256(user["token"])
-        holder, source = tokens.get(sha, (None, None))
-        if sha in file_tokens or (
+        digests = tokens.digests(token_key, user["token"])
+        holder, source = next((held[digest] for digest in digests if digest in held), (None, None))
+        if digests[0] in file_tokens or (
             holder not in (None, user["id"]) and not (source == "catalog" and holder in redefined)
         ):
             problems.append(f"$.users[{index}].token: this token belongs to another user")
-        file_tokens.add(sha)
+        file_tokens.add(digests[0])
 
     owners = dict(conn.execute("SELECT uuid, resource_uuid FROM plan_periods"))
     listed: set[str] = set()
     for index, resource in enumerate(catalog["resources"]):
-        for position, plan_period in enumerate(resource["plan_periods"]):
-            path, uuid = f"$.resources[{index}].plan_periods[{position}].uuid", plan_period["uuid"]
+        for position, plan_period in enumerate(resource.get("plan_periods") or []):
+            path, uuid = f"$.resources[{index}].plan_periods[{position}].uuid", plan_period.get("uuid")
+            if uuid is None or "uuid" not in resource:
+                continue
             if uuid in listed:
                 problems.append(f"{path}: duplicate uuid {uuid!r} in this file")
             elif owners.get(uuid, resource["uuid"]) != resource["uuid"]:
@@ -267,14 +283,15 @@ def check_claims(catalog: dict, conn: sqlite3.Connection, problems: list[str]) -
 
     grants = set()
     for index, role in enumerate(catalog["roles"]):
-        grant = (role["username"], role["scope"], role["scope_uuid"], role["role"])
-        if grant in grants:
+        grant = (role.get("username"), role.get("scope"), role.get("scope_uuid"), role.get("role"))
+        if None not in grant and grant in grants:
             problems.append(f"$.roles[{index}]: the same role of {role['username']!r} is listed twice")
         grants.add(grant)
 
 
-def decide(catalog: dict, store: EventStore, occurred_at: str, actor_id: int | None = None) -> list[NewEvent]:
-    """The catalog events that bring the log to what the file says; none for what is unchanged."""
+def decide(catalog: dict, store: EventStore, occurred_at: str, token_key: bytes, actor_id: int | None = None) -> list[NewEvent]:
+    """The catalog events that bring the log to what the file says; none for what is unchanged.
+    Tokens are kept as digests under `token_key` (ledger/tokens.py)."""
     decided = []
 
     def define(stream: str, event_type: str, data: dict) -> None:
@@ -284,8 +301,8 @@ def decide(catalog: dict, store: EventStore, occurred_at: str, actor_id: int | N
             decided.append(events.new(stream, version, event_type, data, occurred_at, actor_id))
 
     for user in catalog["users"]:
-        token = token_sha256(user["token"]) if user["token"] else None
-        data = {key: user[key] for key in ("id", "username", "is_staff", "is_support")} | {"token_sha256": token}
+        token = tokens.digest(token_key, user["token"]) if user["token"] else None
+        data = {key: user[key] for key in ("id", "username", "is_staff", "is_support")} | {"token_digest": token}
         define(f"user/{user['id']}", "UserDefined", data)
     for customer in catalog["customers"]:
         define(f"customer/{customer['uuid']}", "CustomerDefined", customer)
@@ -312,23 +329,11 @@ def decide(catalog: dict, store: EventStore, occurred_at: str, actor_id: int | N
 
 def load(ledger: Ledger, text: bytes | str) -> int:
     """Validates a catalog file whole and appends its changes; returns how many catalog events."""
-    parsed = parse(text)
+    parsed, problems = parse(text)
     with ledger.store.transaction():
-        check_references(parsed, ledger.conn)
-        decided = decide(parsed, ledger.store, clock.stored(clock.now()))
+        problems += reference_problems(parsed, ledger.conn)
+        if problems:
+            raise CatalogError(problems)
+        decided = decide(parsed, ledger.store, clock.stored(clock.now()), tokens.key(ledger.conn))
         ledger.write(lambda: decided)
     return len(decided)
-
-
-def issue_token(ledger: Ledger, username: str) -> str:
-    """A new random API token for a user; only its hash enters the log, so it is shown once."""
-    user_id = catalog_view.user_id(ledger.conn, username)
-    if user_id is None:
-        raise CatalogError([f"no user named {username!r} in the catalog"])
-    key = secrets.token_hex(20)
-    data = {"user_id": user_id, "token_sha256": token_sha256(key)}
-    stream = f"token/{user_id}"
-    ledger.write(lambda: [
-        events.new(stream, ledger.store.stream_version(stream) + 1, "TokenIssued", data, clock.stored(clock.now()))
-    ])
-    return key

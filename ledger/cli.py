@@ -12,8 +12,10 @@ import click
 
 from projections import runner
 
-from . import catalog, clock, demo, history
+from . import catalog, clock, demo, history, tokens
 from .database import Ledger
+from .opening import LedgerUnusable, Mode, translated_errors
+from .opening import open_ledger as open_database
 
 # Gunicorn's advice: about two worker processes per CPU. Python runs one thread of a process at a
 # time, so processes, not threads, use the CPUs; a second thread lets a worker parse and decide a
@@ -23,7 +25,24 @@ DEFAULT_WORKERS = 2 * (os.cpu_count() or 1)
 DEFAULT_THREADS = 2
 
 
-@click.group()
+class Unusable(click.ClickException):
+    """A database path the command cannot use: one line, and the exit status of a usage error."""
+
+    exit_code = 2
+
+
+class LedgerGroup(click.Group):
+    """The command group: a database error anywhere in a command ends it with one line, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            with translated_errors(ctx.params.get("db_path", "the database")):
+                return super().invoke(ctx)
+        except LedgerUnusable as error:
+            raise Unusable(str(error)) from None
+
+
+@click.group(cls=LedgerGroup)
 @click.option(
     "--db", "db_path", envvar="LEDGER_DB", default="ledger.db", show_default=True,
     help="The ledger's SQLite database (LEDGER_DB).",
@@ -37,9 +56,9 @@ def cli(ctx, db_path):
     ctx.obj = {"db_path": db_path}
 
 
-def open_ledger(ctx) -> Ledger:
-    ledger = Ledger(ctx.obj["db_path"])
-    ledger.init()
+def open_ledger(ctx, mode: Mode) -> Ledger:
+    """The command's ledger, opened in `mode` (see ledger/opening.py), closed when the command ends."""
+    ledger = open_database(ctx.obj["db_path"], mode)
     ctx.call_on_close(ledger.close)
     return ledger
 
@@ -51,7 +70,7 @@ def init(ctx):
 
     Example: ledger --db ledger.db init
     """
-    open_ledger(ctx)
+    open_ledger(ctx, Mode.CREATE)
     click.echo(f"initialised {ctx.obj['db_path']}")
 
 
@@ -73,7 +92,7 @@ def catalog_load(ctx, file):
 
     Example: ledger catalog load catalog.json
     """
-    appended = load_catalog(open_ledger(ctx), file.read())
+    appended = load_catalog(open_ledger(ctx, Mode.CREATE), file.read())
     click.echo(f"catalog loaded: {appended} event(s) appended")
 
 
@@ -85,22 +104,87 @@ def load_catalog(ledger: Ledger, text: bytes | str) -> int:
         raise click.ClickException("catalog rejected:\n" + "\n".join(error.problems)) from None
 
 
-@cli.command()
-@click.argument("username")
-@click.pass_context
-def token(ctx, username):
-    """Issue a new API token for a user and print it once (only its hash is kept).
+class TokenGroup(click.Group):
+    """`ledger token`: `ledger token USERNAME`, the form before issue/list/revoke, still issues a token;
+    a token command that cannot be carried out (an unknown user or token) ends in one line."""
 
-    Example: ledger token provider-owner
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            click.echo(f"note: `ledger token {args[0]}` is now `ledger token issue {args[0]}`", err=True)
+            args = ["issue", *args]
+        return super().resolve_command(ctx, args)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except tokens.TokenError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@cli.group("token", cls=TokenGroup)
+def token_group():
+    """API tokens: issue, list and revoke them. Only a keyed digest of a token is kept, so it is shown once.
+
+    Example: ledger token issue provider-owner --expires 90d
     """
-    click.echo(issue_token(open_ledger(ctx), username))
 
 
-def issue_token(ledger: Ledger, username: str) -> str:
+def token_expiry(ctx, param, value: str | None):
+    if value is None:
+        return None
     try:
-        return catalog.issue_token(ledger, username)
-    except catalog.CatalogError as error:
-        raise click.ClickException(str(error)) from None
+        return tokens.expiry(value, clock.now())
+    except ValueError:
+        raise click.BadParameter("neither an ISO date or datetime nor a number of days, e.g. 2027-01-01 or 90d") from None
+
+
+@token_group.command("issue")
+@click.argument("username")
+@click.option("--expires", callback=token_expiry, metavar="WHEN",
+              help="When the token stops working: an ISO date or datetime, or days from now (90d). Default: never.")
+@click.pass_context
+def token_issue(ctx, username, expires):
+    """Issue a new API token for a user; the token alone is printed on the last line, once.
+
+    Example: ledger token issue provider-owner --expires 2027-01-01
+    """
+    token_id, key = tokens.issue_token(open_ledger(ctx, Mode.WRITE), username, expires)
+    click.echo(f"token {token_id} issued to {username}" + (f", expires {clock.stored(expires)}" if expires else ""))
+    click.echo(key)
+
+
+@token_group.command("list")
+@click.argument("username", required=False)
+@click.pass_context
+def token_list(ctx, username):
+    """The tokens of every user, or of one: id, user, origin (catalog or issued), created, expires, revoked.
+
+    The tokens themselves are never shown: the ledger does not have them.
+
+    Example: ledger token list provider-owner
+    """
+    listed = tokens.listed(open_ledger(ctx, Mode.WRITE).conn, username)
+    echo_table(
+        ("id", "user", "origin", "created", "expires", "revoked"),
+        [(t["id"], t["username"], t["source"], t["created"], t["expires_at"] or "never", t["revoked_at"] or "")
+         for t in listed],
+    )
+
+
+@token_group.command("revoke")
+@click.argument("username")
+@click.option("--id", "token_id", type=int, help="Only this token (an id from `ledger token list`).")
+@click.pass_context
+def token_revoke(ctx, username, token_id):
+    """Revoke every live token of a user, or one with --id; a revoked token gets 401 at once, servers included.
+
+    Example: ledger token revoke provider-owner --id 42
+    """
+    revoked = tokens.revoke_tokens(open_ledger(ctx, Mode.WRITE), username, token_id)
+    if revoked:
+        click.echo(f"revoked {len(revoked)} token(s) of {username}: {', '.join(map(str, revoked))}")
+    else:
+        click.echo(f"{username} holds no live token: nothing revoked")
 
 
 @cli.command("roll-period")
@@ -112,7 +196,7 @@ def roll_period(ctx):
 
     Example: ledger --db ledger.db roll-period
     """
-    started = open_ledger(ctx).roll_periods()
+    started = open_ledger(ctx, Mode.WRITE).roll_periods()
     for event in started:
         click.echo(f"started billing period {event.data['billing_period']}")
     if not started:
@@ -126,7 +210,7 @@ def rebuild(ctx):
 
     Example: ledger --db ledger.db rebuild
     """
-    ledger = open_ledger(ctx)
+    ledger = open_ledger(ctx, Mode.WRITE)
     with click.progressbar(length=ledger.store.count(), label="replaying", file=sys.stderr) as bar:
         runner.rebuild(ledger.store, progress=bar.update)
     click.echo(f"rebuilt views from {ledger.store.count()} event(s)")
@@ -171,24 +255,43 @@ def seq_or_time(ctx, param, value: str) -> int | dt.datetime:
         raise click.BadParameter("neither a seq number nor an ISO datetime, e.g. 42 or 2026-03-01T00:00:00Z") from None
 
 
+def kept_head(ctx, param, values: tuple[str, ...]) -> list[tuple[int, str]]:
+    heads = []
+    for value in values:
+        seq, _, hash_ = value.partition(":")
+        if not (seq.isdigit() and len(hash_) == 64 and all(c in "0123456789abcdef" for c in hash_)):
+            raise click.BadParameter(f"{value!r} is not SEQ:HASH, e.g. 42:{'0' * 64}")
+        heads.append((int(seq), hash_))
+    return heads
+
+
 @cli.command()
+@click.option("--head", "heads", multiple=True, callback=kept_head, metavar="SEQ:HASH",
+              help="A head printed by an earlier verify and kept elsewhere: fail unless event SEQ has HASH. Repeatable.")
 @click.pass_context
-def verify(ctx):
+def verify(ctx, heads):
     """Check the hash chain, then rebuild the views from the log aside and compare them with the live ones.
 
-    Names the first broken seq, or each table that differs (how many rows, a few examples),
-    and exits with status 1 then.
+    Prints the log's head as `head: SEQ HASH`. Keep it outside the ledger (a ticket, the monthly
+    close): `--head SEQ:HASH` then catches a log cut short or rewritten, which the chain alone
+    cannot show. Names the first broken seq, each kept head that does not match, or each table
+    that differs (how many rows, a few examples), and exits with status 1 then.
 
-    Example: ledger --db ledger.db verify
+    Example: ledger --db ledger.db verify --head 1042:9f2c…
     """
-    result = history.verify(open_ledger(ctx), progress=progress_bar)
+    result = history.verify(open_ledger(ctx, Mode.READ), heads, progress=progress_bar)
+    click.echo(f"head: {result.head[0]} {result.head[1]}")
+    for line in result.unmatched_heads:
+        click.echo(line)
     if result.broken:
         click.echo(f"{result.broken}; the views were not compared")
         ctx.exit(1)
     click.echo(f"hash chain intact: {result.events} event(s)")
+    if heads and not result.unmatched_heads:
+        click.echo(f"kept head(s) found in the log: {len(heads)}")
     if not result.differences:
         click.echo(f"views identical to a rebuild from the log at seq {result.views_position} ({result.tables} tables)")
-        return
+        ctx.exit(1 if result.failed else 0)
     click.echo(f"views differ from a rebuild from the log at seq {result.views_position}:")
     for difference in result.differences:
         if difference.problem:
@@ -217,7 +320,7 @@ def audit(ctx, resource, component_type, period, as_json):
 
     Example: ledger audit 0d000000-0000-0000-0000-000000000001 --type cpu --period 2026-03
     """
-    entries = history.audit(open_ledger(ctx), resource, component_type, period)
+    entries = history.audit(open_ledger(ctx, Mode.READ), resource, component_type, period)
     if as_json:
         echo_json([dataclasses.asdict(entry) for entry in entries])
         return
@@ -242,7 +345,7 @@ def replay(ctx, until, as_json):
 
     Example: ledger replay --until 2026-03-01T00:00:00Z
     """
-    records = history.replay(open_ledger(ctx), until, progress=progress_bar)
+    records = history.replay(open_ledger(ctx, Mode.READ), until, progress=progress_bar)
     if as_json:
         echo_json(records)
         return
@@ -266,7 +369,7 @@ def export(ctx, since, output):
 
     Example: ledger --db ledger.db export --output ledger.jsonl
     """
-    count = history.export(open_ledger(ctx).store, output, since, progress=progress_bar)
+    count = history.export(open_ledger(ctx, Mode.READ).store, output, since, progress=progress_bar)
     click.echo(f"exported {count} event(s)", err=True)
 
 
@@ -282,7 +385,7 @@ def import_command(ctx, file):
     Example: ledger --db copy.db import ledger.jsonl
     """
     try:
-        count = history.import_log(open_ledger(ctx), file, progress=progress_bar)
+        count = history.import_log(open_ledger(ctx, Mode.CREATE), file, progress=progress_bar)
     except history.ImportRefused as refused:
         raise click.ClickException(f"import refused, nothing written: {refused}") from None
     click.echo(f"imported {count} event(s)")
@@ -300,7 +403,7 @@ def serve(ctx, host, port, workers, threads):
 
     Example: ledger --db ledger.db serve --host 127.0.0.1 --port 8000 --workers 4 --threads 2
     """
-    open_ledger(ctx)
+    open_ledger(ctx, Mode.WRITE)
     run_server(ctx.obj["db_path"], host, port, workers, threads)
 
 
@@ -334,12 +437,14 @@ def run_server(db_path: str, host: str, port: int, workers: int, threads: int = 
 def demo_command(ctx, host, port, workers):
     """Create the database if needed, load a demo catalog, print a staff token and serve.
 
+    The token replaces the one of the previous run and expires after a week.
+
     Example: ledger --db demo.db demo --port 8000
     """
-    ledger = open_ledger(ctx)
+    ledger = open_ledger(ctx, Mode.CREATE)
     load_catalog(ledger, demo.catalog_text())
     demo.seed_usage(ledger)
-    key = issue_token(ledger, demo.staff_username())
+    key = demo.staff_token(ledger)
     click.echo(f"staff token: {key}")
     click.echo(
         f"try: curl -s -H 'Authorization: Token {key}' http://{host}:{port}/api/marketplace-component-usages/"

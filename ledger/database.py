@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from projections import runner
 
-from . import checkpointer, clock, idempotency, periods
+from . import checkpointer, clock, idempotency, periods, tokens
 from .store import EventStore, NewEvent, StoredEvent, StreamConflict, connect
 
 # How often a write whose streams moved while it was deciding is decided again.
@@ -14,16 +14,18 @@ WRITE_ATTEMPTS = 5
 class Ledger:
     """One SQLite database holding the event log and the projections folded from it."""
 
-    def __init__(self, path: str, committer=None, background_checkpoints: bool = False, sync_on_commit: bool = True):
+    def __init__(self, path: str, committer=None, background_checkpoints: bool = False, sync_on_commit: bool = True,
+                 read_only: bool = False):
         """`committer`, a GroupCommitter of this process, lets concurrent writes share commits.
 
         With `background_checkpoints`, a thread copies the log into the database file instead of
         the commits of this connection (ledger/checkpointer.py): for a process that writes a lot.
         Without `sync_on_commit`, the caller makes each commit durable (see store.connect).
+        A `read_only` ledger only reads (ledger/opening.py says who opens one).
         """
         self.path = path
         self.committer = committer
-        self.conn = connect(path, sync_on_commit)
+        self.conn = connect(path, sync_on_commit, read_only)
         self.store = EventStore(self.conn)
         self.db = self.store.db
         self.checkpointer = None
@@ -37,8 +39,11 @@ class Ledger:
         """Creates the log and the views if missing, and brings the views up to the log."""
         with self.store.transaction():
             self.store.create_schema()
-            runner.create(self.db)
+            outdated = runner.create(self.db)
             idempotency.create(self.db)
+            tokens.create(self.db)
+            if outdated:  # a view of an older release's shape: folded again from the log, once
+                runner.rebuild(self.store)
         runner.catch_up(self.store)
 
     def write(self, decide: Callable[[], list[NewEvent]], key: idempotency.Key | None = None) -> list[StoredEvent]:

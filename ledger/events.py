@@ -29,7 +29,11 @@ class Strict(Schema):
         unknown = "raise"
 
 
-class UserDefined(Strict):
+# How a token is kept (ledger/tokens.py): "hmac-sha256:<hex>", or "sha256:<hex>" from an older ledger.
+TOKEN_DIGEST = validate.Regexp(r"^(hmac-sha256|sha256):[0-9a-f]{64}$", error="not a token digest")
+
+
+class UserDefinedV1(Strict):
     id = fields.Integer(required=True)
     username = fields.String(required=True)
     is_staff = fields.Boolean(required=True)
@@ -37,9 +41,25 @@ class UserDefined(Strict):
     token_sha256 = fields.String(required=True, allow_none=True)
 
 
-class TokenIssued(Strict):
+class UserDefined(Strict):
+    id = fields.Integer(required=True)
+    username = fields.String(required=True)
+    is_staff = fields.Boolean(required=True)
+    is_support = fields.Boolean(required=True)
+    token_digest = fields.String(required=True, allow_none=True, validate=TOKEN_DIGEST)
+
+
+class TokenIssuedV1(Strict):
     user_id = fields.Integer(required=True)
     token_sha256 = fields.String(required=True)
+
+
+class TokenIssued(Strict):
+    """A token issued to a user (`ledger token issue`); its id is the seq of this event."""
+
+    user_id = fields.Integer(required=True)
+    token_digest = fields.String(required=True, validate=TOKEN_DIGEST)
+    expires_at = fields.String(required=True, allow_none=True)
 
 
 class CustomerDefined(Strict):
@@ -170,10 +190,19 @@ class AgentProcessorRegistered(Strict):
     backend_version = fields.String(required=True, allow_none=True)
 
 
+class TokenRevoked(Strict):
+    """Tokens of a user withdrawn, by id (the seq of the event that made each)."""
+
+    user_id = fields.Integer(required=True)
+    token_ids = fields.List(fields.Integer(strict=True), required=True)
+
+
 # (type, schema_version) -> schema of that shape.
 SCHEMAS: dict[tuple[str, int], Schema] = {
-    ("UserDefined", 1): UserDefined(),
-    ("TokenIssued", 1): TokenIssued(),
+    ("UserDefined", 1): UserDefinedV1(),
+    ("UserDefined", 2): UserDefined(),
+    ("TokenIssued", 1): TokenIssuedV1(),
+    ("TokenIssued", 2): TokenIssued(),
     ("CustomerDefined", 1): CustomerDefined(),
     ("ProjectDefined", 1): ProjectDefined(),
     ("OfferingDefined", 1): OfferingDefined(),
@@ -188,11 +217,25 @@ SCHEMAS: dict[tuple[str, int], Schema] = {
     ("AgentIdentityRegistered", 1): AgentIdentityRegistered(),
     ("AgentServiceRegistered", 1): AgentServiceRegistered(),
     ("AgentProcessorRegistered", 1): AgentProcessorRegistered(),
+    ("TokenRevoked", 1): TokenRevoked(),
 }
+
+
+def _legacy_digest(sha256: str | None) -> str | None:
+    return None if sha256 is None else f"sha256:{sha256}"
+
 
 # (type, from_version) -> function turning data of that version into the next one.
 UPCASTERS: dict[tuple[str, int], callable] = {
     ("ResourceDefined", 1): lambda data: data | {"backend_id": ""},  # resources defined before backend ids had none
+    # Ledgers before keyed digests kept a token's plain SHA-256: it still authenticates, marked as such.
+    ("UserDefined", 1): lambda data: {
+        **{key: value for key, value in data.items() if key != "token_sha256"},
+        "token_digest": _legacy_digest(data["token_sha256"]),
+    },
+    ("TokenIssued", 1): lambda data: {
+        "user_id": data["user_id"], "token_digest": _legacy_digest(data["token_sha256"]), "expires_at": None,
+    },
 }
 
 CURRENT_VERSION = {event_type: max(v for t, v in SCHEMAS if t == event_type) for event_type, _ in SCHEMAS}

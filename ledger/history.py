@@ -63,30 +63,52 @@ class TableDifference:
 
 @dataclasses.dataclass(frozen=True)
 class Verification:
+    head: tuple[int, str]  # the log's last seq and hash
     broken: ChainBroken | None = None  # the first bad link of the chain
     events: int = 0  # the chain's length, when it holds
     views_position: int | None = None  # the seq the views were compared at; None when not compared
     tables: int = 0
     differences: tuple[TableDifference, ...] = ()
+    unmatched_heads: tuple[str, ...] = ()  # one line per kept head that the log does not hold
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.broken or self.differences or self.unmatched_heads)
 
 
-def verify(ledger: Ledger, progress: Progress = Quiet) -> Verification:
-    """Walks the hash chain, then rebuilds the views in a scratch database and compares them with
-    the live ones, table by table. The views are compared only when the chain holds."""
+def verify(ledger: Ledger, heads: Iterable[tuple[int, str]] = (), progress: Progress = Quiet) -> Verification:
+    """Checks that the log holds each of `heads` (seq, hash) kept elsewhere, walks the hash chain,
+    then rebuilds the views in a scratch database and compares them with the live ones, table by
+    table. The views are compared only when the chain holds.
+
+    The chain alone cannot show that events were cut off its end: a head kept elsewhere can."""
     store = ledger.store
     with _snapshot(ledger.conn):
+        head = store.head()
+        unmatched = tuple(_unmatched_head(store, head, seq, hash_) for seq, hash_ in heads)
+        unmatched = tuple(line for line in unmatched if line)
         with progress(length=store.count(), label="verifying the chain") as bar:
             try:
                 count = store.verify_chain(progress=bar.update)
             except ChainBroken as broken:
-                return Verification(broken)
+                return Verification(head, broken, unmatched_heads=unmatched)
         position = runner.position(ledger.conn)
         with _scratch() as scratch:
             _project(store, scratch, position, progress, "rebuilding the views")
             # The views, not the log's neighbours that no event rebuilds (idempotency keys).
             tables = [name for projection in runner.PROJECTIONS for name in projection.TABLES]
             differences = [d for d in (_compare(ledger.db, scratch.db, name) for name in tables) if d]
-    return Verification(None, count, position, len(tables), tuple(differences))
+    return Verification(head, None, count, position, len(tables), tuple(differences), unmatched)
+
+
+def _unmatched_head(store: EventStore, head: tuple[int, str], seq: int, hash_: str) -> str | None:
+    """Why the log does not hold event `seq` with hash `hash_`; None when it does."""
+    found = store.event_hash(seq)
+    if found is None:
+        return f"kept head {seq} is missing: the log ends at seq {head[0]} (cut short?)"
+    if found != hash_:
+        return f"kept head {seq} does not match: the log's event {seq} has hash {found}, not {hash_} (rewritten?)"
+    return None
 
 
 def _compare(live, rebuilt, table: str) -> TableDifference | None:

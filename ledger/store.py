@@ -9,6 +9,7 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterable, Iterator
 from json.encoder import encode_basestring
@@ -116,18 +117,40 @@ def durable_commits() -> bool:
     return os.environ.get("LEDGER_SYNC", "full").lower() != "normal"
 
 
-def connect(path: str, sync_on_commit: bool = True) -> sqlite3.Connection:
+def connect(path: str, sync_on_commit: bool = True, read_only: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode: transactions are opened explicitly with BEGIN IMMEDIATE.
 
     Without `sync_on_commit`, a commit does not wait for the disk (synchronous=NORMAL, which
     keeps the database consistent through a crash); whoever commits on it then makes the
-    commit durable with `EventStore.sync_log` before answering.
+    commit durable with `EventStore.sync_log` before answering. A `read_only` connection
+    never writes the database, and also reads one on storage it cannot write.
     """
+    if read_only:
+        return sqlite3.connect(read_only_uri(path), uri=True, timeout=BUSY_TIMEOUT_SECONDS,
+                               isolation_level=None, check_same_thread=False)
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={'FULL' if sync_on_commit and durable_commits() else 'NORMAL'}")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
+
+
+def writable(path: str) -> bool:
+    """Whether this process may write a file and create files beside it (SQLite's -wal and -shm)."""
+    return os.access(path, os.W_OK) and os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
+
+
+def read_only_uri(path: str) -> str:
+    """The URI that opens a database for reading only.
+
+    A reader of a write-ahead-logged database keeps its shared index in a -shm file beside it;
+    on storage it cannot write, that file cannot be made, so a database without a log of its
+    own there is opened as immutable (nothing changes it). One with a log is read through it.
+    """
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+    if not writable(path) and not os.path.exists(f"{path}-wal"):
+        uri += "&immutable=1"
+    return uri
 
 
 class WriterLock:
@@ -290,6 +313,11 @@ class EventStore:
         """The last seq and hash, or (0, genesis) for an empty log."""
         row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    def event_hash(self, seq: int) -> str | None:
+        """The hash of event `seq`; None when the log holds no such event."""
+        row = self.conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
+        return row[0] if row else None
 
     def append(self, events: Iterable[NewEvent]) -> list[StoredEvent]:
         """Appends events in one transaction; each must be the next version of its stream, and the

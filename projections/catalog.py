@@ -13,7 +13,11 @@ NAME = "catalog"
 
 TABLES = {
     "users": ({"id": int, "username": str, "is_staff": int, "is_support": int}, "id"),
-    "tokens": ({"token_sha256": str, "user_id": int, "source": str}, "token_sha256"),
+    # id: the seq of the event that made the token; digest: as ledger/tokens.py keeps it.
+    "tokens": (
+        {"id": int, "digest": str, "user_id": int, "source": str, "created": str, "expires_at": str, "revoked_at": str},
+        "id",
+    ),
     "customers": ({"uuid": str, "name": str}, "uuid"),
     "projects": ({"uuid": str, "name": str, "customer_uuid": str}, "uuid"),
     "offerings": ({"uuid": str, "name": str, "customer_uuid": str}, "uuid"),
@@ -36,15 +40,21 @@ TABLES = {
 }
 
 
-def create(db: sqlite_utils.Database) -> None:
+def create(db: sqlite_utils.Database) -> bool:
+    """Creates the tables; True when a table of an older shape had to be dropped (the views need a rebuild)."""
+    outdated = "tokens" in db.table_names() and "digest" not in db["tokens"].columns_dict
+    if outdated:  # keyed by a token's SHA-256, before token ids, expiry and revocation
+        db["tokens"].drop()
     for table, (columns, pk) in TABLES.items():
         db[table].create(columns, pk=pk, if_not_exists=True)
     db["users"].create_index(["username"], unique=True, if_not_exists=True)
+    db["tokens"].create_index(["digest"], unique=True, if_not_exists=True)
     db["tokens"].create_index(["user_id"], if_not_exists=True)
     db["plan_periods"].create_index(["resource_uuid", "start"], if_not_exists=True)
     db["roles"].create_index(["scope", "scope_uuid"], if_not_exists=True)
     if "backend_id" not in db["resources"].columns_dict:  # views made before resources had backend ids
         db["resources"].add_column("backend_id", str, not_null_default="")
+    return outdated
 
 
 def _user_defined(conn, event):
@@ -53,20 +63,32 @@ def _user_defined(conn, event):
         "INSERT OR REPLACE INTO users (id, username, is_staff, is_support) VALUES (?, ?, ?, ?)",
         (data["id"], data["username"], data["is_staff"], data["is_support"]),
     )
-    # The catalog's token replaces the previous catalog token; issued tokens stay.
-    conn.execute("DELETE FROM tokens WHERE user_id = ? AND source = 'catalog'", (data["id"],))
-    if data["token_sha256"]:
+    # The catalog's token replaces the previous catalog token; issued tokens stay. The same token
+    # defined again (the user changed otherwise) stays as it was, revoked if it was.
+    conn.execute(
+        "DELETE FROM tokens WHERE user_id = ? AND source = 'catalog' AND digest IS NOT ?", (data["id"], data["token_digest"])
+    )
+    if data["token_digest"]:
         conn.execute(
-            "INSERT OR REPLACE INTO tokens (token_sha256, user_id, source) VALUES (?, ?, 'catalog')",
-            (data["token_sha256"], data["id"]),
+            "INSERT INTO tokens (id, digest, user_id, source, created) VALUES (?, ?, ?, 'catalog', ?)"
+            " ON CONFLICT (digest) DO NOTHING",
+            (event.seq, data["token_digest"], data["id"], event.occurred_at),
         )
 
 
 def _token_issued(conn, event):
     data = event.data
     conn.execute(
-        "INSERT OR REPLACE INTO tokens (token_sha256, user_id, source) VALUES (?, ?, 'issued')",
-        (data["token_sha256"], data["user_id"]),
+        "INSERT OR REPLACE INTO tokens (id, digest, user_id, source, created, expires_at) VALUES (?, ?, ?, 'issued', ?, ?)",
+        (event.seq, data["token_digest"], data["user_id"], event.occurred_at, data["expires_at"]),
+    )
+
+
+def _token_revoked(conn, event):
+    data = event.data
+    conn.executemany(
+        "UPDATE tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+        [(event.occurred_at, token_id, data["user_id"]) for token_id in data["token_ids"]],
     )
 
 
@@ -149,6 +171,7 @@ def _role_revoked(conn, event):
 HANDLERS = {
     "UserDefined": _user_defined,
     "TokenIssued": _token_issued,
+    "TokenRevoked": _token_revoked,
     "CustomerDefined": _customer_defined,
     "ProjectDefined": _project_defined,
     "OfferingDefined": _offering_defined,
@@ -159,15 +182,21 @@ HANDLERS = {
 }
 
 
-def caller(conn: sqlite3.Connection, token_sha256: str) -> Caller | None:
-    """The user holding a token (by its hash), with the scopes of their roles; None if unknown."""
+def token_holder(conn: sqlite3.Connection, digests: tuple[str, ...]) -> tuple[Caller, str | None] | None:
+    """The user holding an unrevoked token kept under one of `digests`, with the scopes of their
+    roles, and when the token expires (None: never); None if no such token."""
     user = conn.execute(
-        "SELECT u.id, u.username, u.is_staff, u.is_support, t.token_sha256 FROM tokens t"
-        " JOIN users u ON u.id = t.user_id WHERE t.token_sha256 = ?",
-        (token_sha256,),
+        "SELECT u.id, u.username, u.is_staff, u.is_support, t.digest, t.expires_at FROM tokens t"
+        f" JOIN users u ON u.id = t.user_id WHERE t.digest IN ({', '.join('?' * len(digests))})"
+        " AND t.revoked_at IS NULL",
+        digests,
     ).fetchone()
-    if user is None or not hmac.compare_digest(user[4], token_sha256):
+    if user is None or not any(hmac.compare_digest(user[4], digest) for digest in digests):
         return None
+    return _caller(conn, user), user[5]
+
+
+def _caller(conn: sqlite3.Connection, user: tuple) -> Caller:
     scopes: dict[tuple[str, str], set] = {}
     for scope, role, scope_uuid in conn.execute(
         "SELECT scope, role, scope_uuid FROM roles WHERE username = ?", (user[1],)
@@ -180,6 +209,19 @@ def caller(conn: sqlite3.Connection, token_sha256: str) -> Caller | None:
         projects=frozenset(set().union(*(v for (s, _), v in scopes.items() if s == "project"))),
         offerings_managed=frozenset(scopes.get(("offering", "manager"), ())),
     )
+
+
+TOKEN_COLUMNS = ("id", "user_id", "username", "source", "created", "expires_at", "revoked_at")
+
+
+def tokens(conn: sqlite3.Connection, user_id: int | None = None) -> list[dict]:
+    """Every token (never its digest), oldest first; only one user's with `user_id`."""
+    rows = conn.execute(
+        "SELECT t.id, t.user_id, u.username, t.source, t.created, t.expires_at, t.revoked_at"
+        " FROM tokens t JOIN users u ON u.id = t.user_id WHERE ? IS NULL OR t.user_id = ? ORDER BY t.id",
+        (user_id, user_id),
+    )
+    return [dict(zip(TOKEN_COLUMNS, row)) for row in rows]
 
 
 def _record(cursor, columns: tuple[str, ...]) -> dict | None:

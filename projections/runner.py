@@ -17,7 +17,9 @@ PROJECTIONS = (catalog, usages, user_usages, site_agents)
 REBUILD_BATCH = 5000
 
 
-def create(db: sqlite_utils.Database) -> None:
+def create(db: sqlite_utils.Database) -> bool:
+    """Creates the views and their checkpoints; True when a view of an older shape was dropped, so
+    that the views must be rebuilt from the log."""
     checkpoints = db["projection_checkpoints"]
     checkpoints.create({"name": str, "position": int, "rows_changed_at": int}, pk="name", if_not_exists=True)
     if "rows_changed_at" not in checkpoints.columns_dict:  # made before the column: as of its position
@@ -25,12 +27,14 @@ def create(db: sqlite_utils.Database) -> None:
         db.execute("UPDATE projection_checkpoints SET rows_changed_at = position")
     # A view added to a ledger starts where the others stand: the events it folds are as new as it is.
     start = db.conn.execute("SELECT MIN(position) FROM projection_checkpoints").fetchone()[0] or 0
+    outdated = False
     for projection in PROJECTIONS:
-        projection.create(db)
+        outdated = projection.create(db) is True or outdated
         db.conn.execute(
             "INSERT OR IGNORE INTO projection_checkpoints (name, position, rows_changed_at) VALUES (?, ?, 0)",
             (projection.NAME, start),
         )
+    return outdated
 
 
 def drop(db: sqlite_utils.Database) -> None:

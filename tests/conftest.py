@@ -3,6 +3,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,8 +14,11 @@ import pytest
 
 import api
 from api import create_app
+from ledger import tokens
+from ledger.access import Caller
 from ledger.cli import load_catalog
 from ledger.database import Ledger
+from projections import catalog as catalog_view
 
 from .world import catalog_document, token
 
@@ -66,6 +70,20 @@ def client(app):
 
 def auth(username: str) -> dict:
     return {"Authorization": f"Token {token(username)}"}
+
+
+def event_count(path: str) -> int:
+    """How many events the log of the database at `path` holds."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def caller_of(conn, username: str) -> Caller:
+    """The caller that the test world's token of `username` authenticates as."""
+    return catalog_view.token_holder(conn, tokens.digests(tokens.key(conn), token(username)))[0]
 
 
 def free_port() -> int:

@@ -1,5 +1,6 @@
 """`ledger catalog load`: an upsert by difference, a bad file rejected whole, tokens kept only as hashes."""
 
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -10,12 +11,13 @@ from click.testing import CliRunner
 
 from ledger import events, history, usage
 from ledger.access import Caller
-from ledger.catalog import parse, token_sha256
-from ledger.cli import cli, issue_token, load_catalog
+from ledger import tokens
+from ledger.catalog import parse
+from ledger.cli import cli, load_catalog
 from ledger.database import Ledger
 from ledger.store import NewEvent
 
-from .conftest import auth
+from .conftest import auth, event_count
 from .world import (
     CLIENT, OFFERING, PLAN_PERIOD, PROJECT, PROVIDER, RESOURCE, USERS, token,
 )
@@ -251,17 +253,74 @@ def test_a_bad_file_reports_one_line_per_problem(ledger, catalog):
     catalog["customers"][0]["uuid"] = "bad"
     catalog["resources"][0]["state"] = "Running"
     catalog["projects"][1]["customer_uuid"] = UNKNOWN
-    assert sorted(problems(ledger, json.dumps(catalog))) == [
-        "$.customers[0].uuid: Not a valid UUID.",
-        "$.resources[0].state: Must be one of: Creating, OK, Erred, Updating, Terminating, Terminated.",
-    ]  # shape problems first; references are checked once the shape is right
-    catalog["customers"][0]["uuid"] = PROVIDER
-    catalog["resources"][0]["state"] = "OK"
     catalog["resources"][1]["project_uuid"] = UNKNOWN
     assert problems(ledger, json.dumps(catalog)) == [
+        "$.customers[0].uuid: Not a valid UUID.",
+        "$.resources[0].state: Must be one of: Creating, OK, Erred, Updating, Terminating, Terminated.",
         f"$.projects[1].customer_uuid: unknown customer '{UNKNOWN}'",
         f"$.resources[1].project_uuid: unknown project '{UNKNOWN}'",
+    ]  # field problems and unknown references together, in one run
+
+
+# (JSON path, how to set it in the test catalog, Waldur's longest)
+BOUNDED_STRINGS = {
+    "$.customers[0].name": (lambda c, v: c["customers"][0].update(name=v), 150),
+    "$.projects[0].name": (lambda c, v: c["projects"][0].update(name=v), 500),
+    "$.offerings[0].name": (lambda c, v: c["offerings"][0].update(name=v), 150),
+    "$.offerings[0].components[0].name": (lambda c, v: c["offerings"][0]["components"][0].update(name=v), 150),
+    "$.offerings[0].components[0].measured_unit": (
+        lambda c, v: c["offerings"][0]["components"][0].update(measured_unit=v), 30),
+    "$.resources[0].name": (lambda c, v: c["resources"][0].update(name=v), 150),
+    "$.users[0].username": (lambda c, v: c["users"][0].update(username=v), 128),
+    "$.users[0].token": (lambda c, v: c["users"][0].update(token=v), 255),
+    "$.offering_users[0].username": (lambda c, v: c["offering_users"][0].update(username=v), 100),
+    "$.roles[0].username": (lambda c, v: c["roles"][0].update(username=v), 128),
+}
+
+
+@pytest.mark.parametrize("path", BOUNDED_STRINGS)
+def test_a_catalog_string_over_its_limit_is_refused_naming_its_path(ledger, catalog, path):
+    set_value, longest = BOUNDED_STRINGS[path]
+    set_value(catalog, "x" * (longest + 1))
+    lines = [line for line in problems(ledger, json.dumps(catalog)) if line.startswith(f"{path}: ")]
+    assert lines in ([f"{path}: Longer than maximum length {longest}."], [f"{path}: Length must be between 1 and {longest}."])
+
+
+@pytest.mark.parametrize("path", [p for p in BOUNDED_STRINGS if "username" not in p])
+def test_a_catalog_string_at_its_limit_loads(ledger, catalog, path):
+    set_value, longest = BOUNDED_STRINGS[path]
+    set_value(catalog, "x" * longest)
+    assert load_catalog(ledger, json.dumps(catalog)) == 1
+
+
+def test_a_huge_customer_name_is_refused_and_the_whole_file_with_it(ledger, catalog):
+    catalog["customers"][0]["name"] = "n" * 20_000_000
+    catalog["customers"].append({"uuid": UNKNOWN, "name": "A new customer"})
+    assert problems(ledger, json.dumps(catalog)) == ["$.customers[0].name: Longer than maximum length 150."]
+    assert ledger.conn.execute("SELECT COUNT(*) FROM customers WHERE uuid = ?", (UNKNOWN,)).fetchone() == (0,)
+
+
+def test_a_huge_limit_amount_is_refused(ledger, catalog):
+    catalog["offerings"][0]["components"][2]["limit_amount"] = "9" * 1_000_000
+    assert problems(ledger, json.dumps(catalog)) == [
+        "$.offerings[0].components[2].limit_amount: Longer than maximum length 40."
     ]
+
+
+def test_a_type_error_and_an_unknown_reference_are_named_together_on_a_new_ledger(tmp_path, catalog, now):
+    """A fresh ledger knows nothing but the file: an item with a bad field still defines what it names."""
+    catalog["users"][0]["is_staff"] = "maybe"
+    catalog["customers"][1]["name"] = 7  # the customer is still known by its uuid to what refers to it
+    catalog["resources"][0]["offering_uuid"] = UNKNOWN
+    path = tmp_path / "fresh.db"
+    result = CliRunner().invoke(cli, ["--db", str(path), "catalog", "load", "-"], input=json.dumps(catalog))
+    assert result.exit_code == 1
+    assert result.output.splitlines()[1:] == [
+        "$.customers[1].name: Not a valid string.",
+        "$.users[0].is_staff: Not a valid boolean.",
+        f"$.resources[0].offering_uuid: unknown offering '{UNKNOWN}'",
+    ]
+    assert event_count(str(path)) == 0
 
 
 def test_a_bad_file_changes_nothing_it_names_correctly(ledger, catalog):
@@ -303,12 +362,13 @@ def test_no_clear_text_token_is_stored(tmp_path, catalog, now):
     ledger = Ledger(path)
     ledger.init()
     load_catalog(ledger, json.dumps(catalog))
-    issued = issue_token(ledger, "stranger")
+    _, issued = tokens.issue_token(ledger, "stranger")
     stored = raw_bytes(path)  # read while open, so the write-ahead log is still there
+    assert tokens.digest(tokens.key(ledger.conn), token("staff")).encode() in stored
     ledger.close()
-    assert token_sha256(token("staff")).encode() in stored
     for secret in [token(name) for name in USERS] + [issued]:
         assert secret.encode() not in stored
+        assert hashlib.sha256(secret.encode()).hexdigest().encode() not in stored
 
 
 def test_a_catalog_token_authenticates(client):
@@ -338,26 +398,27 @@ def test_a_revoked_role_can_be_granted_again(ledger, client):
     assert len(client.get(LIST, headers=auth("project-admin")).get_json()) == 1
 
 
-def test_ledger_token_prints_a_working_token(db_path, client):
+def test_the_old_form_of_ledger_token_still_issues_a_working_token(db_path, client):
     result = CliRunner().invoke(cli, ["--db", db_path, "token", "stranger"])
     assert result.exit_code == 0, result.output
-    issued = result.stdout.strip()
+    assert "`ledger token stranger` is now `ledger token issue stranger`" in result.stderr
+    issued = result.stdout.splitlines()[-1]
     assert client.get(LIST, headers={"Authorization": f"Token {issued}"}).status_code == 200
 
 
-def test_ledger_token_keeps_only_the_hash(db_path):
-    issued = CliRunner().invoke(cli, ["--db", db_path, "token", "stranger"]).stdout.strip()
+def test_ledger_token_issue_keeps_only_a_keyed_digest(db_path):
+    issued = CliRunner().invoke(cli, ["--db", db_path, "token", "issue", "stranger"]).stdout.splitlines()[-1]
     ledger = Ledger(db_path)
-    (kept,) = ledger.conn.execute("SELECT token_sha256 FROM tokens WHERE source = 'issued'").fetchone()
+    (kept,) = ledger.conn.execute("SELECT digest FROM tokens WHERE source = 'issued'").fetchone()
     (logged,) = [event.data for event in ledger.store.read() if event.type == "TokenIssued"]
     stored = raw_bytes(db_path)
+    assert kept == tokens.digest(tokens.key(ledger.conn), issued) == logged["token_digest"]
     ledger.close()
-    assert kept == token_sha256(issued) == logged["token_sha256"]
     assert issued.encode() not in stored
 
 
 def test_an_issued_token_survives_reloading_the_catalog(db_path, catalog, client):
-    issued = CliRunner().invoke(cli, ["--db", db_path, "token", "stranger"]).stdout.strip()
+    issued = CliRunner().invoke(cli, ["--db", db_path, "token", "issue", "stranger"]).stdout.splitlines()[-1]
     catalog["users"][-1]["token"] = "stranger-new-token"
     result = CliRunner().invoke(cli, ["--db", db_path, "catalog", "load", "-"], input=json.dumps(catalog))
     assert result.exit_code == 0, result.output
@@ -366,7 +427,7 @@ def test_an_issued_token_survives_reloading_the_catalog(db_path, catalog, client
 
 
 def test_ledger_token_for_an_unknown_user_fails(db_path):
-    result = CliRunner().invoke(cli, ["--db", db_path, "token", "nobody"])
+    result = CliRunner().invoke(cli, ["--db", db_path, "token", "issue", "nobody"])
     assert result.exit_code != 0
     assert "no user named 'nobody'" in result.output
 
@@ -385,7 +446,7 @@ def test_a_resource_defined_before_backend_ids_is_upcast_and_not_defined_again(t
     old = Ledger(path)
     old.init()
     catalog["resources"] = [r for r in catalog["resources"] if r["uuid"] == RESOURCE]
-    (parsed,) = parse(json.dumps(catalog))["resources"]
+    (parsed,) = parse(json.dumps(catalog))[0]["resources"]
     data = {key: value for key, value in parsed.items() if key != "backend_id"}  # a version 1 ResourceDefined
     load_catalog(old, json.dumps({key: value for key, value in catalog.items() if key != "resources"}))
     old.write(lambda: [events.check(NewEvent(f"resource/{RESOURCE}", 1, "ResourceDefined", data,

@@ -113,7 +113,7 @@ def test_each_record_shows_the_last_report_logged_for_it(hammered_ledger):
 def token_issued(ledger: Ledger, number: int) -> list:
     """A decision to append the next event of one stream (a token for user 1)."""
     stream = "token/1"
-    data = {"user_id": 1, "token_sha256": f"{number:064x}"}
+    data = {"user_id": 1, "token_digest": f"hmac-sha256:{number:064x}", "expires_at": None}
     return [events.new(stream, ledger.store.stream_version(stream) + 1, "TokenIssued", data, clock.stored(clock.now()))]
 
 

@@ -15,7 +15,7 @@ from ledger.events import usage_record_uuid
 from ledger.store import canonical
 from projections import usages
 
-from .conftest import auth
+from .conftest import auth, event_count
 from .world import NON_READERS, PROVIDER, READERS, RESOURCE, USERS, token
 
 STAFF = Caller(id=1, username="staff", is_staff=True)
@@ -57,14 +57,6 @@ def exported(db_path: str, path, *args: str) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines(keepends=True)
 
 
-def event_count(path: str) -> int:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-    finally:
-        conn.close()
-
-
 # verify
 
 
@@ -95,6 +87,59 @@ def test_verify_reports_a_view_that_differs_from_the_log(ledger, db_path):
     assert result.exit_code == 1
     assert "component_usages: 1 row(s) only in the live view, 1 only in the rebuild" in result.stdout
     assert '"usage": "99.00"' in result.stdout and '"usage": "10.00"' in result.stdout
+
+
+def kept_head(db_path: str) -> str:
+    """The head a verify prints, as `--head` takes it back."""
+    (line,) = [line for line in run(db_path, "verify").stdout.splitlines() if line.startswith("head: ")]
+    return ":".join(line.removeprefix("head: ").split(" "))
+
+
+def test_verify_prints_the_head_of_the_log(ledger, db_path):
+    report(ledger, cpu="10.00")
+    seq, hash_ = ledger.store.head()
+    assert f"head: {seq} {hash_}\n" in run(db_path, "verify").stdout
+
+
+def test_a_log_cut_short_passes_a_plain_verify_but_not_a_kept_head(ledger, db_path):
+    report(ledger, cpu="10.00")
+    report(ledger, cpu="12.00")
+    head = kept_head(db_path)
+    last = ledger.store.count()
+    ledger.close()
+    tamper(db_path, "DELETE FROM events WHERE seq > ?", last - 2)
+    assert run(db_path, "rebuild").exit_code == 0
+    plain = run(db_path, "verify")
+    assert plain.exit_code == 0, plain.output
+    checked = run(db_path, "verify", "--head", head)
+    assert checked.exit_code == 1
+    assert f"kept head {last} is missing: the log ends at seq {last - 2}" in checked.stdout
+
+
+def test_verify_catches_a_kept_head_whose_hash_differs(ledger, db_path):
+    report(ledger, cpu="10.00")
+    seq, hash_ = ledger.store.head()
+    other = ("0" if hash_[0] != "0" else "1") + hash_[1:]
+    result = run(db_path, "verify", "--head", f"{seq - 1}:{ledger.store.event_hash(seq - 1)}", "--head", f"{seq}:{other}")
+    assert result.exit_code == 1
+    assert f"kept head {seq} does not match: the log's event {seq} has hash {hash_}, not {other}" in result.stdout
+    assert f"kept head {seq - 1}" not in result.stdout
+
+
+def test_verify_passes_with_every_kept_head_in_the_log(ledger, db_path):
+    report(ledger, cpu="10.00")
+    earlier = kept_head(db_path)
+    report(ledger, cpu="12.00")
+    result = run(db_path, "verify", "--head", earlier, "--head", kept_head(db_path))
+    assert result.exit_code == 0, result.output
+    assert "kept head(s) found in the log: 2" in result.stdout
+
+
+@pytest.mark.parametrize("value", ["12", "x:" + "0" * 64, "3:" + "0" * 63, "3:" + "G" * 64])
+def test_verify_refuses_a_head_that_is_not_seq_and_hash(db_path, value):
+    result = run(db_path, "verify", "--head", value)
+    assert result.exit_code == 2
+    assert "is not SEQ:HASH" in result.output
 
 
 # export and import

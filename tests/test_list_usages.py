@@ -6,16 +6,14 @@ import pytest
 
 from ledger import usage
 from ledger.access import Caller
-from ledger.catalog import token_sha256
-from projections import catalog as catalog_view
 from projections import usages as usage_view
 
 from .conftest import (
     assert_first_page_work_stays_flat, assert_ordered_pages_are_the_plain_ones, assert_page_is_found_without_the_catalog,
-    auth, query_plan_of_page, sqlite_work,
+    auth, caller_of, query_plan_of_page, sqlite_work,
 )
 from .world import (
-    CLIENT, NON_READERS, OFFERING, OTHER_OFFERING, OTHER_RESOURCE, PROJECT, PROVIDER, READERS, RESOURCE, USERS, token,
+    CLIENT, NON_READERS, OFFERING, OTHER_OFFERING, OTHER_RESOURCE, PROJECT, PROVIDER, READERS, RESOURCE, USERS,
 )
 
 LIST = "/api/marketplace-component-usages/"
@@ -266,7 +264,7 @@ def plain_page(conn, scopes, filters, limit, offset, order=()):
 
 
 def ledger_caller(ledger, user: str):
-    return catalog_view.caller(ledger.conn, token_sha256(token(user)))
+    return caller_of(ledger.conn, user)
 
 
 @pytest.mark.parametrize("user", ["provider-owner", "provider-manager", "offering-manager", "consumer-owner",

@@ -9,6 +9,7 @@ errors of the write endpoints.
 import hashlib
 import hmac
 import json
+import sqlite3
 import uuid
 
 import pytest
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 
 import api
 from api import create_app
-from ledger import catalog as catalog_file
+from ledger import tokens
 from ledger.cli import cli, load_catalog
 from ledger.database import Ledger
 from projections import catalog as catalog_view
@@ -89,7 +90,7 @@ def test_an_invalid_token_is_not_echoed(client):
     assert b"guess-1234" not in response.data
 
 
-def test_tokens_are_compared_in_constant_time(client, monkeypatch):
+def test_tokens_are_compared_in_constant_time(client, ledger, monkeypatch):
     compared, constant_time = [], hmac.compare_digest
 
     def compare_digest(a, b):
@@ -98,14 +99,14 @@ def test_tokens_are_compared_in_constant_time(client, monkeypatch):
 
     monkeypatch.setattr(catalog_view.hmac, "compare_digest", compare_digest)
     assert client.get(USAGES, headers=auth("staff")).status_code == 200
-    assert compared == [(catalog_file.token_sha256(token("staff")),) * 2]
+    assert compared == [(tokens.digest(tokens.key(ledger.conn), token("staff")),) * 2]
 
 
 def test_tokens_are_looked_up_by_their_hash_only(ledger):
-    """The lookup itself sees only SHA-256 digests, so its timing can tell nothing about a token."""
+    """The lookup itself sees only digests, so its timing can tell nothing about a token."""
     statements = []
     ledger.conn.set_trace_callback(statements.append)
-    catalog_view.caller(ledger.conn, catalog_file.token_sha256(token("staff")))
+    catalog_view.token_holder(ledger.conn, tokens.digests(tokens.key(ledger.conn), token("staff")))
     ledger.conn.set_trace_callback(None)
     assert statements and not any(token("staff") in statement for statement in statements)
 
@@ -234,13 +235,23 @@ def test_counts_are_never_taken_from_another_ledgers_lists(tmp_path, catalog, no
     assert answers == [([], 0), ([OTHER_RESOURCE], 1)]
 
 
-def test_an_export_holds_tokens_only_as_hashes(db_path):
+def test_an_export_holds_no_token_nor_any_plain_digest_of_one(db_path):
+    """Only digests keyed by the database's own key, which no export carries: nothing to test guesses against."""
     runner = CliRunner()
-    issued = runner.invoke(cli, ["--db", db_path, "token", "stranger"])
+    issued = runner.invoke(cli, ["--db", db_path, "token", "issue", "stranger"])
     assert issued.exit_code == 0, issued.output
-    key = issued.output.strip().splitlines()[-1]
+    key = issued.stdout.splitlines()[-1]
     exported = runner.invoke(cli, ["--db", db_path, "export"])
     assert exported.exit_code == 0, exported.output
-    tokens = [token(user) for user in USERS] + [key]
-    assert not [secret for secret in tokens if secret in exported.stdout]
-    assert all(hashlib.sha256(secret.encode()).hexdigest() in exported.stdout for secret in tokens)
+    secrets = [token(user) for user in USERS] + [key]
+    text = exported.stdout.lower()
+    assert not [secret for secret in secrets if secret in exported.stdout]
+    for algorithm in ("md5", "sha1", "sha256", "sha512"):
+        assert not [s for s in secrets if hashlib.new(algorithm, s.encode()).hexdigest() in text], algorithm
+    ledger = Ledger(db_path)
+    keyed = [tokens.digest(tokens.key(ledger.conn), secret) for secret in secrets]
+    ledger.close()
+    assert all(digest in exported.stdout for digest in keyed)
+    conn = sqlite3.connect(db_path)
+    assert tokens.key(conn).hex() not in text
+    conn.close()

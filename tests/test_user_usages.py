@@ -6,19 +6,16 @@ import pytest
 
 from ledger import clock, events, usage
 from ledger.access import Caller
-from ledger.catalog import token_sha256
 from ledger.database import Ledger
-from projections import catalog as catalog_view
 from projections import runner
 from projections import user_usages as user_usage_view
 
 from .conftest import (
     assert_first_page_work_stays_flat, assert_ordered_pages_are_the_plain_ones, assert_page_is_found_without_the_catalog,
-    auth, query_plan_of_page,
+    auth, caller_of, query_plan_of_page,
 )
 from .world import (
     CLIENT, NON_READERS, OFFERING, OFFERING_USER, OTHER_RESOURCE, PROJECT, PROVIDER, READERS, RESOURCE, WRITERS,
-    token,
 )
 
 STAFF = Caller(id=1, username="staff", is_staff=True)
@@ -530,7 +527,7 @@ def plain_user_usage_count(conn, scopes, filters):
 @pytest.mark.parametrize("user", ["staff", "provider-owner", "offering-manager", "consumer-owner", "project-member",
                                   "other-owner", "stranger"])
 def test_user_usage_pages_and_counts_are_those_of_every_visible_user_usage(ledger, crowd, user):
-    scopes = None if user == "staff" else catalog_view.caller(ledger.conn, token_sha256(token(user))).visible_scopes()
+    scopes = None if user == "staff" else caller_of(ledger.conn, user).visible_scopes()
     for filters in ({}, {"offering_uuid": OFFERING}, {"type": "cpu"}, {"username": "an"},
                     {"resource_uuid": OTHER_RESOURCE}, {"project_uuid": PROJECT, "billing_period": "2026-02-01"}):
         assert user_usage_view.count(ledger.conn, scopes, filters) == plain_user_usage_count(ledger.conn, scopes, filters)
@@ -546,7 +543,7 @@ USER_USAGE_ORDERS = (["-usage"], ["username"], ["-component_usage__billing_perio
 
 @pytest.mark.parametrize("user", ["staff", "provider-owner", "project-member"])
 def test_an_ordered_page_of_user_usages_is_that_of_every_visible_user_usage_in_that_order(ledger, crowd, user):
-    scopes = None if user == "staff" else catalog_view.caller(ledger.conn, token_sha256(token(user))).visible_scopes()
+    scopes = None if user == "staff" else caller_of(ledger.conn, user).visible_scopes()
     assert_ordered_pages_are_the_plain_ones(
         user_usage_view, plain_user_usages, ledger.conn, scopes, USER_USAGE_ORDERS,
         ({}, {"offering_uuid": OFFERING}, {"resource_uuid": OTHER_RESOURCE}), ((10, 0), (3, 2), (10, 30)),
@@ -593,7 +590,7 @@ def add_user_usages(ledger, count: int, start: int = 0) -> None:
 
 @pytest.mark.parametrize("user", ["staff", "provider-owner", "project-member"])
 def test_the_work_of_a_first_page_of_user_usages_does_not_grow_with_their_number(ledger, user):
-    scopes = None if user == "staff" else catalog_view.caller(ledger.conn, token_sha256(token(user))).visible_scopes()
+    scopes = None if user == "staff" else caller_of(ledger.conn, user).visible_scopes()
     assert_first_page_work_stays_flat(ledger.conn, lambda: user_usage_view.records(ledger.conn, scopes, {}, [], 10),
                                       lambda count, start: add_user_usages(ledger, count, start))
 

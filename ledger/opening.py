@@ -1,0 +1,79 @@
+"""Opening a ledger database in one of three modes, so that a mistyped path never becomes a new ledger.
+
+Commands that make a ledger (init, demo, catalog load, import) open it with CREATE; commands
+that change an existing one with WRITE; commands that only read it with READ, which also reads
+a copy on storage that cannot be written (an auditor's backup).
+"""
+
+import contextlib
+import enum
+import os
+import sqlite3
+from collections.abc import Iterator
+
+from . import store
+from .database import Ledger
+
+
+class Mode(enum.Enum):
+    CREATE = "create"  # a missing database is created; an empty file becomes a ledger
+    WRITE = "write"  # an existing ledger, which the command changes
+    READ = "read"  # an existing ledger, only read: nothing is written, not even a view's catch-up
+
+
+class LedgerUnusable(Exception):
+    """A path that cannot be used as a ledger in the mode asked; the message is one line naming it."""
+
+
+def open_ledger(path: str, mode: Mode) -> Ledger:
+    """The ledger at `path`, opened as `mode` asks; raises LedgerUnusable, having created and changed nothing."""
+    exists = os.path.exists(path)
+    if not exists and mode is not Mode.CREATE:
+        raise LedgerUnusable(f"{path}: no such ledger (nothing created; `ledger init` creates one)")
+    if exists:
+        _check_is_a_ledger(path, empty_allowed=mode is Mode.CREATE)
+    if mode is not Mode.READ and exists and not store.writable(path):
+        raise LedgerUnusable(f"{path}: read-only, and this command writes to the ledger")
+    with translated_errors(path):
+        ledger = Ledger(path, read_only=mode is Mode.READ)
+        if mode is Mode.READ:
+            return ledger
+        try:
+            ledger.init()
+        except BaseException:
+            ledger.close()
+            raise
+    return ledger
+
+
+def _check_is_a_ledger(path: str, empty_allowed: bool) -> None:
+    """Raises LedgerUnusable unless `path` holds an event log (or is empty, when `empty_allowed`); reads only."""
+    if os.path.isdir(path):
+        raise LedgerUnusable(f"{path}: not a ledger database (a directory)")
+    if os.path.getsize(path) == 0:
+        if empty_allowed:
+            return
+        raise LedgerUnusable(f"{path}: not a ledger database (an empty file)")
+    try:
+        conn = store.connect(path, read_only=True)
+        try:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as error:
+        raise LedgerUnusable(f"{path}: not a ledger database ({error})") from None
+    if found is None:
+        raise LedgerUnusable(f"{path}: not a ledger database (no event log in it)")
+
+
+@contextlib.contextmanager
+def translated_errors(path: str) -> Iterator[None]:
+    """Turns the database's own errors (a read-only file, a damaged one, a full disk) into LedgerUnusable."""
+    try:
+        yield
+    except sqlite3.IntegrityError:  # a broken rule of the ledger's own, not the operator's mistake
+        raise
+    except sqlite3.DatabaseError as error:
+        raise LedgerUnusable(f"{path}: {error}") from None
+    except PermissionError as error:  # e.g. the writer lock beside a database in a read-only directory
+        raise LedgerUnusable(f"{path}: {error.strerror}: {error.filename}") from None
