@@ -5,11 +5,16 @@ only ever sees the current shape of each type.
 """
 
 import dataclasses
+import datetime as dt
 import functools
+import re
 import uuid
+from decimal import Decimal, InvalidOperation
+from zoneinfo import ZoneInfo
 
 from marshmallow import Schema, ValidationError, fields, validate
 
+from . import clock
 from .store import NewEvent, StoredEvent
 
 UUID_HEX = validate.Regexp(r"^[0-9a-f]{32}$", error="not a 32-digit lowercase hex UUID")
@@ -17,6 +22,8 @@ STATES = ("Creating", "OK", "Erred", "Updating", "Terminating", "Terminated")
 BILLING_TYPES = ("fixed", "usage", "limit", "one", "few")
 LIMIT_PERIODS = ("month", "quarterly", "annual", "total")
 POLICIES = ("none", "reuse", "zero")
+ID = validate.Range(1, 2**63 - 1, error="not an id from 1 to 2**63-1")  # SQLite's INTEGER holds it
+STORED_TIME = re.compile(r"^(\d{4}|[1-9]\d{0,2})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{6})Z$")
 
 
 class EventDataError(ValueError):
@@ -28,16 +35,75 @@ class Strict(Schema):
         unknown = "raise"
 
 
+class ExactInteger(fields.Integer):
+    """An integer written as one in JSON: not 1.0, "1" or true."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if type(value) is not int:
+            raise ValidationError("Not an integer.")
+        return value
+
+
+class ExactBoolean(fields.Boolean):
+    """true or false in JSON: not 1, "yes" or "true"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if type(value) is not bool:
+            raise ValidationError("Not a boolean.")
+        return value
+
+
+def is_stored_time(text: str) -> bool:
+    """Whether text is a datetime as the ledger stores it: UTC, microseconds, `Z` (see clock.stored)."""
+    match = STORED_TIME.match(text)
+    try:
+        return match is not None and bool(dt.datetime(*map(int, match.groups())))
+    except ValueError:  # e.g. February 30th
+        return False
+
+
+def stored_time(text: str) -> None:
+    if not is_stored_time(text):
+        raise ValidationError("not a stored datetime (YYYY-MM-DDTHH:MM:SS.ffffffZ)")
+
+
+def first_of_month(text: str) -> None:
+    """A billing period: the ISO date of the first day of a month."""
+    try:
+        valid = dt.date.fromisoformat(text).isoformat() == text and text.endswith("-01")
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ValidationError("not the first day of a month (YYYY-MM-01)")
+
+
+def finite_decimal(text: str) -> None:
+    """An amount: a finite decimal number written as a string."""
+    try:
+        valid = Decimal(text).is_finite()
+    except InvalidOperation:
+        valid = False
+    if not valid:
+        raise ValidationError("not a decimal number")
+
+
+def known_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        raise ValidationError("not a known time zone") from None
+
+
 class UserDefined(Strict):
-    id = fields.Integer(required=True)
+    id = ExactInteger(required=True, validate=ID)
     username = fields.String(required=True)
-    is_staff = fields.Boolean(required=True)
-    is_support = fields.Boolean(required=True)
+    is_staff = ExactBoolean(required=True)
+    is_support = ExactBoolean(required=True)
     token_sha256 = fields.String(required=True, allow_none=True)
 
 
 class TokenIssued(Strict):
-    user_id = fields.Integer(required=True)
+    user_id = ExactInteger(required=True, validate=ID)
     token_sha256 = fields.String(required=True)
 
 
@@ -58,7 +124,7 @@ class Component(Strict):
     measured_unit = fields.String(required=True)
     billing_type = fields.String(required=True, validate=validate.OneOf(BILLING_TYPES))
     limit_period = fields.String(required=True, allow_none=True, validate=validate.OneOf(LIMIT_PERIODS))
-    limit_amount = fields.String(required=True, allow_none=True)
+    limit_amount = fields.String(required=True, allow_none=True, validate=finite_decimal)
 
 
 class OfferingDefined(Strict):
@@ -72,13 +138,13 @@ class OfferingUserDefined(Strict):
     uuid = fields.String(required=True, validate=UUID_HEX)
     offering_uuid = fields.String(required=True, validate=UUID_HEX)
     username = fields.String(required=True)
-    user_id = fields.Integer(required=True, allow_none=True)
+    user_id = ExactInteger(required=True, allow_none=True, validate=ID)
 
 
 class PlanPeriod(Strict):
     uuid = fields.String(required=True, validate=UUID_HEX)
-    start = fields.String(required=True)
-    end = fields.String(required=True, allow_none=True)
+    start = fields.String(required=True, validate=stored_time)
+    end = fields.String(required=True, allow_none=True, validate=stored_time)
 
 
 class ResourceDefined(Strict):
@@ -102,9 +168,9 @@ class UsageReported(Strict):
 
     resource_uuid = fields.String(required=True, validate=UUID_HEX)
     type = fields.String(required=True)
-    billing_period = fields.String(required=True)
+    billing_period = fields.String(required=True, validate=first_of_month)
     plan_period_uuid = fields.String(required=True, validate=UUID_HEX)
-    amount = fields.String(required=True)
+    amount = fields.String(required=True, validate=finite_decimal)
     description = fields.String(required=True)
     missing_usage_policy = fields.String(required=True, validate=validate.OneOf(POLICIES))
 
@@ -114,16 +180,16 @@ class UserUsageReported(Strict):
 
     component_usage_uuid = fields.String(required=True, validate=UUID_HEX)
     username = fields.String(required=True)
-    usage = fields.String(required=True)
+    usage = fields.String(required=True, validate=finite_decimal)
     user_uuid = fields.String(required=True, allow_none=True, validate=UUID_HEX)
 
 
 class BillingPeriodStarted(Strict):
     """The clock passed the start of a billing month: values are carried into it from then on."""
 
-    billing_period = fields.String(required=True)
-    starts_at = fields.String(required=True)
-    timezone = fields.String(required=True)
+    billing_period = fields.String(required=True, validate=first_of_month)
+    starts_at = fields.String(required=True, validate=stored_time)
+    timezone = fields.String(required=True, validate=known_zone)
 
 
 # (type, schema_version) -> schema of that shape.
@@ -180,12 +246,29 @@ def _validate(event_type: str, version: int, data: dict) -> None:
     if schema is None:
         raise EventDataError(f"unknown event type {event_type!r} version {version}")
     quick = quick_check(schema)
-    if quick is not None and quick(data):
-        return
     try:
-        schema.load(data)
+        if quick is None or not quick(data):
+            schema.load(data)
+        agrees = AGREEMENTS.get(event_type)
+        if agrees:
+            agrees(data)
     except ValidationError as error:
         raise EventDataError(f"{event_type} v{version}: {error.messages}") from error
+
+
+def _period_starts_at_its_start(data: dict) -> None:
+    """A billing period starts at the first instant of its month in the time zone it names."""
+    period = dt.date.fromisoformat(data["billing_period"])
+    try:
+        start = clock.stored(clock.period_start(period, data["timezone"]))
+    except OverflowError:  # a month at the edge of time whose start in that zone is not representable
+        start = None
+    if data["starts_at"] != start:
+        raise ValidationError({"starts_at": [f"not the start of {data['billing_period'][:7]} in {data['timezone']}"]})
+
+
+# event type -> a check across fields of data that has passed its schema.
+AGREEMENTS = {"BillingPeriodStarted": _period_starts_at_its_start}
 
 
 @functools.cache
@@ -196,7 +279,7 @@ def quick_check(schema: Schema):
     Replaying a log validates every event, so the common shapes are checked without marshmallow's
     machinery; whatever the predicate does not accept still goes to the schema, which decides.
     """
-    kinds = {fields.String: (str,), fields.Integer: (int,), fields.Boolean: (bool,)}
+    kinds = {fields.String: (str,), ExactInteger: (int,), ExactBoolean: (bool,)}
     checks = []
     for name, field in schema.fields.items():
         if type(field) not in kinds:
@@ -208,7 +291,7 @@ def quick_check(schema: Schema):
             elif isinstance(validator, validate.Regexp):
                 tests.append(lambda value, match=validator.regex.match: match(value) is not None)
             else:
-                return None
+                tests.append(functools.partial(_passes, validator))
         checks.append((name, field.required, field.allow_none, allowed, tests))
     names = frozenset(schema.fields)
 
@@ -230,6 +313,14 @@ def quick_check(schema: Schema):
         return True
 
     return accepts
+
+
+def _passes(validator, value) -> bool:
+    try:
+        validator(value)
+    except ValidationError:
+        return False
+    return True
 
 
 

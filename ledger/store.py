@@ -74,7 +74,7 @@ class StoredEvent:
     hash: str
 
     def row(self) -> dict:
-        """Every column, as stored (and as exported)."""
+        """Every column, as stored: data as its canonical JSON text."""
         # vars, not dataclasses.asdict: asdict deep-copies `data`, which is then replaced anyway.
         return {**vars(self), "data": canonical(self.data)}
 
@@ -297,9 +297,18 @@ class EventStore:
         return stored
 
     def import_events(self, events: Iterable[StoredEvent]) -> None:
-        """Appends events exactly as given (ids, times, hashes): for import of an export."""
+        """Appends events exactly as given (ids, times, hashes): for import of an export. Each must
+        be the next version of its stream, as in `append`."""
+        events = list(events)
         with self.transaction():
-            self._insert(list(events))
+            expected = {stream: version + 1 for stream, version in self.stream_versions(e.stream for e in events).items()}
+            for event in events:
+                if event.version != expected[event.stream]:
+                    raise StreamConflict(
+                        f"stream {event.stream!r} expected version {expected[event.stream]}, got {event.version}"
+                    )
+                expected[event.stream] += 1
+            self._insert(events)
 
     def _insert(self, events: list[StoredEvent]) -> None:
         self._insert_rows([tuple(row[c] for c in COLUMNS) for row in map(StoredEvent.row, events)])
@@ -421,23 +430,35 @@ def _stored_row_hash(prev_hash: str, row: tuple) -> str:
 
 
 def canonical_row(row: tuple) -> str:
-    """canonical(StoredEvent.row()) of a stored row (see `read_rows`), as export writes it.
+    """An event as export writes it, from its stored row (see `read_rows`): canonical JSON of every
+    column, `data` as the object it holds, i.e. canonical(StoredEvent.row() | {"data": data}).
 
-    Written out by hand because the JSON encoder would be most of an export's time; a column
-    holding an unexpected type leaves it to the encoder.
+    Written out by hand because the JSON encoder would be most of an export's time: the data text,
+    which the store writes only as canonical(data), is spliced in as it is. A column holding an
+    unexpected type leaves it to the encoder.
     """
     seq, event_id, stream, version, type_, schema_version, occurred_at, recorded_at, actor_id, data, prev_hash, hash_ = row
     string, integer = encode_basestring, int.__repr__  # each raises TypeError for any other type
     try:
+        if type(data) is not str:
+            raise TypeError("data is not text")
         return (
-            f'{{"actor_id":{"null" if actor_id is None else integer(actor_id)},"data":{string(data)},'
+            f'{{"actor_id":{"null" if actor_id is None else integer(actor_id)},"data":{data},'
             f'"event_id":{string(event_id)},"hash":{string(hash_)},"occurred_at":{string(occurred_at)},'
             f'"prev_hash":{string(prev_hash)},"recorded_at":{string(recorded_at)},'
             f'"schema_version":{integer(schema_version)},"seq":{integer(seq)},"stream":{string(stream)},'
             f'"type":{string(type_)},"version":{integer(version)}}}'
         )
     except TypeError:
-        return canonical(dict(zip(COLUMNS, row)))
+        return canonical(dict(zip(COLUMNS, row)) | {"data": _exported_data(data)})
+
+
+def _exported_data(data):
+    """Stored data as export writes it: the object it holds; text that holds none, as that text."""
+    try:
+        return json.loads(data)
+    except (TypeError, ValueError):
+        return data
 
 
 def _stored(row) -> StoredEvent:
