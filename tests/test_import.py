@@ -1,10 +1,18 @@
 """Import of an export: overlaps skipped or refused, poisoned files refused whole, both forms of data."""
 
+import hashlib
 import json
 import sqlite3
 import uuid
 
 import pytest
+from waldur_api_client import AuthenticatedClient
+from waldur_api_client.api.marketplace_component_usages import (
+    marketplace_component_usages_count as count_usages,
+    marketplace_component_usages_list as list_usages,
+    marketplace_component_usages_set_usage as set_usage,
+)
+from waldur_api_client.models import ComponentUsageCreateRequest, ComponentUsageItemRequest
 
 from ledger import usage
 from ledger.access import Caller
@@ -13,7 +21,7 @@ from ledger.store import canonical, chain_hash
 
 from .conftest import auth
 from .test_history import all_records, run
-from .world import PLAN_PERIOD, RESOURCE
+from .world import PLAN_PERIOD, RESOURCE, token
 
 STAFF = Caller(id=1, username="staff", is_staff=True)
 SET_USAGE = "/api/marketplace-component-usages/set_usage/"
@@ -137,8 +145,10 @@ def test_the_exported_hash_covers_the_canonical_form_of_the_data_object(db_path,
     previous = "0" * 64
     for line in export_lines(db_path, tmp_path / "log.jsonl"):
         event = json.loads(line)
+        content = {name: value for name, value in event.items() if name not in ("prev_hash", "hash")}
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert event["prev_hash"] == previous
-        assert chain_hash(previous, event) == event["hash"]
+        assert hashlib.sha256((previous + text).encode()).hexdigest() == event["hash"]
         previous = event["hash"]
 
 
@@ -262,4 +272,24 @@ def test_a_forged_but_valid_continuation_is_accepted_and_verifies(db_path, tmp_p
     assert "imported 2 event(s)" in result.output
     assert {(r["billing_period"], r["usage"]) for r in all_records(db_path) if r["type"] == "cpu"} == {
         ("2026-03-01", "11.00")}
+    assert run(db_path, "verify").exit_code == 0
+
+
+def test_a_served_ledger_refuses_a_poisoned_import_and_serves_a_valid_one(live_server, db_path, tmp_path):
+    lines = export_lines(db_path, tmp_path / "log.jsonl")
+    march = forged(lines, data={"amount": "7.00"})
+    poisoned = forged([*lines, march], data={"billing_period": "2026-13-01"})
+    with AuthenticatedClient(base_url=live_server, token=token("staff")) as staff:
+        refused = run(db_path, "import", write(tmp_path / "poisoned.jsonl", [*lines, march, poisoned]))
+        assert refused.exit_code == 1
+        assert count_usages.sync(client=staff) == 0
+        accepted = run(db_path, "import", write(tmp_path / "valid.jsonl", [*lines, march]))
+        assert f"imported 1 event(s), skipped {len(lines)} already here" in accepted.output
+        (record,) = list_usages.sync(client=staff, type_="cpu")
+        assert record.usage == "7.00"
+        item = ComponentUsageItemRequest(type_="cpu", amount="8")
+        body = ComponentUsageCreateRequest(resource=uuid.UUID(RESOURCE), usages=[item])
+        assert set_usage.sync_detailed(client=staff, body=body).status_code == 201
+        (record,) = list_usages.sync(client=staff, type_="cpu")
+        assert record.usage == "8.00"
     assert run(db_path, "verify").exit_code == 0
