@@ -13,6 +13,7 @@ import functools
 import itertools
 import json
 import os
+import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -262,6 +263,8 @@ class ImportRefused(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Imported:
+    """What an import did."""
+
     appended: int
     skipped: int  # events this log already had: the same seq with the same hash
 
@@ -316,14 +319,14 @@ def _joint(store: EventStore, head_seq: int, first: StoredEvent) -> tuple[int, s
     ours = next(store.read_rows(after=before - 1, until=before), None) if before else None
     prev_hash = ours[-1] if ours else GENESIS_HASH
     if first.prev_hash != prev_hash:
-        raise ValueError(f"seq {first.seq} does not follow this log's event {before}: its prev_hash differs"
-                         " (the file holds another history)")
+        raise ValueError(f"seq {first.seq} does not match this log: its prev_hash is not the hash of the event"
+                         f" already here at seq {before} (the file holds another history)")
     return before, prev_hash
 
 
 def _append(store: EventStore, number: int, event: StoredEvent) -> None:
     """Appends one imported event and folds it into the views, inside the import's transaction."""
-    problem = _envelope_problem(event)
+    problem = _envelope_problem(event) or _version_problem(event, store.stream_version(event.stream))
     if problem:
         raise ImportRefused(f"line {number}: seq {event.seq}: {problem}")
     try:
@@ -336,6 +339,13 @@ def _append(store: EventStore, number: int, event: StoredEvent) -> None:
     except Exception as error:  # what the views cannot fold would break every later fold and rebuild
         raise ImportRefused(f"line {number}: seq {event.seq} cannot be folded into the views:"
                             f" {type(error).__name__}: {error}") from None
+
+
+def _version_problem(event: StoredEvent, stream_version: int) -> str | None:
+    """What is wrong unless the event is the next version of its stream, as every writer appends them."""
+    if event.version == stream_version + 1:
+        return None
+    return f"stream {event.stream!r} expected version {stream_version + 1}, got {event.version}"
 
 
 def _envelope_problem(event: StoredEvent) -> str | None:
@@ -378,15 +388,18 @@ def _not_a_number(constant: str):
     raise ValueError(f"{constant} is not a JSON number")
 
 
+MAX_INTEGER = 2**63 - 1  # SQLite's largest INTEGER
+
+
 def _is_id(value) -> bool:
     return type(value) is int and 1 <= value <= MAX_INTEGER
 
 
 def _is_hex(length: int) -> Callable[[object], bool]:
-    return lambda value: type(value) is str and len(value) == length and all(c in "0123456789abcdef" for c in value)
+    digits = re.compile(f"[0-9a-f]{{{length}}}")
+    return lambda value: type(value) is str and digits.fullmatch(value) is not None
 
 
-MAX_INTEGER = 2**63 - 1  # SQLite's largest INTEGER
 # column -> (the test its exported value must pass, what that is in words)
 COLUMN_FORMS = {
     "seq": (_is_id, "a positive integer"),

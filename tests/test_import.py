@@ -118,6 +118,23 @@ def test_a_differing_overlap_is_refused_naming_the_first_differing_seq(db_path, 
     assert rows(copy) == before
 
 
+def test_a_continuation_of_another_history_is_refused(db_path, tmp_path):
+    export_lines(db_path, tmp_path / "shared.jsonl")
+    copy = str(tmp_path / "copy.db")
+    run(copy, "import", str(tmp_path / "shared.jsonl"))
+    report(db_path, cpu="10.00")
+    report(db_path, cpu="11.00")
+    report(copy, cpu="20.00")
+    head = len(rows(copy))
+    before = rows(copy)
+    run(db_path, "export", "--since", str(head), "--output", str(tmp_path / "theirs.jsonl"))
+    result = run(copy, "import", str(tmp_path / "theirs.jsonl"))
+    assert result.exit_code == 1
+    assert f"seq {head + 1} does not match this log: its prev_hash is not the hash of the event already here" \
+           f" at seq {head}" in result.output
+    assert rows(copy) == before
+
+
 def test_an_import_that_leaves_a_gap_is_refused(db_path, tmp_path):
     report(db_path, cpu="10.00")
     head = len(rows(db_path))
