@@ -353,8 +353,12 @@ def _envelope_problem(event: StoredEvent) -> str | None:
     stream_of = STREAM_OF.get(event.type)
     if stream_of and event.stream != stream_of(event.data):
         return f"a {event.type} on stream {event.stream!r}, not {stream_of(event.data)!r}"
-    if event.type == "BillingPeriodStarted" and event.recorded_at < event.data["starts_at"]:
-        return f"billing period {event.data['billing_period'][:7]} recorded as started before it starts"
+    if event.type == "BillingPeriodStarted":
+        period = event.data["billing_period"][:7]
+        if event.recorded_at < event.data["starts_at"]:
+            return f"billing period {period} recorded as started before it starts"
+        if period == "9999-12":  # the month rollover after it could never be decided: every later write would fail
+            return f"billing period {period} has no month after it"
     return None
 
 

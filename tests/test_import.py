@@ -252,6 +252,8 @@ POISONS = {
     "a billing period started at the wrong instant": period_started("2026-04-01", "2026-04-01T05:00:00.000000Z"),
     "a billing period started before the clock reached it": period_started(
         "2990-01-01", "2990-01-01T00:00:00.000000Z"),
+    "the last billing period there can be": dict(
+        **period_started("9999-12-01", "9999-12-01T00:00:00.000000Z"), recorded_at="9999-12-31T00:00:00.000000Z"),
     "a billing period started under another month's stream": period_started(
         "2026-03-01", "2026-03-01T00:00:00.000000Z", stream="period/2026-09"),
 }
