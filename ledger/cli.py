@@ -361,15 +361,19 @@ def replay(ctx, until, as_json):
 
 @cli.command()
 @click.option("--since", default=0, show_default=True, type=click.IntRange(min=0), help="Only the events after this seq.")
-@click.option("--output", "-o", type=click.File("w", encoding="utf-8", atomic=True), default="-",
-              help="The file to write; standard output by default.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              help="The file to write (made even when no event is exported); standard output by default.")
 @click.pass_context
 def export(ctx, since, output):
-    """Write the log as JSON Lines: one event per line, every column, hashes included.
+    """Write the log as JSON Lines: one event per line, every column, hashes included, and each
+    event's data as a JSON object (for jq: `jq .data.amount`). A --since past the log's end
+    exports nothing.
 
     Example: ledger --db ledger.db export --output ledger.jsonl
     """
-    count = history.export(open_ledger(ctx, Mode.READ).store, output, since, progress=progress_bar)
+    store = open_ledger(ctx, Mode.READ).store  # before the output is made: a mistyped --db leaves no file
+    with click.open_file(output, "w", encoding="utf-8", atomic=True) as stream:
+        count = history.export(store, stream, since, progress=progress_bar)
     click.echo(f"exported {count} event(s)", err=True)
 
 
@@ -377,18 +381,21 @@ def export(ctx, since, output):
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.pass_context
 def import_command(ctx, file):
-    """Append an export to this log and bring the views up to date.
+    """Add an export to this log and bring the views up to date.
 
-    The file must continue this log's hash chain from its last event (a new database: from
-    the start); a tampered or reordered file is refused whole and nothing is written.
+    Events this log already has (same seq, same hash) are skipped and the rest appended, so an
+    export that overlaps this log and continues it is accepted. The file is refused whole, and
+    nothing written, if an event differs from the one already here at its seq, if it leaves a
+    gap, if a line is tampered with or reordered, or if an event is not exactly what the ledger
+    would have written (types, dates, ids) or cannot be folded into the views.
 
     Example: ledger --db copy.db import ledger.jsonl
     """
     try:
-        count = history.import_log(open_ledger(ctx, Mode.CREATE), file, progress=progress_bar)
+        imported = history.import_log(open_ledger(ctx, Mode.CREATE), file, progress=progress_bar)
     except history.ImportRefused as refused:
         raise click.ClickException(f"import refused, nothing written: {refused}") from None
-    click.echo(f"imported {count} event(s)")
+    click.echo(f"imported {imported.appended} event(s), skipped {imported.skipped} already here")
 
 
 @cli.command()

@@ -5,8 +5,11 @@ only ever sees the current shape of each type.
 """
 
 import dataclasses
+import datetime as dt
 import functools
+import re
 import uuid
+from zoneinfo import ZoneInfo
 
 from marshmallow import Schema, ValidationError, fields, validate
 
@@ -18,6 +21,11 @@ STATES = ("Creating", "OK", "Erred", "Updating", "Terminating", "Terminated")
 BILLING_TYPES = ("fixed", "usage", "limit", "one", "few")
 LIMIT_PERIODS = ("month", "quarterly", "annual", "total")
 POLICIES = ("none", "reuse", "zero")
+ID = validate.Range(1, 2**63 - 1, error="not an id from 1 to 2**63-1")  # SQLite's INTEGER holds it
+# Regexps, not parsing: replay checks every event, and quick_check runs a Regexp without marshmallow.
+FIRST_OF_MONTH = validate.Regexp(r"^(?!0000)\d{4}-(0[1-9]|1[0-2])-01$", error="not the first day of a month (YYYY-MM-01)")
+DECIMAL = validate.Regexp(r"^-?\d+(\.\d+)?(E[+-]\d+)?$", error="not a decimal number as the ledger writes it")
+STORED_TIME = re.compile(r"^(\d{4}|[1-9]\d{0,2})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{6})Z$")
 
 
 class EventDataError(ValueError):
@@ -29,37 +37,76 @@ class Strict(Schema):
         unknown = "raise"
 
 
+class ExactInteger(fields.Integer):
+    """An integer written as one in JSON: not 1.0, "1" or true."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if type(value) is not int:
+            raise ValidationError("Not an integer.")
+        return value
+
+
+class ExactBoolean(fields.Boolean):
+    """true or false in JSON: not 1, "yes" or "true"."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if type(value) is not bool:
+            raise ValidationError("Not a boolean.")
+        return value
+
+
+def is_stored_time(text: str) -> bool:
+    """Whether text is a datetime as the ledger stores it: UTC, microseconds, `Z` (see clock.stored)."""
+    match = STORED_TIME.match(text)
+    try:
+        return match is not None and bool(dt.datetime(*map(int, match.groups())))
+    except ValueError:  # e.g. February 30th
+        return False
+
+
+def stored_time(text: str) -> None:
+    if not is_stored_time(text):
+        raise ValidationError("not a stored datetime (YYYY-MM-DDTHH:MM:SS.ffffffZ)")
+
+
+def known_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        raise ValidationError("not a known time zone") from None
+
+
 # How a token is kept (ledger/tokens.py): "hmac-sha256:<hex>", or "sha256:<hex>" from an older ledger.
 TOKEN_DIGEST = validate.Regexp(r"^(hmac-sha256|sha256):[0-9a-f]{64}$", error="not a token digest")
 
 
 class UserDefinedV1(Strict):
-    id = fields.Integer(required=True)
+    id = ExactInteger(required=True, validate=ID)
     username = fields.String(required=True)
-    is_staff = fields.Boolean(required=True)
-    is_support = fields.Boolean(required=True)
+    is_staff = ExactBoolean(required=True)
+    is_support = ExactBoolean(required=True)
     token_sha256 = fields.String(required=True, allow_none=True)
 
 
 class UserDefined(Strict):
-    id = fields.Integer(required=True)
+    id = ExactInteger(required=True, validate=ID)
     username = fields.String(required=True)
-    is_staff = fields.Boolean(required=True)
-    is_support = fields.Boolean(required=True)
+    is_staff = ExactBoolean(required=True)
+    is_support = ExactBoolean(required=True)
     token_digest = fields.String(required=True, allow_none=True, validate=TOKEN_DIGEST)
 
 
 class TokenIssuedV1(Strict):
-    user_id = fields.Integer(required=True)
+    user_id = ExactInteger(required=True, validate=ID)
     token_sha256 = fields.String(required=True)
 
 
 class TokenIssued(Strict):
     """A token issued to a user (`ledger token issue`); its id is the seq of this event."""
 
-    user_id = fields.Integer(required=True)
+    user_id = ExactInteger(required=True, validate=ID)
     token_digest = fields.String(required=True, validate=TOKEN_DIGEST)
-    expires_at = fields.String(required=True, allow_none=True)
+    expires_at = fields.String(required=True, allow_none=True, validate=stored_time)
 
 
 class CustomerDefined(Strict):
@@ -79,7 +126,7 @@ class Component(Strict):
     measured_unit = fields.String(required=True)
     billing_type = fields.String(required=True, validate=validate.OneOf(BILLING_TYPES))
     limit_period = fields.String(required=True, allow_none=True, validate=validate.OneOf(LIMIT_PERIODS))
-    limit_amount = fields.String(required=True, allow_none=True)
+    limit_amount = fields.String(required=True, allow_none=True, validate=DECIMAL)
 
 
 class OfferingDefined(Strict):
@@ -93,13 +140,13 @@ class OfferingUserDefined(Strict):
     uuid = fields.String(required=True, validate=UUID_HEX)
     offering_uuid = fields.String(required=True, validate=UUID_HEX)
     username = fields.String(required=True)
-    user_id = fields.Integer(required=True, allow_none=True)
+    user_id = ExactInteger(required=True, allow_none=True, validate=ID)
 
 
 class PlanPeriod(Strict):
     uuid = fields.String(required=True, validate=UUID_HEX)
-    start = fields.String(required=True)
-    end = fields.String(required=True, allow_none=True)
+    start = fields.String(required=True, validate=stored_time)
+    end = fields.String(required=True, allow_none=True, validate=stored_time)
 
 
 class ResourceDefined(Strict):
@@ -123,9 +170,9 @@ class UsageReported(Strict):
 
     resource_uuid = fields.String(required=True, validate=UUID_HEX)
     type = fields.String(required=True)
-    billing_period = fields.String(required=True)
+    billing_period = fields.String(required=True, validate=FIRST_OF_MONTH)
     plan_period_uuid = fields.String(required=True, validate=UUID_HEX)
-    amount = fields.String(required=True)
+    amount = fields.String(required=True, validate=DECIMAL)
     description = fields.String(required=True)
     missing_usage_policy = fields.String(required=True, validate=validate.OneOf(POLICIES))
 
@@ -135,16 +182,16 @@ class UserUsageReported(Strict):
 
     component_usage_uuid = fields.String(required=True, validate=UUID_HEX)
     username = fields.String(required=True)
-    usage = fields.String(required=True)
+    usage = fields.String(required=True, validate=DECIMAL)
     user_uuid = fields.String(required=True, allow_none=True, validate=UUID_HEX)
 
 
 class BillingPeriodStarted(Strict):
     """The clock passed the start of a billing month: values are carried into it from then on."""
 
-    billing_period = fields.String(required=True)
-    starts_at = fields.String(required=True)
-    timezone = fields.String(required=True)
+    billing_period = fields.String(required=True, validate=FIRST_OF_MONTH)
+    starts_at = fields.String(required=True, validate=stored_time)
+    timezone = fields.String(required=True, validate=known_zone)
 
 
 class ResourceDefinedV2(ResourceDefined):
@@ -193,8 +240,8 @@ class AgentProcessorRegistered(Strict):
 class TokenRevoked(Strict):
     """Tokens of a user withdrawn, by id (the seq of the event that made each)."""
 
-    user_id = fields.Integer(required=True)
-    token_ids = fields.List(fields.Integer(strict=True), required=True)
+    user_id = ExactInteger(required=True, validate=ID)
+    token_ids = fields.List(ExactInteger(validate=ID), required=True)
 
 
 # (type, schema_version) -> schema of that shape.
@@ -287,12 +334,29 @@ def _validate(event_type: str, version: int, data: dict) -> None:
     if schema is None:
         raise EventDataError(f"unknown event type {event_type!r} version {version}")
     quick = quick_check(schema)
-    if quick is not None and quick(data):
-        return
     try:
-        schema.load(data)
+        if quick is None or not quick(data):
+            schema.load(data)
+        agrees = AGREEMENTS.get(event_type)
+        if agrees:
+            agrees(data)
     except ValidationError as error:
         raise EventDataError(f"{event_type} v{version}: {error.messages}") from error
+
+
+def _period_starts_at_its_start(data: dict) -> None:
+    """A billing period starts at the first instant of its month in the time zone it names."""
+    period = dt.date.fromisoformat(data["billing_period"])
+    try:
+        start = clock.stored(clock.period_start(period, data["timezone"]))
+    except OverflowError:  # a month at the edge of time whose start in that zone is not representable
+        start = None
+    if data["starts_at"] != start:
+        raise ValidationError({"starts_at": [f"not the start of {data['billing_period'][:7]} in {data['timezone']}"]})
+
+
+# event type -> a check across fields of data that has passed its schema.
+AGREEMENTS = {"BillingPeriodStarted": _period_starts_at_its_start}
 
 
 @functools.cache
@@ -303,7 +367,7 @@ def quick_check(schema: Schema):
     Replaying a log validates every event, so the common shapes are checked without marshmallow's
     machinery; whatever the predicate does not accept still goes to the schema, which decides.
     """
-    kinds = {fields.String: (str,), fields.Integer: (int,), fields.Boolean: (bool,)}
+    kinds = {fields.String: (str,), ExactInteger: (int,), ExactBoolean: (bool,)}
     checks = []
     for name, field in schema.fields.items():
         if type(field) not in kinds:
@@ -315,7 +379,7 @@ def quick_check(schema: Schema):
             elif isinstance(validator, validate.Regexp):
                 tests.append(lambda value, match=validator.regex.match: match(value) is not None)
             else:
-                return None
+                tests.append(functools.partial(_passes, validator))
         checks.append((name, field.required, field.allow_none, allowed, tests))
     names = frozenset(schema.fields)
 
@@ -337,6 +401,14 @@ def quick_check(schema: Schema):
         return True
 
     return accepts
+
+
+def _passes(validator, value) -> bool:
+    try:
+        validator(value)
+    except ValidationError:
+        return False
+    return True
 
 
 

@@ -84,7 +84,7 @@ class StoredEvent:
     hash: str
 
     def row(self) -> dict:
-        """Every column, as stored (and as exported)."""
+        """Every column, as stored: data as its canonical JSON text."""
         # vars, not dataclasses.asdict: asdict deep-copies `data`, which is then replaced anyway.
         return {**vars(self), "data": canonical(self.data)}
 
@@ -476,23 +476,35 @@ def _stored_row_hash(prev_hash: str, row: tuple) -> str:
 
 
 def canonical_row(row: tuple) -> str:
-    """canonical(StoredEvent.row()) of a stored row (see `read_rows`), as export writes it.
+    """An event as export writes it, from its stored row (see `read_rows`): canonical JSON of every
+    column, `data` as the object it holds, i.e. canonical(StoredEvent.row() | {"data": data}).
 
-    Written out by hand because the JSON encoder would be most of an export's time; a column
-    holding an unexpected type leaves it to the encoder.
+    Written out by hand because the JSON encoder would be most of an export's time: the data text,
+    which the store writes only as canonical(data), is spliced in as it is. A column holding an
+    unexpected type leaves it to the encoder.
     """
     seq, event_id, stream, version, type_, schema_version, occurred_at, recorded_at, actor_id, data, prev_hash, hash_ = row
     string, integer = encode_basestring, int.__repr__  # each raises TypeError for any other type
     try:
+        if type(data) is not str:
+            raise TypeError("data is not text")
         return (
-            f'{{"actor_id":{"null" if actor_id is None else integer(actor_id)},"data":{string(data)},'
+            f'{{"actor_id":{"null" if actor_id is None else integer(actor_id)},"data":{data},'
             f'"event_id":{string(event_id)},"hash":{string(hash_)},"occurred_at":{string(occurred_at)},'
             f'"prev_hash":{string(prev_hash)},"recorded_at":{string(recorded_at)},'
             f'"schema_version":{integer(schema_version)},"seq":{integer(seq)},"stream":{string(stream)},'
             f'"type":{string(type_)},"version":{integer(version)}}}'
         )
     except TypeError:
-        return canonical(dict(zip(COLUMNS, row)))
+        return canonical(dict(zip(COLUMNS, row)) | {"data": _exported_data(data)})
+
+
+def _exported_data(data):
+    """Stored data as export writes it: the object it holds; text that holds none, as that text."""
+    try:
+        return json.loads(data)
+    except (TypeError, ValueError):
+        return data
 
 
 def _stored(row) -> StoredEvent:

@@ -143,3 +143,35 @@ def test_views_see_old_events_in_the_current_shape(customer_v1_registered, tmp_p
     name = ledger.conn.execute("SELECT name FROM customers WHERE uuid = ?", (CUSTOMER,)).fetchone()
     ledger.close()
     assert name == ("Org",)
+
+
+USER = {"id": 9, "username": "nine", "is_staff": False, "is_support": False, "token_digest": None}
+PERIOD = {"billing_period": "2026-04-01", "starts_at": "2026-03-31T22:00:00.000000Z", "timezone": "Europe/Berlin"}
+RESOURCE_DATA = {"uuid": CUSTOMER, "name": "r", "offering_uuid": CUSTOMER, "project_uuid": CUSTOMER, "state": "OK",
+                 "plan_periods": [{"uuid": CUSTOMER, "start": "2026-01-01T00:00:00.000000Z", "end": None}], "backend_id": ""}
+
+
+def test_the_stricter_schemas_accept_what_the_ledger_writes():
+    for event_type, data in (("UserDefined", USER), ("BillingPeriodStarted", PERIOD), ("ResourceDefined", RESOURCE_DATA)):
+        events.new("s", 1, event_type, data, "t")
+
+
+@pytest.mark.parametrize(("event_type", "data", "field"), [
+    ("UserDefined", USER | {"id": True}, "id"),
+    ("UserDefined", USER | {"id": 9.0}, "id"),
+    ("UserDefined", USER | {"id": 2**63}, "id"),
+    ("UserDefined", USER | {"id": 0}, "id"),
+    ("UserDefined", USER | {"is_staff": 0}, "is_staff"),
+    ("UserDefined", USER | {"is_support": "false"}, "is_support"),
+    ("BillingPeriodStarted", PERIOD | {"billing_period": "2026-04-02"}, "billing_period"),
+    ("BillingPeriodStarted", PERIOD | {"billing_period": "0000-01-01"}, "billing_period"),
+    ("BillingPeriodStarted", PERIOD | {"timezone": "Europe/Atlantis"}, "timezone"),
+    ("BillingPeriodStarted", PERIOD | {"starts_at": "2026-04-01T00:00:00.000000Z"}, "starts_at"),
+    ("BillingPeriodStarted", PERIOD | {"starts_at": "2026-03-31 22:00"}, "starts_at"),
+    ("ResourceDefined", RESOURCE_DATA | {"plan_periods": [{"uuid": CUSTOMER, "start": "2026-02-30T00:00:00.000000Z",
+                                                           "end": None}]}, "start"),
+], ids=["id-true", "id-float", "id-past-sqlite", "id-zero", "is_staff-0", "is_support-text", "period-15th",
+        "period-year-0", "unknown-zone", "starts-at-utc-midnight", "starts-at-not-stored", "nested-february-30"])
+def test_the_schemas_take_exact_json_types_and_real_dates(event_type, data, field):
+    with pytest.raises(EventDataError, match=field):
+        events.new("s", 1, event_type, data, "t")
