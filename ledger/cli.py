@@ -10,9 +10,11 @@ import uuid
 
 import click
 
-from projections import runner
+from projections import catalog as catalog_view
+from projections import reports, runner
 
 from . import catalog, clock, demo, history
+from .output import emit, output_format
 from .database import Ledger
 
 # Gunicorn's advice: about two worker processes per CPU. Python runs one thread of a process at a
@@ -24,6 +26,7 @@ DEFAULT_THREADS = 2
 
 
 @click.group()
+@click.version_option(package_name="usage-ledger", prog_name="ledger")
 @click.option(
     "--db", "db_path", envvar="LEDGER_DB", default="ledger.db", show_default=True,
     help="The ledger's SQLite database (LEDGER_DB).",
@@ -136,16 +139,6 @@ def rebuild(ctx):
 progress_bar = functools.partial(click.progressbar, file=sys.stderr)
 
 
-def echo_table(headers: tuple[str, ...], rows: list[tuple]) -> None:
-    widths = [max(len(str(value)) for value in column) for column in zip(headers, *rows)]
-    for line in (headers, tuple("-" * width for width in widths), *rows):
-        click.echo("  ".join(str(value).ljust(width) for value, width in zip(line, widths)).rstrip())
-
-
-def echo_json(value) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
 def resource_uuid(ctx, param, value: str) -> str:
     try:
         return uuid.UUID(value).hex
@@ -157,7 +150,7 @@ def billing_month(ctx, param, value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return dt.datetime.strptime(value, "%Y-%m").strftime("%Y-%m")
+        return f"{clock.parse_month(value):%Y-%m}"
     except ValueError:
         raise click.BadParameter("not a month as YYYY-MM, e.g. 2026-03") from None
 
@@ -207,53 +200,78 @@ def verify(ctx):
 @click.argument("resource", callback=resource_uuid)
 @click.option("--type", "component_type", help="Only this component type.")
 @click.option("--period", callback=billing_month, help="Only this billing month, YYYY-MM.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@output_format
 @click.pass_context
-def audit(ctx, resource, component_type, period, as_json):
+def audit(ctx, resource, component_type, period, fmt):
     """The history of a resource's usage records: each report, who made it, when, and the value it replaced.
 
     Values carried into a month without a report of its own are marked `carried`; reports of one
     user's share of a record are marked `user USERNAME`.
 
-    Example: ledger audit 0d000000-0000-0000-0000-000000000001 --type cpu --period 2026-03
+    Example: ledger --db demo.db audit 7a8b9c0d-1e2f-4d7e-c05b-6c7d8e9f0a1b --type storage
     """
-    entries = history.audit(open_ledger(ctx), resource, component_type, period)
-    if as_json:
-        echo_json([dataclasses.asdict(entry) for entry in entries])
-        return
-    echo_table(
-        ("period", "type", "seq", "occurred_at", "recorded_at", "by", "old -> new", "policy", ""),
-        [
-            (e.billing_period[:7], e.type, e.seq or "", e.occurred_at, e.recorded_at or "",
-             "system" if e.actor_id is None else f"{e.actor_id} {e.username}", f"{e.old or '-'} -> {e.new}",
-             e.missing_usage_policy, "carried" if e.carried else f"user {e.user}" if e.user else "")
-            for e in entries
-        ],
-    )
+    ledger = open_ledger(ctx)
+    if catalog_view.resource(ledger.conn, resource) is None:
+        raise click.ClickException(f"no resource {resource} in this ledger")
+    entries = history.audit(ledger, resource, component_type, period)
+    emit([dataclasses.asdict(entry) for entry in entries], fmt, AUDIT_COLUMNS, table=audit_line)
+
+
+AUDIT_COLUMNS = tuple(field.name for field in dataclasses.fields(history.AuditEntry))
+
+
+def audit_line(entry: dict) -> dict:
+    """An audit entry as a table row for people: who in one cell, old -> new in another."""
+    user = entry["user"]
+    return {
+        "period": entry["billing_period"][:7], "type": entry["type"], "seq": entry["seq"],
+        "occurred_at": entry["occurred_at"], "recorded_at": entry["recorded_at"],
+        "by": "system" if entry["actor_id"] is None else f"{entry['actor_id']} {entry['username']}",
+        "old -> new": f"{entry['old'] or '-'} -> {entry['new']}", "policy": entry["missing_usage_policy"],
+        "": "carried" if entry["carried"] else f"user {user}" if user else "",
+    }
 
 
 @cli.command()
 @click.option("--until", required=True, callback=seq_or_time,
               help="A seq number, or an ISO datetime compared with the events' recorded_at.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@output_format
 @click.pass_context
-def replay(ctx, until, as_json):
+def replay(ctx, until, fmt):
     """The usage records as they stood at a point of the log, rebuilt aside: the live views are untouched.
 
-    Example: ledger replay --until 2026-03-01T00:00:00Z
+    Example: ledger --db demo.db replay --until 40
     """
     records = history.replay(open_ledger(ctx), until, progress=progress_bar)
-    if as_json:
-        echo_json(records)
-        return
-    echo_table(
-        ("period", "resource", "type", "usage", "policy", "date", "by", ""),
-        [
-            (r["billing_period"][:7], r["resource_name"], r["type"], r["usage"], r["missing_usage_policy"],
-             r["date"], r["modified_by"] or "", "carried" if r["carried"] else "")
-            for r in records
-        ],
-    )
+    emit(records, fmt, table=replay_line)
+
+
+def replay_line(record: dict) -> dict:
+    """A replayed record as a table row for people."""
+    return {
+        "period": record["billing_period"][:7], "resource": record["resource_name"], "type": record["type"],
+        "usage": record["usage"], "policy": record["missing_usage_policy"], "date": record["date"],
+        "by": record["modified_by"] or "", "": "carried" if record["carried"] else "",
+    }
+
+
+@cli.command()
+@click.option("--period", callback=billing_month, help="The billing month, YYYY-MM  [default: this month]")
+@click.option("--by", "by", type=click.Choice(tuple(reports.GROUPS)), default="customer", show_default=True,
+              help="What each row totals.")
+@output_format
+@click.pass_context
+def report(ctx, period, by, fmt):
+    """A billing month's total usage per customer, project, offering or resource and component type.
+
+    Values carried into the month count like reported ones; `records` is how many records each total adds up.
+
+    Example: ledger --db demo.db report --by project --csv
+    """
+    month = clock.parse_month(period) if period else clock.billing_period(clock.now())
+    rows = reports.period_totals(open_ledger(ctx).conn, None, month, by)
+    columns = ("period", f"{by}_uuid", f"{by}_name", "type", "measured_unit", "usage", "records")
+    emit(rows, fmt, columns)
 
 
 @cli.command()

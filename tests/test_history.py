@@ -315,3 +315,22 @@ def test_history_of_a_carried_record_is_the_reports_it_was_carried_from(client, 
     assert [(e["actor_id"], e["data"]["billing_period"], e["data"]["amount"]) for e in response.get_json()] == [
         (1, "2026-03-01", "7.00"), (3, "2026-03-01", "8.00"),
     ]
+
+
+def test_audit_of_an_unknown_resource_says_so_in_one_line(db_path):
+    result = run(db_path, "audit", "0d000000-0000-0000-0000-0000000000ff")
+    assert result.exit_code == 1
+    assert result.output == "Error: no resource 0d0000000000000000000000000000ff in this ledger\n"
+
+
+@pytest.mark.parametrize("fmt", ["--csv", "--nl"])
+def test_audit_prints_csv_and_json_lines_with_every_field(ledger, db_path, fmt):
+    report(ledger, cpu="10.00")
+    report(ledger, PROVIDER_OWNER, cpu="12.50")
+    output = run(db_path, "audit", RESOURCE, "--type", "cpu", fmt).stdout
+    if fmt == "--csv":
+        header, *rows = output.splitlines()
+        assert header.split(",")[:4] == ["billing_period", "type", "seq", "occurred_at"]
+        assert [row.split(",")[7:9] for row in rows] == [["", "10.00"], ["10.00", "12.50"]]
+    else:
+        assert [json.loads(line)["new"] for line in output.splitlines()] == ["10.00", "12.50"]
