@@ -82,12 +82,13 @@ def create_app(config: dict | None = None) -> Flask:
     app.url_map.converters["uuid"] = UUIDConverter
     app.url_map.strict_slashes = False  # a path without its trailing slash is served, not redirected as HTML
     errors.register(app)
-    from . import openapi, reports, usages, user_usages
+    from . import openapi, pages, reports, usages, user_usages
 
     app.register_blueprint(usages.blueprint)
     app.register_blueprint(user_usages.blueprint)
     app.register_blueprint(openapi.blueprint)
     app.register_blueprint(reports.blueprint)
+    app.register_blueprint(pages.blueprint)
     return app
 
 

@@ -26,9 +26,14 @@ def authenticate(conn) -> Caller:
     token = presented_token()
     if token is None:
         raise ApiError(401, {"detail": "Authentication credentials were not provided."}, CHALLENGE)
-    sha256 = token_sha256(token)
-    found = CALLERS.get(sha256, lambda: catalog.caller(conn, sha256), rows_only=True)
+    found = known_caller(conn, token)
     if found is None:
         raise ApiError(401, {"detail": "Invalid token."}, CHALLENGE)
     g.caller = found
     return found
+
+
+def known_caller(conn, token: str) -> Caller | None:
+    """The user holding `token` with their roles; None when the token is unknown."""
+    sha256 = token_sha256(token)
+    return CALLERS.get(sha256, lambda: catalog.caller(conn, sha256), rows_only=True)

@@ -210,6 +210,12 @@ def billing_types(conn: sqlite3.Connection, offering_uuid: str) -> dict[str, str
     return dict(conn.execute("SELECT type, billing_type FROM components WHERE offering_uuid = ?", (offering_uuid,)))
 
 
+def name(conn: sqlite3.Connection, table: str, uuid: str) -> str | None:
+    """The name of a customer, project, offering or resource (`table`); None when there is none."""
+    row = conn.execute(f"SELECT name FROM {table} WHERE uuid = ?", (uuid,)).fetchone()
+    return row[0] if row else None
+
+
 def exists(conn: sqlite3.Connection, table: str, uuid: str) -> bool:
     return conn.execute(f"SELECT 1 FROM {table} WHERE uuid = ?", (uuid,)).fetchone() is not None
 

@@ -20,11 +20,13 @@ GROUPS = {
 }
 
 
-def period_totals(conn: sqlite3.Connection, scopes: dict | None, period: dt.date, by: str) -> list[dict]:
+def period_totals(conn: sqlite3.Connection, scopes: dict | None, period: dt.date, by: str,
+                  filters: dict | None = None) -> list[dict]:
     """One row per group and component type (and unit): the period's total usage and how many
-    records it adds up, among the records that `scopes` may read; by group name, then type."""
+    records it adds up, among the records matching `filters` (as for a usage list) that `scopes`
+    may read; by group name, then type."""
     uuid_column, name_column = GROUPS[by]
-    clause, params = usages.where(scopes, {"billing_period": period.isoformat()})
+    clause, params = usages.where(scopes, {**(filters or {}), "billing_period": period.isoformat()})
     rows = conn.execute(
         f"SELECT {uuid_column}, {name_column}, u.type, COALESCE(c.measured_unit, ''), u.usage"
         f" FROM component_usages u{usages.RECORD_JOINS} WHERE {clause}",

@@ -468,8 +468,8 @@ def test_other_methods_are_405(client, record):
 def test_openapi_document_describes_user_usages(client):
     document = client.get("/api/schema/").get_json()
     paths = document["paths"]
-    assert set(paths["/api/marketplace-component-user-usages/"]) == {"get"}
-    assert set(paths["/api/marketplace-component-user-usages/{uuid}/"]) == {"get"}
+    assert set(paths["/api/marketplace-component-user-usages/"]) == {"get", "head"}
+    assert set(paths["/api/marketplace-component-user-usages/{uuid}/"]) == {"get", "head"}
     for action in ("set_user_usage", "set_user_usages"):
         assert set(paths[f"/api/marketplace-component-usages/{{uuid}}/{action}/"]) == {"post"}
     schemas = document["components"]["schemas"]
