@@ -94,7 +94,7 @@ def load_catalog(ledger: Ledger, text: bytes | str) -> int:
 def token(ctx, username):
     """Issue a new API token for a user and print it once (only its hash is kept).
 
-    Example: ledger token provider-owner
+    Example: ledger --db demo.db token hpc-owner
     """
     click.echo(issue_token(open_ledger(ctx), username))
 
@@ -228,7 +228,7 @@ def audit_line(entry: dict) -> dict:
         "occurred_at": entry["occurred_at"], "recorded_at": entry["recorded_at"],
         "by": "system" if entry["actor_id"] is None else f"{entry['actor_id']} {entry['username']}",
         "old -> new": f"{entry['old'] or '-'} -> {entry['new']}", "policy": entry["missing_usage_policy"],
-        "": "carried" if entry["carried"] else f"user {user}" if user else "",
+        "note": "carried" if entry["carried"] else f"user {user}" if user else "",
     }
 
 
@@ -251,7 +251,7 @@ def replay_line(record: dict) -> dict:
     return {
         "period": record["billing_period"][:7], "resource": record["resource_name"], "type": record["type"],
         "usage": record["usage"], "policy": record["missing_usage_policy"], "date": record["date"],
-        "by": record["modified_by"] or "", "": "carried" if record["carried"] else "",
+        "by": record["modified_by"] or "", "note": "carried" if record["carried"] else "",
     }
 
 

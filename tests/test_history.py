@@ -218,7 +218,7 @@ def test_audit_table_shows_times_authors_and_values(ledger, db_path):
     result = run(db_path, "audit", RESOURCE, "--period", "2026-03")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["period", "type", "seq", "occurred_at", "recorded_at", "by", "old", "->", "new", "policy"]
+    assert lines[0].split() == ["period", "type", "seq", "occurred_at", "recorded_at", "by", "old", "->", "new", "policy", "note"]
     assert "1 staff" in lines[2] and "- -> 10.00" in lines[2] and "2026-03-15T12:00:00.000000Z" in lines[2]
     assert "3 provider-owner" in lines[3] and "10.00 -> 12.50" in lines[3]
 
