@@ -49,7 +49,9 @@ def render(rows: list[dict], fmt: str | None, columns: Iterable[str] = (),
 
 def emit(rows: list[dict], fmt: str | None, columns: Iterable[str] = (),
          table: Callable[[dict], dict] | None = None) -> None:
-    """Prints `rows` in `fmt` to standard output (see `render`)."""
+    """Prints `rows` in `fmt` to standard output (see `render`); an empty table says so on standard error."""
+    if fmt is None and not rows:
+        click.echo("no rows", err=True)
     click.echo(render(rows, fmt, columns, table), nl=False)
 
 

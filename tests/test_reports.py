@@ -158,3 +158,8 @@ def test_usage_totals_refuse_bad_parameters_naming_each(client):
 
 def test_usage_totals_need_a_token(client):
     assert client.get("/api/usage-totals/").status_code == 401
+
+
+def test_report_table_of_a_month_without_records_says_so_on_stderr(history, db_path):
+    result = CliRunner().invoke(cli, ["--db", db_path, "report", "--period", "2025-06"])
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "no rows\n")
