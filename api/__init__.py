@@ -51,7 +51,7 @@ def create_app(config: dict | None = None) -> Flask:
         DATABASE=os.environ.get("LEDGER_DB", "ledger.db"),
         MAX_CONTENT_LENGTH=int(os.environ.get("LEDGER_MAX_BODY", DEFAULT_MAX_BODY)),
         JSON_SORT_KEYS=False,
-        PROVIDE_AUTOMATIC_OPTIONS=False,  # SPEC §6: methods other than a route's own are 405, OPTIONS too
+        PROVIDE_AUTOMATIC_OPTIONS=False,  # as in Waldur, methods other than a route's own are 405, OPTIONS too
         ROLLOVER_SECONDS=60,
     )
     app.config.update(config or {})

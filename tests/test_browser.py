@@ -57,11 +57,30 @@ def browser():
         launched.close()
 
 
+ELSEWHERE: list[str] = []  # the requests a page made to anywhere but the ledger
+
+
 def offline_page(browser, url: str, **context_options) -> Page:
-    """A page whose every request to anywhere but the ledger fails, as with no internet."""
+    """A page whose every request to anywhere but the ledger fails, as with no internet, and is noted."""
     context = browser.new_context(**context_options)
-    context.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url) else route.abort())
+
+    def only_the_ledger(route):
+        if route.request.url.startswith(url):
+            route.continue_()
+        else:
+            ELSEWHERE.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", only_the_ledger)
     return context.new_page()
+
+
+@pytest.fixture(autouse=True)
+def nothing_from_elsewhere():
+    """Every page of a test needed nothing but the ledger."""
+    ELSEWHERE.clear()
+    yield
+    assert ELSEWHERE == []
 
 
 def sign_in(page: Page, url: str, token: str) -> None:

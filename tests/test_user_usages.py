@@ -1,4 +1,4 @@
-"""User usages (SPEC §5 and §6): set_user_usage, set_user_usages, and the user usage list."""
+"""User usages: set_user_usage, set_user_usages, and the user usage list."""
 
 import re
 
@@ -249,7 +249,7 @@ def test_user_usage_on_a_carried_record(client, ledger):
 
 
 def test_a_user_usage_keeps_its_carried_record_when_the_month_before_stops_carrying(client, ledger):
-    """A carried record comes and goes with the month before it (SPEC §7): reported as it stands
+    """A carried record comes and goes with the month before it: reported as it stands
     when user usages are, it stays, and they stay listed."""
     report(ledger, amount="5", date="2026-02-10T00:00:00Z", policy="reuse")
     carried = events.usage_record_uuid(RESOURCE, "cpu", MARCH)
