@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import urllib.request
 from decimal import Decimal
 
 import pytest
@@ -163,3 +164,14 @@ def test_usage_totals_need_a_token(client):
 def test_report_table_of_a_month_without_records_says_so_on_stderr(history, db_path):
     result = CliRunner().invoke(cli, ["--db", db_path, "report", "--period", "2025-06"])
     assert (result.exit_code, result.stdout, result.stderr) == (0, "", "no rows\n")
+
+
+def test_usage_totals_from_a_live_server_with_the_token_in_the_query(live_server):
+    body = json.dumps({"resource": RESOURCE, "usages": [{"type": "cpu", "amount": "3.30"}]}).encode()
+    request = urllib.request.Request(f"{live_server}/api/marketplace-component-usages/set_usage/", data=body,
+                                     headers={"Authorization": "Token staff-token", "Content-Type": "application/json"})
+    assert urllib.request.urlopen(request, timeout=10).status == 201
+    for owner, expected in (("consumer-owner", ["3.30"]), ("other-owner", [])):
+        url = f"{live_server}/api/usage-totals/?by=resource&period=2026-03&x-auth-token={owner}-token"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert [row["usage"] for row in json.loads(response.read())] == expected
