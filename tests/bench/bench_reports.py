@@ -10,10 +10,8 @@ exact sums and the catalog's names cost over the bare aggregate. Milliseconds, m
 import argparse
 import datetime as dt
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,18 +23,10 @@ from ledger.cli import load_catalog  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
 from projections import reports  # noqa: E402
 from tests.bench.bench_http import CLIENT, OWNER_TOKEN, PROVIDER, catalog, fill  # noqa: E402
+from tests.bench.bench_lists import median_ms  # noqa: E402
 
 BASELINE = ("SELECT customer_uuid, type, SUM(CAST(usage AS REAL)), COUNT(*) FROM component_usages"
             " WHERE billing_period = ? GROUP BY customer_uuid, type")
-
-
-def median_ms(action, runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times)
 
 
 def main() -> None:

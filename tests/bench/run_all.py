@@ -27,6 +27,8 @@ BENCHMARKS = {
         (["bench_store.py"], ["bench_store.py", "--single", "200", "--batched", "5000"]),
     "List pages and counts at scale, in-process (no target: a page should not grow with the records)":
         (["bench_lists.py"], ["bench_lists.py", "--records", "20000", "--user-usages", "8000", "--resources", "1000"]),
+    "Period totals, chart data and the overview page vs SQLite's own GROUP BY (no target)":
+        (["bench_reports.py"], ["bench_reports.py", "--records", "20000", "--resources", "1000"]),
 }
 
 
