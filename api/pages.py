@@ -23,8 +23,8 @@ blueprint = Blueprint("pages", __name__, template_folder="templates", static_fol
 
 COOKIE = "ledger_token"
 CHART_MONTHS = 12
-# A page per kind of scope: the catalog table naming it, the records' column, the word for people,
-# and the totals shown beneath its charts (by what).
+# A page per kind of scope (named as its catalog table): the records' column naming it, the word for
+# people, and the totals shown beneath its charts (by what).
 SCOPES = {
     "customers": ("customer_uuid", "Customer", ("project", "resource")),
     "projects": ("project_uuid", "Project", ("resource",)),
@@ -69,9 +69,7 @@ def page(template: str, caller: Caller, status: int = 200, **context):
     return render_template(template, viewer=caller, head_seq=seq, head_hash=head_hash, **context), status
 
 
-def problem(caller: Caller | None, status: int, title: str, message: str):
-    if caller is None:
-        return render_template("signin.html", error=message), status
+def problem(caller: Caller, status: int, title: str, message: str):
     return page("problem.html", caller, status, title=title, message=message)
 
 
