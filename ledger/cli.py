@@ -11,11 +11,11 @@ import uuid
 import click
 
 from projections import catalog as catalog_view
-from projections import reports, runner
+from projections import reports, runner, usages
 
 from . import catalog, clock, demo, history
-from .output import emit, output_format
 from .database import Ledger
+from .output import emit, output_format
 
 # Gunicorn's advice: about two worker processes per CPU. Python runs one thread of a process at a
 # time, so processes, not threads, use the CPUs; a second thread lets a worker parse and decide a
@@ -243,7 +243,7 @@ def replay(ctx, until, fmt):
     Example: ledger --db demo.db replay --until 40
     """
     records = history.replay(open_ledger(ctx), until, progress=progress_bar)
-    emit(records, fmt, table=replay_line)
+    emit(records, fmt, (*usages.RECORD_KEYS, "carried"), table=replay_line)
 
 
 def replay_line(record: dict) -> dict:

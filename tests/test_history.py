@@ -334,3 +334,8 @@ def test_audit_prints_csv_and_json_lines_with_every_field(ledger, db_path, fmt):
         assert [row.split(",")[7:9] for row in rows] == [["", "10.00"], ["10.00", "12.50"]]
     else:
         assert [json.loads(line)["new"] for line in output.splitlines()] == ["10.00", "12.50"]
+
+
+def test_replay_before_any_record_prints_a_csv_header_of_every_field(db_path):
+    header = run(db_path, "replay", "--until", "1", "--csv").stdout
+    assert header == ",".join((*usages.RECORD_KEYS, "carried")) + "\n"
