@@ -87,12 +87,12 @@ def create_app(config: dict | None = None) -> Flask:
     app.url_map.converters["uuid"] = UUIDConverter
     app.url_map.strict_slashes = False  # a path without its trailing slash is served, not redirected as HTML
     errors.register(app)
-    from . import accounts, openapi, provider, site_agents, usages, user_usages
+    from . import accounts, openapi, pages, provider, reports, site_agents, usages, user_usages
 
     app.register_blueprint(usages.blueprint)
     app.register_blueprint(user_usages.blueprint)
     app.register_blueprint(openapi.blueprint)
-    for blueprint in (accounts.blueprint, provider.blueprint, site_agents.blueprint):
+    for blueprint in (accounts.blueprint, provider.blueprint, site_agents.blueprint, reports.blueprint, pages.blueprint):
         app.register_blueprint(blueprint)
     return app
 

@@ -28,9 +28,17 @@ def authenticate(conn) -> Caller:
     token = presented_token()
     if token is None:
         raise ApiError(401, {"detail": "Authentication credentials were not provided."}, CHALLENGE)
+    found = known_caller(conn, token)
+    if found is None:
+        raise ApiError(401, {"detail": "Invalid token."}, CHALLENGE)
+    g.caller = found
+    return found
+
+
+def known_caller(conn, token: str) -> Caller | None:
+    """The user holding `token` with their roles; None when the token is unknown, revoked or expired."""
     digests = tokens.digests(current_app.extensions["ledger"]["token_key"], token)
     found = CALLERS.get(digests[0], lambda: catalog.token_holder(conn, digests), rows_only=True)
     if found is None or tokens.expired(found[1], clock.stored(clock.now())):
-        raise ApiError(401, {"detail": "Invalid token."}, CHALLENGE)
-    g.caller = found[0]
+        return None
     return found[0]

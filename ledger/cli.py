@@ -10,12 +10,14 @@ import uuid
 
 import click
 
-from projections import runner
+from projections import catalog as catalog_view
+from projections import reports, runner, usages
 
 from . import catalog, clock, demo, history, tokens
 from .database import Ledger
 from .opening import LedgerUnusable, Mode, translated_errors
 from .opening import open_ledger as open_database
+from .output import emit, output_format
 
 # Gunicorn's advice: about two worker processes per CPU. Python runs one thread of a process at a
 # time, so processes, not threads, use the CPUs; a second thread lets a worker parse and decide a
@@ -43,6 +45,7 @@ class LedgerGroup(click.Group):
 
 
 @click.group(cls=LedgerGroup)
+@click.version_option(package_name="usage-ledger", prog_name="ledger")
 @click.option(
     "--db", "db_path", envvar="LEDGER_DB", default="ledger.db", show_default=True,
     help="The ledger's SQLite database (LEDGER_DB).",
@@ -125,7 +128,7 @@ class TokenGroup(click.Group):
 def token_group():
     """API tokens: issue, list and revoke them. Only a keyed digest of a token is kept, so it is shown once.
 
-    Example: ledger token issue provider-owner --expires 90d
+    Example: ledger --db demo.db token issue hpc-owner --expires 90d
     """
 
 
@@ -146,7 +149,7 @@ def token_expiry(ctx, param, value: str | None):
 def token_issue(ctx, username, expires):
     """Issue a new API token for a user; the token alone is printed on the last line, once.
 
-    Example: ledger token issue provider-owner --expires 2027-01-01
+    Example: ledger --db demo.db token issue hpc-owner --expires 2027-01-01
     """
     token_id, key = tokens.issue_token(open_ledger(ctx, Mode.WRITE), username, expires)
     click.echo(f"token {token_id} issued to {username}" + (f", expires {clock.stored(expires)}" if expires else ""))
@@ -155,20 +158,25 @@ def token_issue(ctx, username, expires):
 
 @token_group.command("list")
 @click.argument("username", required=False)
+@output_format
 @click.pass_context
-def token_list(ctx, username):
+def token_list(ctx, username, fmt):
     """The tokens of every user, or of one: id, user, origin (catalog or issued), created, expires, revoked.
 
     The tokens themselves are never shown: the ledger does not have them.
 
-    Example: ledger token list provider-owner
+    Example: ledger --db demo.db token list hpc-owner
     """
-    listed = tokens.listed(open_ledger(ctx, Mode.WRITE).conn, username)
-    echo_table(
-        ("id", "user", "origin", "created", "expires", "revoked"),
-        [(t["id"], t["username"], t["source"], t["created"], t["expires_at"] or "never", t["revoked_at"] or "")
-         for t in listed],
-    )
+    emit(tokens.listed(open_ledger(ctx, Mode.WRITE).conn, username), fmt, TOKEN_COLUMNS, table=token_line)
+
+
+TOKEN_COLUMNS = ("id", "username", "source", "created", "expires_at", "revoked_at")
+
+
+def token_line(token: dict) -> dict:
+    """A token as a table row for people."""
+    return {"id": token["id"], "user": token["username"], "origin": token["source"], "created": token["created"],
+            "expires": token["expires_at"] or "never", "revoked": token["revoked_at"] or ""}
 
 
 @token_group.command("revoke")
@@ -178,7 +186,7 @@ def token_list(ctx, username):
 def token_revoke(ctx, username, token_id):
     """Revoke every live token of a user, or one with --id; a revoked token gets 401 at once, servers included.
 
-    Example: ledger token revoke provider-owner --id 42
+    Example: ledger --db demo.db token revoke hpc-owner
     """
     revoked = tokens.revoke_tokens(open_ledger(ctx, Mode.WRITE), username, token_id)
     if revoked:
@@ -220,16 +228,6 @@ def rebuild(ctx):
 progress_bar = functools.partial(click.progressbar, file=sys.stderr)
 
 
-def echo_table(headers: tuple[str, ...], rows: list[tuple]) -> None:
-    widths = [max(len(str(value)) for value in column) for column in zip(headers, *rows)]
-    for line in (headers, tuple("-" * width for width in widths), *rows):
-        click.echo("  ".join(str(value).ljust(width) for value, width in zip(line, widths)).rstrip())
-
-
-def echo_json(value) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
-
-
 def resource_uuid(ctx, param, value: str) -> str:
     try:
         return uuid.UUID(value).hex
@@ -241,7 +239,7 @@ def billing_month(ctx, param, value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return dt.datetime.strptime(value, "%Y-%m").date().isoformat()[:7]  # a four-digit year, which strftime does not write
+        return f"{clock.parse_month(value):%Y-%m}"
     except ValueError:
         raise click.BadParameter("not a month as YYYY-MM, e.g. 2026-03") from None
 
@@ -277,7 +275,7 @@ def verify(ctx, heads):
     cannot show. Names the first broken seq, each kept head that does not match, or each table
     that differs (how many rows, a few examples), and exits with status 1 then.
 
-    Example: ledger --db ledger.db verify --head 1042:9f2c…
+    Example: ledger --db demo.db verify
     """
     result = history.verify(open_ledger(ctx, Mode.READ), heads, progress=progress_bar)
     click.echo(f"head: {result.head[0]} {result.head[1]}")
@@ -310,53 +308,78 @@ def verify(ctx, heads):
 @click.argument("resource", callback=resource_uuid)
 @click.option("--type", "component_type", help="Only this component type.")
 @click.option("--period", callback=billing_month, help="Only this billing month, YYYY-MM.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@output_format
 @click.pass_context
-def audit(ctx, resource, component_type, period, as_json):
+def audit(ctx, resource, component_type, period, fmt):
     """The history of a resource's usage records: each report, who made it, when, and the value it replaced.
 
     Values carried into a month without a report of its own are marked `carried`; reports of one
     user's share of a record are marked `user USERNAME`.
 
-    Example: ledger audit 0d000000-0000-0000-0000-000000000001 --type cpu --period 2026-03
+    Example: ledger --db demo.db audit 7a8b9c0d-1e2f-4d7e-c05b-6c7d8e9f0a1b --type storage
     """
-    entries = history.audit(open_ledger(ctx, Mode.READ), resource, component_type, period)
-    if as_json:
-        echo_json([dataclasses.asdict(entry) for entry in entries])
-        return
-    echo_table(
-        ("period", "type", "seq", "occurred_at", "recorded_at", "by", "old -> new", "policy", ""),
-        [
-            (e.billing_period[:7], e.type, e.seq or "", e.occurred_at, e.recorded_at or "",
-             "system" if e.actor_id is None else f"{e.actor_id} {e.username}", f"{e.old or '-'} -> {e.new}",
-             e.missing_usage_policy, "carried" if e.carried else f"user {e.user}" if e.user else "")
-            for e in entries
-        ],
-    )
+    ledger = open_ledger(ctx, Mode.READ)
+    if catalog_view.resource(ledger.conn, resource) is None:
+        raise click.ClickException(f"no resource {resource} in this ledger")
+    entries = history.audit(ledger, resource, component_type, period)
+    emit([dataclasses.asdict(entry) for entry in entries], fmt, AUDIT_COLUMNS, table=audit_line)
+
+
+AUDIT_COLUMNS = tuple(field.name for field in dataclasses.fields(history.AuditEntry))
+
+
+def audit_line(entry: dict) -> dict:
+    """An audit entry as a table row for people: who in one cell, old -> new in another."""
+    user = entry["user"]
+    return {
+        "period": entry["billing_period"][:7], "type": entry["type"], "seq": entry["seq"],
+        "occurred_at": entry["occurred_at"], "recorded_at": entry["recorded_at"],
+        "by": "system" if entry["actor_id"] is None else f"{entry['actor_id']} {entry['username']}",
+        "old -> new": f"{entry['old'] or '-'} -> {entry['new']}", "policy": entry["missing_usage_policy"],
+        "note": "carried" if entry["carried"] else f"user {user}" if user else "",
+    }
 
 
 @cli.command()
 @click.option("--until", required=True, callback=seq_or_time,
               help="A seq number, or an ISO datetime compared with the events' recorded_at.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@output_format
 @click.pass_context
-def replay(ctx, until, as_json):
+def replay(ctx, until, fmt):
     """The usage records as they stood at a point of the log, rebuilt aside: the live views are untouched.
 
-    Example: ledger replay --until 2026-03-01T00:00:00Z
+    Example: ledger --db demo.db replay --until 40
     """
     records = history.replay(open_ledger(ctx, Mode.READ), until, progress=progress_bar)
-    if as_json:
-        echo_json(records)
-        return
-    echo_table(
-        ("period", "resource", "type", "usage", "policy", "date", "by", ""),
-        [
-            (r["billing_period"][:7], r["resource_name"], r["type"], r["usage"], r["missing_usage_policy"],
-             r["date"], r["modified_by"] or "", "carried" if r["carried"] else "")
-            for r in records
-        ],
-    )
+    emit(records, fmt, (*usages.RECORD_KEYS, "carried"), table=replay_line)
+
+
+def replay_line(record: dict) -> dict:
+    """A replayed record as a table row for people."""
+    return {
+        "period": record["billing_period"][:7], "resource": record["resource_name"], "type": record["type"],
+        "usage": record["usage"], "policy": record["missing_usage_policy"], "date": record["date"],
+        "by": record["modified_by"] or "", "note": "carried" if record["carried"] else "",
+    }
+
+
+@cli.command()
+@click.option("--period", callback=billing_month, help="The billing month, YYYY-MM  [default: this month]")
+@click.option("--by", "by", type=click.Choice(tuple(reports.GROUPS)), default="customer", show_default=True,
+              help="What each row totals.")
+@output_format
+@click.pass_context
+def report(ctx, period, by, fmt):
+    """A billing month's total usage per customer, project, offering or resource and component type.
+
+    Values carried into the month count like reported ones; `records` is how many records each total adds up.
+
+    Example: ledger --db demo.db report --by project --csv
+    """
+    month = clock.parse_month(period) if period else clock.billing_period(clock.now())
+    rows = reports.period_totals(open_ledger(ctx, Mode.READ).conn, None, month, by)
+    columns = ("period", f"{by}_uuid", f"{by}_name", "type", "measured_unit", "usage", "records")
+    emit(rows, fmt, columns)
 
 
 @cli.command()

@@ -84,3 +84,10 @@ def wire(stored_text: str) -> str:
     if stored_text.endswith(".000000Z"):
         return stored_text[:-8] + "Z"
     return stored_text
+
+
+def parse_month(text: str) -> dt.date:
+    """A billing period written `YYYY-MM` (e.g. 2026-03), as its first day. Raises ValueError."""
+    if len(text) != 7:  # strptime takes "2026-3" too; a month is always written with two digits
+        raise ValueError(f"{text!r} is not a month as YYYY-MM")
+    return dt.datetime.strptime(text, "%Y-%m").date()

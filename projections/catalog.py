@@ -275,6 +275,16 @@ def offering_user_of(conn: sqlite3.Connection, uuid: str, offering_uuid: str) ->
     ).fetchone() is not None
 
 
+def name(conn: sqlite3.Connection, table: str, uuid: str) -> str | None:
+    """The name of a customer, project, offering or resource (`table`); None when there is none."""
+    row = conn.execute(f"SELECT name FROM {table} WHERE uuid = ?", (uuid,)).fetchone()
+    return row[0] if row else None
+
+
+def exists(conn: sqlite3.Connection, table: str, uuid: str) -> bool:
+    return conn.execute(f"SELECT 1 FROM {table} WHERE uuid = ?", (uuid,)).fetchone() is not None
+
+
 def user_id(conn: sqlite3.Connection, username: str) -> int | None:
     row = conn.execute("SELECT id FROM users WHERE username = ?", (username,)).fetchone()
     return row[0] if row else None

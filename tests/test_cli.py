@@ -2,6 +2,7 @@
 
 import json
 import sqlite3
+from importlib.metadata import version
 
 import click
 import pytest
@@ -102,3 +103,8 @@ def test_catalog_load_of_a_missing_file_fails(tmp_path):
     result = CliRunner().invoke(cli, ["--db", str(tmp_path / "ledger.db"), "catalog", "load", str(tmp_path / "none.json")])
     assert result.exit_code != 0
     assert "No such file or directory" in result.output
+
+
+def test_version_prints_the_packages_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert (result.exit_code, result.output) == (0, f"ledger, version {version('usage-ledger')}\n")

@@ -256,7 +256,7 @@ def test_audit_table_shows_times_authors_and_values(ledger, db_path):
     result = run(db_path, "audit", RESOURCE, "--period", "2026-03")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["period", "type", "seq", "occurred_at", "recorded_at", "by", "old", "->", "new", "policy"]
+    assert lines[0].split() == ["period", "type", "seq", "occurred_at", "recorded_at", "by", "old", "->", "new", "policy", "note"]
     assert "1 staff" in lines[2] and "- -> 10.00" in lines[2] and "2026-03-15T12:00:00.000000Z" in lines[2]
     assert "3 provider-owner" in lines[3] and "10.00 -> 12.50" in lines[3]
 
@@ -353,3 +353,27 @@ def test_history_of_a_carried_record_is_the_reports_it_was_carried_from(client, 
     assert [(e["actor_id"], e["data"]["billing_period"], e["data"]["amount"]) for e in response.get_json()] == [
         (1, "2026-03-01", "7.00"), (3, "2026-03-01", "8.00"),
     ]
+
+
+def test_audit_of_an_unknown_resource_says_so_in_one_line(db_path):
+    result = run(db_path, "audit", "0d000000-0000-0000-0000-0000000000ff")
+    assert result.exit_code == 1
+    assert result.output == "Error: no resource 0d0000000000000000000000000000ff in this ledger\n"
+
+
+@pytest.mark.parametrize("fmt", ["--csv", "--nl"])
+def test_audit_prints_csv_and_json_lines_with_every_field(ledger, db_path, fmt):
+    report(ledger, cpu="10.00")
+    report(ledger, PROVIDER_OWNER, cpu="12.50")
+    output = run(db_path, "audit", RESOURCE, "--type", "cpu", fmt).stdout
+    if fmt == "--csv":
+        header, *rows = output.splitlines()
+        assert header.split(",")[:4] == ["billing_period", "type", "seq", "occurred_at"]
+        assert [row.split(",")[7:9] for row in rows] == [["", "10.00"], ["10.00", "12.50"]]
+    else:
+        assert [json.loads(line)["new"] for line in output.splitlines()] == ["10.00", "12.50"]
+
+
+def test_replay_before_any_record_prints_a_csv_header_of_every_field(db_path):
+    header = run(db_path, "replay", "--until", "1", "--csv").stdout
+    assert header == ",".join((*usages.RECORD_KEYS, "carried")) + "\n"

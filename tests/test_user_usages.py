@@ -246,7 +246,7 @@ def test_user_usage_on_a_carried_record(client, ledger):
 
 
 def test_a_user_usage_keeps_its_carried_record_when_the_month_before_stops_carrying(client, ledger):
-    """A carried record comes and goes with the month before it (SPEC §7): reported as it stands
+    """A carried record comes and goes with the month before it: reported as it stands
     when user usages are, it stays, and they stay listed."""
     report(ledger, amount="5", date="2026-02-10T00:00:00Z", policy="reuse")
     carried = events.usage_record_uuid(RESOURCE, "cpu", MARCH)
@@ -465,8 +465,8 @@ def test_other_methods_are_405(client, record):
 def test_openapi_document_describes_user_usages(client):
     document = client.get("/api/schema/").get_json()
     paths = document["paths"]
-    assert set(paths["/api/marketplace-component-user-usages/"]) == {"get"}
-    assert set(paths["/api/marketplace-component-user-usages/{uuid}/"]) == {"get"}
+    assert set(paths["/api/marketplace-component-user-usages/"]) == {"get", "head"}
+    assert set(paths["/api/marketplace-component-user-usages/{uuid}/"]) == {"get", "head"}
     for action in ("set_user_usage", "set_user_usages"):
         assert set(paths[f"/api/marketplace-component-usages/{{uuid}}/{action}/"]) == {"post"}
     schemas = document["components"]["schemas"]

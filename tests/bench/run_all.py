@@ -29,6 +29,8 @@ BENCHMARKS = {
         (["bench_lists.py"], ["bench_lists.py", "--records", "20000", "--user-usages", "8000", "--resources", "1000"]),
     "The log's growth over a day of site agent cycles, before and after unchanged reports append nothing":
         (["bench_agent_cycles.py"], ["bench_agent_cycles.py", "--resources", "3", "--users", "3"]),
+    "Period totals, chart data and the overview page vs SQLite's own GROUP BY (no target)":
+        (["bench_reports.py"], ["bench_reports.py", "--records", "20000", "--resources", "1000"]),
 }
 
 
