@@ -21,13 +21,14 @@ NEEDS_A_LEDGER = {
     "audit": ["audit", RESOURCE],
     "replay": ["replay", "--until", "1"],
     "export": ["export"],
+    "report": ["report", "--period", "2026-03"],
     "rebuild": ["rebuild"],
     "roll-period": ["roll-period"],
     "token issue": ["token", "issue", "staff"],
     "token list": ["token", "list"],
     "token revoke": ["token", "revoke", "staff"],
 }
-READERS = {name: NEEDS_A_LEDGER[name] for name in ("verify", "audit", "replay", "export")}
+READERS = {name: NEEDS_A_LEDGER[name] for name in ("verify", "audit", "replay", "export", "report")}
 
 
 def run(path, args: list[str]):
