@@ -257,7 +257,7 @@ class ComponentUsage(Placement):
 
 
 def usage_record(row: dict) -> dict:
-    """A usage record row from the view in the wire format of SPEC §6."""
+    """A usage record row from the view in the API's wire format (README: The API)."""
     return {
         **row,
         "created": clock.wire(row["created"]),
@@ -293,7 +293,7 @@ PLACEMENT_KEYS = (
 
 
 def user_usage_record(row: dict, url_root: str) -> dict:
-    """A user usage record row from the view in the wire format of SPEC §6; links are under `url_root`."""
+    """A user usage record row from the view in the API's wire format; links are under `url_root`."""
     user = f"{url_root}api/marketplace-offering-users/{row['user_uuid']}/" if row["user_uuid"] else None
     return {
         "uuid": row["uuid"],

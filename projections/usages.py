@@ -3,7 +3,7 @@
 Rows carry the resource's offering, provider, project and consumer customer so that
 every filter and the visibility rule are plain indexed columns of one table.
 
-Carry-forward (SPEC §7) lives here: a record whose policy is `reuse` or `zero` gives
+Carry-forward (README: carried values) lives here: a record whose policy is `reuse` or `zero` gives
 the next started billing period without a report of its own a *carried* record
 (`carried = 1`), which gives the next one, and so on. A real report always wins.
 """
@@ -156,7 +156,7 @@ def _record(conn, resource_uuid: str, component_type: str, period: dt.date) -> d
 
 
 def carried_value(source: dict | None, period: dt.date, starts_at: str) -> dict | None:
-    """What a record gives the following billing period without a report: SPEC §7's rules."""
+    """What a record gives the following billing period without a report: `reuse` keeps its usage, `zero` gives 0.00, `none` nothing."""
     if source is None or source["missing_usage_policy"] not in ("reuse", "zero"):
         return None
     return {

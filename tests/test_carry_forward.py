@@ -1,4 +1,4 @@
-"""Billing periods and carried-forward values (SPEC §7)."""
+"""Billing periods and carried-forward values."""
 
 import datetime as dt
 import json
@@ -245,7 +245,7 @@ operations = st.lists(
 
 
 def reference(reports: dict, started: list, terminated_at: dict) -> dict:
-    """The rules of SPEC §7, computed from scratch: (resource, type, period) -> (usage, policy, carried)."""
+    """The carry-forward rules, computed from scratch: (resource, type, period) -> (usage, policy, carried)."""
     expected = {}
     last = max(started)
     for resource, kind in {(r, k) for r, k, _ in reports}:

@@ -1,7 +1,7 @@
 """Many clients writing through `ledger serve` with several workers at once, the same records and different ones.
 
 The load runs once for the module (8 threads, 40 reports each, 4 workers); each test holds one
-promise of SPEC §9 against what was answered and what the log holds.
+promise that no acknowledged write is lost against what was answered and what the log holds.
 """
 
 import concurrent.futures

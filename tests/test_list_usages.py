@@ -1,4 +1,4 @@
-"""GET/HEAD /api/marketplace-component-usages/ and {uuid}/: SPEC §6 for usage records."""
+"""GET/HEAD /api/marketplace-component-usages/ and {uuid}/: the list and retrieve rules for usage records."""
 
 import re
 

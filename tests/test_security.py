@@ -32,7 +32,7 @@ USAGES = "/api/marketplace-component-usages/"
 USER_USAGES = "/api/marketplace-component-user-usages/"
 SET_USAGE = f"{USAGES}set_usage/"
 BOTH = {RESOURCE, OTHER_RESOURCE}
-# Which of the two resources each user may read (SPEC §3).
+# Which of the two resources each user may read (the read rules in the README).
 VISIBLE = {
     "staff": BOTH, "support": BOTH, "provider-owner": BOTH, "provider-manager": BOTH,
     "offering-manager": {RESOURCE}, "consumer-owner": {RESOURCE}, "consumer-manager": set(),

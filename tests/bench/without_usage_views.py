@@ -4,7 +4,7 @@ Every write still decides, appends to the hash-chained log, moves the views' che
 commits durably; only the folding of UsageReported events into the usage-record and
 user-usage views is skipped (their lists then go stale). What a benchmark measures this way is
 the most that any design of those views could give, since the architecture folds every report
-into them inside its write (inline projection, ARCHITECTURE.md).
+into them inside its write (inline projection).
 
     .venv/bin/python tests/bench/bench_commands.py --without-usage-views
     .venv/bin/python tests/bench/bench_http.py --without-usage-views   # set_usage only
