@@ -14,7 +14,7 @@ from ledger.access import Caller, user_uuid
 from ledger.events import STATES
 from projections import provider_catalog
 
-from . import pagination
+from . import links, pagination
 from .auth import authenticate
 from .errors import bad_request, not_found
 from .filters import hex_uuid
@@ -70,7 +70,8 @@ def retrieved(rows: list[dict], wire) -> object:
 
 
 def link(kind: str, uuid: str) -> str:
-    return f"{request.url_root}api/{kind}/{uuid}/"
+    """An object's `url`, under LEDGER_BASE_URL when set (api/links.py), never under a Host a client sent."""
+    return f"{links.root()}api/{kind}/{uuid}/"
 
 
 def slug(name: str) -> str:

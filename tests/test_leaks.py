@@ -124,6 +124,15 @@ def test_links_are_built_from_the_configured_base_url_not_the_hosts_header(clien
     assert '<https://ledger.example.org/api/marketplace-component-usages/?page_size=1&page=2>; rel="next"' in links
 
 
+def test_the_site_agents_objects_link_under_the_configured_base_url(client, monkeypatch):
+    monkeypatch.setenv("LEDGER_BASE_URL", "https://ledger.example.org/")
+    evil = {**auth("staff"), "Host": "evil.example.com"}
+    for path in ("/api/marketplace-provider-resources/", "/api/marketplace-provider-offerings/",
+                 "/api/marketplace-offering-users/", "/api/marketplace-service-providers/"):
+        (first, *_) = client.get(path, headers=evil).get_json()
+        assert first["url"].startswith(f"https://ledger.example.org{path}"), path
+
+
 def test_without_a_base_url_links_follow_the_request(client, record):
     share_with_link(client, record)
     entry = client.get("/api/marketplace-component-user-usages/", headers=auth("staff")).get_json()[0]
