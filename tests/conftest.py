@@ -2,7 +2,6 @@ import copy
 import json
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from ledger.cli import load_catalog
 from ledger.database import Ledger
 from projections import catalog as catalog_view
 
+from .serving import free_port, stop_group
 from .world import catalog_document, token
 
 @pytest.fixture
@@ -86,12 +86,6 @@ def caller_of(conn, username: str) -> Caller:
     return catalog_view.token_holder(conn, tokens.digests(tokens.key(conn), token(username)))[0]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def live_server(db_path):
     """`ledger serve` in a subprocess on a loopback port; yields its base URL."""
@@ -100,6 +94,7 @@ def live_server(db_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "ledger", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
         env=env, cwd=Path(db_path).parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -113,9 +108,7 @@ def live_server(db_path):
                 raise RuntimeError(f"server did not start: {process.stderr.read().decode()}") from None
             time.sleep(0.1)
     yield url
-    process.terminate()
-    process.wait(timeout=10)
-    process.stderr.close()
+    stop_group(process)
 
 
 def sqlite_work(conn, action) -> int:

@@ -42,6 +42,25 @@ def new_ledger(db_path: str, catalog: dict) -> None:
         ledger.close()
 
 
+def stop_group(process: subprocess.Popen, timeout: float = 20) -> None:
+    """Stops a server started with `start_new_session=True`: SIGTERM to its whole process group (gunicorn's
+    master and workers), then SIGKILL if it has not stopped within `timeout` seconds (a loaded machine can
+    keep workers booting for a while), and closes the pipes the test read."""
+    for number, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(process.pid, number)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout=wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
 class LedgerServer:
     """`ledger serve` on 127.0.0.1 with `workers` gunicorn workers; its stderr goes to `<db>.server.log`."""
 

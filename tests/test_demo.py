@@ -16,7 +16,7 @@ from ledger.database import Ledger
 from ledger.events import usage_record_uuid, usage_stream
 from projections import usages
 
-from .conftest import free_port
+from .serving import free_port, stop_group
 
 
 def test_demo_catalog_loads_and_seeds_usage_once(tmp_path):
@@ -49,7 +49,7 @@ def test_demo_prints_a_token_and_a_curl_line_that_lists_records(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "LEDGER_NOW"}
     process = subprocess.Popen(
         [sys.executable, "-m", "ledger", "--db", str(tmp_path / "demo.db"), "demo", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
     )
     try:
         token_line, curl_line = process.stdout.readline(), process.stdout.readline()
@@ -61,9 +61,7 @@ def test_demo_prints_a_token_and_a_curl_line_that_lists_records(tmp_path):
         status, body = get_when_up(request)
         assert status == 200 and len(body) == 10  # a first page of this month's and last month's records
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        process.stdout.close()
+        stop_group(process)
 
 
 @pytest.fixture
