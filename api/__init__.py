@@ -12,6 +12,7 @@ from werkzeug.routing import BaseConverter
 from ledger import tokens
 from ledger.committer import GroupCommitter
 from ledger.database import Ledger
+from projections import projector
 
 from . import errors, links, requests
 
@@ -45,6 +46,18 @@ def start_rollover_timer(path: str, seconds: float) -> None:
     threading.Thread(target=roll_forever, name="rollover", daemon=True).start()
 
 
+def start_process(app: Flask, process: dict) -> None:
+    """This process's group committer, rollover timer and projector thread."""
+    path, projector_thread = app.config["DATABASE"], None
+    if app.config["PROJECTOR"]:
+        folding = Ledger(path, sync_on_commit=False)  # views lost to a power cut are folded again from the log
+        projector_thread = projector.Projector(folding.store, folding.lease)
+    wake = projector_thread.wake if projector_thread else lambda: None
+    process.update(pid=os.getpid(), committer=GroupCommitter(path, committed=wake), projector=projector_thread)
+    if app.config["ROLLOVER_SECONDS"]:
+        start_rollover_timer(path, app.config["ROLLOVER_SECONDS"])
+
+
 def create_app(config: dict | None = None) -> Flask:
     """The Flask application; `config["DATABASE"]` names the ledger's SQLite file."""
     app = Flask(__name__, static_folder=None)
@@ -54,6 +67,9 @@ def create_app(config: dict | None = None) -> Flask:
         JSON_SORT_KEYS=False,
         PROVIDE_AUTOMATIC_OPTIONS=False,  # methods other than a route's own are 405, OPTIONS too
         ROLLOVER_SECONDS=60,
+        # A thread per process that folds the log into the views (`ledger serve`); without it,
+        # the requests that find the views behind fold them themselves.
+        PROJECTOR=False,
     )
     app.config.update(config or {})
     links.configured_base_url()  # a malformed LEDGER_BASE_URL stops the server at start, not every request
@@ -65,10 +81,10 @@ def create_app(config: dict | None = None) -> Flask:
     token_key = tokens.key(ledger.conn)
     ledger.close()
 
-    # One connection per thread for reading and deciding, opened on first use; one group committer
-    # and one rollover timer per process (a forked worker makes its own).
+    # One connection per thread for reading and deciding, opened on first use; one group committer,
+    # one rollover timer and (with PROJECTOR) one projector thread per process (a forked worker makes its own).
     local = threading.local()
-    process = app.extensions["ledger"] = {"pid": None, "committer": None, "token_key": token_key}
+    process = app.extensions["ledger"] = {"pid": None, "committer": None, "projector": None, "token_key": token_key}
     process_lock = threading.Lock()
 
     app.before_request(requests.read_unsized_body)
@@ -77,12 +93,13 @@ def create_app(config: dict | None = None) -> Flask:
     def open_ledger():
         with process_lock:
             if process["pid"] != os.getpid():
-                process.update(pid=os.getpid(), committer=GroupCommitter(app.config["DATABASE"]))
-                if app.config["ROLLOVER_SECONDS"]:
-                    start_rollover_timer(app.config["DATABASE"], app.config["ROLLOVER_SECONDS"])
+                start_process(app, process)
         if getattr(local, "ledger", None) is None or local.ledger.committer is not process["committer"]:
             local.ledger = Ledger(app.config["DATABASE"], committer=process["committer"])
         g.ledger = local.ledger
+        # Every request reads the views (its caller's token, at least): they must hold every write
+        # acknowledged before it arrived, in this process or another.
+        g.ledger.reach_views()
 
     app.url_map.converters["uuid"] = UUIDConverter
     app.url_map.strict_slashes = False  # a path without its trailing slash is served, not redirected as HTML
@@ -98,7 +115,9 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 def close(app: Flask) -> None:
-    """Stops this process's group committer and its background checkpoints (a server just exits)."""
-    committer = app.extensions["ledger"]["committer"]
-    if committer:
-        committer.close()
+    """Stops this process's projector, group committer and background checkpoints (a server just exits)."""
+    process = app.extensions["ledger"]
+    if process["projector"]:
+        process["projector"].stop()
+    if process["committer"]:
+        process["committer"].close()

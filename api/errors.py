@@ -4,6 +4,10 @@ from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from ledger import idempotency
+from projections.projector import ViewsBehind
+
+# How long a client is asked to wait when the views are behind the log (a 503).
+RETRY_AFTER_SECONDS = 1
 
 
 class ApiError(Exception):
@@ -40,6 +44,12 @@ def register(app: Flask) -> None:
     @app.errorhandler(idempotency.KeyReused)
     def key_reused(error):
         return jsonify(detail="This Idempotency-Key was already used for a different request."), 422
+
+    @app.errorhandler(ViewsBehind)
+    def views_behind(error: ViewsBehind):
+        # Never an answer from views that miss an acknowledged write: the client asks again.
+        app.logger.warning("read refused: %s", error)
+        return jsonify(detail="The ledger is catching up; try again shortly."), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
     @app.errorhandler(MethodNotAllowed)
     def method_not_allowed(error):

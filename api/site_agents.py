@@ -105,9 +105,11 @@ def identity_fields(given: dict, held: dict | None = None) -> dict:
 
 
 def registered(write):
-    """Runs a registration, answering its refusals as Waldur does."""
+    """Runs a registration, answering its refusals as Waldur does; the views then hold it, for the answer."""
     try:
-        return write()
+        registered_uuid = write()
+        g.ledger.reach_views()
+        return registered_uuid
     except site_agents.RegistrationNotFound:
         raise not_found() from None
     except PermissionDenied:

@@ -330,7 +330,7 @@ def decide(catalog: dict, store: EventStore, occurred_at: str, token_key: bytes,
 def load(ledger: Ledger, text: bytes | str) -> int:
     """Validates a catalog file whole and appends its changes; returns how many catalog events."""
     parsed, problems = parse(text)
-    with ledger.store.transaction():
+    with ledger.locked():  # the views hold every event while the changes are decided
         problems += reference_problems(parsed, ledger.conn)
         if problems:
             raise CatalogError(problems)

@@ -15,7 +15,7 @@ from projections import reports, runner, usages
 
 from . import catalog, clock, demo, history, tokens
 from .database import Ledger
-from .opening import LedgerUnusable, Mode, translated_errors
+from .opening import LedgerUnusable, Mode, translated_errors, views_current
 from .opening import open_ledger as open_database
 from .output import emit, output_format
 
@@ -64,6 +64,11 @@ def open_ledger(ctx, mode: Mode) -> Ledger:
     ledger = open_database(ctx.obj["db_path"], mode)
     ctx.call_on_close(ledger.close)
     return ledger
+
+
+def open_views(ctx) -> Ledger:
+    """The command's ledger, opened to read its views, which must hold its whole log."""
+    return views_current(open_ledger(ctx, Mode.READ), ctx.obj["db_path"])
 
 
 @cli.command()
@@ -318,7 +323,7 @@ def audit(ctx, resource, component_type, period, fmt):
 
     Example: ledger --db demo.db audit 7a8b9c0d-1e2f-4d7e-c05b-6c7d8e9f0a1b --type storage
     """
-    ledger = open_ledger(ctx, Mode.READ)
+    ledger = open_views(ctx)
     if catalog_view.resource(ledger.conn, resource) is None:
         raise click.ClickException(f"no resource {resource} in this ledger")
     entries = history.audit(ledger, resource, component_type, period)
@@ -377,7 +382,7 @@ def report(ctx, period, by, fmt):
     Example: ledger --db demo.db report --by project --csv
     """
     month = clock.parse_month(period) if period else clock.billing_period(clock.now())
-    rows = reports.period_totals(open_ledger(ctx, Mode.READ).conn, None, month, by)
+    rows = reports.period_totals(open_views(ctx).conn, None, month, by)
     columns = ("period", f"{by}_uuid", f"{by}_name", "type", "measured_unit", "usage", "records")
     emit(rows, fmt, columns)
 
@@ -453,7 +458,7 @@ def run_server(db_path: str, host: str, port: int, workers: int, threads: int = 
             self.cfg.set("control_socket_disable", True)
 
         def load(self):
-            return create_app({"DATABASE": os.path.abspath(db_path)})
+            return create_app({"DATABASE": os.path.abspath(db_path), "PROJECTOR": True})
 
     server_errors.install()
     Server().run()

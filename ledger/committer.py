@@ -13,6 +13,7 @@ it: with the flush inside the lock, writes spent a third of their turn waiting f
 
 import dataclasses
 import threading
+from collections.abc import Callable
 
 from . import idempotency
 from .database import Ledger
@@ -31,8 +32,10 @@ class Submission:
 class GroupCommitter:
     """Commits the writes of one process together, on a connection of its own."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, committed: Callable[[], None] = lambda: None):
+        """`committed()` is called after each commit that appended: e.g. to wake the process's projector."""
         self.ledger = Ledger(path, background_checkpoints=True, sync_on_commit=False)
+        self.committed = committed
         # Each submission's savepoint keeps a copy of every page it changes. Past 64 KiB of copies
         # SQLite moves them into a temporary file: on a million records, a file created, written
         # 46 times and deleted for every set_usage; 10% of its CPU time.
@@ -42,7 +45,7 @@ class GroupCommitter:
         self.queue: list[Submission] = []
 
     def submit(self, decided: list[NewEvent], key: idempotency.Key | None = None) -> list[StoredEvent]:
-        """Appends and projects `decided` (checking and remembering `key`) in the next group commit."""
+        """Appends `decided` (checking and remembering `key`) in the next group commit."""
         submission = Submission(decided, key)
         with self.queue_lock:
             self.queue.append(submission)
@@ -67,12 +70,13 @@ class GroupCommitter:
                         if submission.key:
                             idempotency.check(conn, submission.key)
                             idempotency.remember(conn, submission.key)
-                        submission.stored = ledger.append(submission.decided)
+                        submission.stored = ledger.store.append(submission.decided)
                     except Exception as error:  # noqa: BLE001 - one failed write must not fail the others
                         conn.execute("ROLLBACK TO submission")
                         submission.error, submission.stored = error, None
                     conn.execute("RELEASE submission")
             ledger.store.sync_log()  # outside the writer lock; a failed flush fails the batch below
+            self.committed()
         except BaseException as error:  # the commit itself failed: nothing of the batch landed
             batch = batch or self._take_queue()  # the write lock was never ours: fail what waits for it
             for submission in batch:

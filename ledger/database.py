@@ -1,11 +1,12 @@
-"""The ledger's database: the log and its views together, written in one transaction."""
+"""The ledger's database: the event log, and the views that the projector folds from it."""
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
-from projections import runner
+from projections import projector, runner
 
 from . import checkpointer, clock, idempotency, periods, tokens
-from .store import EventStore, NewEvent, StoredEvent, StreamConflict, connect
+from .store import EventStore, Lease, NewEvent, StoredEvent, StreamConflict, connect
 
 # How often a write whose streams moved while it was deciding is decided again.
 WRITE_ATTEMPTS = 5
@@ -16,7 +17,8 @@ class Ledger:
 
     def __init__(self, path: str, committer=None, background_checkpoints: bool = False, sync_on_commit: bool = True,
                  read_only: bool = False):
-        """`committer`, a GroupCommitter of this process, lets concurrent writes share commits.
+        """`committer`, a GroupCommitter of this process, lets concurrent writes share commits; its
+        writes are folded by the process's projector (projections/projector.py) instead of here.
 
         With `background_checkpoints`, a thread copies the log into the database file instead of
         the commits of this connection (ledger/checkpointer.py): for a process that writes a lot.
@@ -28,6 +30,7 @@ class Ledger:
         self.conn = connect(path, sync_on_commit, read_only)
         self.store = EventStore(self.conn)
         self.db = self.store.db
+        self.lease = Lease(self.store.lease_path) if self.store.lease_path else None
         self.checkpointer = None
         if background_checkpoints and self.store.lock_path:
             self.conn.execute(f"PRAGMA wal_autocheckpoint={checkpointer.WRITER_CHECKPOINT_PAGES}")
@@ -44,46 +47,85 @@ class Ledger:
             tokens.create(self.db)
             if outdated:  # a view of an older release's shape: folded again from the log, once
                 runner.rebuild(self.store)
-        runner.catch_up(self.store)
+        self.reach_views()
+
+    def reach_views(self, timeout: float | None = None) -> int:
+        """Waits until the views have folded every event committed so far (folding them when nobody
+        else does); raises projector.ViewsBehind past `timeout` (LEDGER_READ_WAIT seconds by default)."""
+        return projector.reach(self.store, self.lease, timeout=timeout)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """A write transaction whose views hold every event: nobody appends while it lasts. What it
+        appends is folded once it has committed."""
+        outermost = not self.conn.in_transaction
+        with self.store.transaction():
+            runner.catch_up(self.store)
+            yield
+        if outermost:
+            projector.fold_after_write(self.store, self.lease)
 
     def write(self, decide: Callable[[], list[NewEvent]], key: idempotency.Key | None = None) -> list[StoredEvent]:
-        """Decides, then appends and projects in one write transaction: all of it lands, or none.
+        """Decides on views that hold every event committed so far, then appends: all of it lands, or none.
 
-        Deciding reads the views without holding the write lock, so that concurrent writers
-        wait only for each other's appends; the streams' expected versions catch a decision
-        that another writer overtook, and it is made again. The last attempt decides under the
-        lock, where nobody can overtake it, so a busy stream never fails a write. A month the
-        clock has entered is started first, so that every write sees its carried values. An
-        idempotency `key` is checked and remembered in the same transaction (raising Replayed
-        or KeyReused). With a committer, the append shares a commit with other threads' writes.
+        Deciding reads the views without holding the write lock, so that concurrent writers wait
+        only for each other's appends; the versions of the streams it reads are those the views
+        hold, so a decision that another writer overtook fails its append, and it is made again.
+        The last attempt decides under the lock, where nobody can overtake it, so a busy stream
+        never fails a write. A month the clock has entered is started first, so that a decision
+        sees its carried values. An idempotency `key` is checked and remembered in the append's
+        transaction (raising Replayed or KeyReused). With a committer, the append shares a
+        commit with other threads' writes; without one, the views are folded right after it.
         """
+        if self._month_entered():
+            self.roll_periods()
         attempt = 1
         while True:
-            last = attempt == WRITE_ATTEMPTS
+            last = attempt == WRITE_ATTEMPTS or self.conn.in_transaction
             try:
-                if self.committer and not last and not self.conn.in_transaction:
-                    return self.committer.submit(decide(), key)
-                decided = None if last else decide()
+                if last:
+                    with self.locked():
+                        return self._append(self._decide(decide), key)
+                self.reach_views()
+                decided = self._decide(decide)
+                if self.committer:
+                    return self.committer.submit(decided, key)
                 with self.store.transaction():
-                    if last:
-                        decided = decide()
-                    if key:
-                        idempotency.check(self.conn, key)
-                        idempotency.remember(self.conn, key)
-                    return self.append_rollover() + self.append(decided)
+                    stored = self._append(decided, key)
+                projector.fold_after_write(self.store, self.lease)
+                return stored
             except StreamConflict:
-                if last or self.conn.in_transaction:
+                if last:
                     raise
                 attempt += 1
+
+    def _decide(self, decide: Callable[[], list[NewEvent]]) -> list[NewEvent]:
+        """`decide()` on one snapshot of the views, reading stream versions as the views hold them."""
+        with self.store.snapshot():
+            with self.store.deciding_at(runner.position(self.conn)):
+                return decide()
+
+    def _append(self, decided: list[NewEvent], key: idempotency.Key | None) -> list[StoredEvent]:
+        """Inside a write transaction: the key checked and remembered, due months started, then the decision."""
+        if key:
+            idempotency.check(self.conn, key)
+            idempotency.remember(self.conn, key)
+        return self.append_rollover() + self.store.append(decided)
 
     def roll_periods(self) -> list[StoredEvent]:
         """Starts every billing month the clock has entered that the log has not started yet."""
         with self.store.transaction():
-            return self.append_rollover()
+            stored = self.append_rollover()
+        projector.fold_after_write(self.store, self.lease)
+        return stored
 
     def append_rollover(self) -> list[StoredEvent]:
         """Inside a write transaction: starts the billing months the clock has entered."""
-        return self.append(self._rollover_due())
+        return self.store.append(self._rollover_due())
+
+    def _month_entered(self) -> bool:
+        """Whether the clock may have entered a billing month this ledger has not seen started."""
+        return self._started_through is None or self._started_through < clock.billing_period(clock.now())
 
     def _rollover_due(self) -> list[NewEvent]:
         current = clock.billing_period(clock.now())
@@ -95,14 +137,10 @@ class Ledger:
             idempotency.purge(self.conn)
         return due
 
-    def append(self, decided: list[NewEvent]) -> list[StoredEvent]:
-        """Inside a write transaction: appends decided events and folds them into the views."""
-        stored = self.store.append(decided)
-        runner.apply(self.conn, stored, just_appended=True)
-        return stored
-
     def close(self) -> None:
         if self.checkpointer:
             self.checkpointer.stop()
+        if self.lease:
+            self.lease.release()
         self.store.close()
         self.conn.close()

@@ -11,6 +11,8 @@ import os
 import sqlite3
 from collections.abc import Iterator
 
+from projections import runner
+
 from . import store
 from .database import Ledger
 
@@ -43,6 +45,22 @@ def open_ledger(path: str, mode: Mode) -> Ledger:
         except BaseException:
             ledger.close()
             raise
+    return ledger
+
+
+def views_current(ledger: Ledger, path: str) -> Ledger:
+    """`ledger`, opened to read, once its views are known to hold its whole log; LedgerUnusable otherwise.
+
+    A writing process brings the views up itself; a reader of a copy cannot, and a copy taken while a
+    server ran may hold events its projector had not folded yet: such a copy is refused, not misread.
+    """
+    position, head = runner.position(ledger.conn), ledger.store.head()[0]
+    if position < head:
+        ledger.close()
+        raise LedgerUnusable(
+            f"{path}: its views stand at seq {position}, its log at seq {head}; open it once with a writing"
+            " command (e.g. `ledger rebuild`) on a writable copy to fold the rest"
+        )
     return ledger
 
 

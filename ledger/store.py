@@ -195,6 +195,45 @@ class WriterLock:
         self.descriptor = self.pid = None
 
 
+class Lease:
+    """The projector's lease beside a database file: at most one holder folds its views at a time.
+
+    An OS lock taken without waiting. The OS drops it when its holder dies (kill -9 included),
+    so that another process takes over; the holder writes its pid into the file, for operators.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.descriptor: int | None = None
+        self.pid: int | None = None
+        self.held = False
+
+    def acquire(self) -> bool:
+        """Takes the lease if nobody holds it; True when this object holds it (already, or now)."""
+        if self.pid != os.getpid():
+            if self.descriptor is not None:  # inherited by fork: closing it leaves the parent's lease alone
+                os.close(self.descriptor)
+            self.descriptor, self.pid, self.held = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid(), False
+        if self.held:
+            return True
+        try:
+            fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        os.ftruncate(self.descriptor, 0)
+        os.pwrite(self.descriptor, f"{os.getpid()}\n".encode(), 0)
+        self.held = True
+        return True
+
+    def release(self) -> None:
+        if self.descriptor is not None and self.pid == os.getpid():
+            if self.held:
+                fcntl.flock(self.descriptor, fcntl.LOCK_UN)
+            os.close(self.descriptor)
+        self.descriptor = self.pid = None
+        self.held = False
+
+
 class EventStore:
     """Appends events with optimistic concurrency per stream; reads them back in order."""
 
@@ -203,9 +242,11 @@ class EventStore:
         self.db = sqlite_utils.Database(conn)
         database_file = conn.execute("PRAGMA database_list").fetchone()[2]
         self.lock_path = f"{database_file}.writer-lock" if database_file else None
+        self.lease_path = f"{database_file}.projector-lease" if database_file else None
         # An in-memory database has a single connection: nothing to queue for.
         self.writer_lock = WriterLock(self.lock_path) if database_file else None
         self.log_path = f"{database_file}-wal" if database_file else None
+        self.horizon: int | None = None  # see stream_versions
 
     def create_schema(self) -> None:
         if "events" in self.db.table_names():
@@ -282,16 +323,32 @@ class EventStore:
         return self.stream_versions([stream])[stream]
 
     def stream_versions(self, streams: Iterable[str]) -> dict[str, int]:
-        """The version of each stream's last event (0 for a stream with none), a query per 500 streams."""
+        """The version of each stream's last event (0 for a stream with none), a query per 500 streams.
+
+        While a decision reads the views (`horizon` set to their position), a version is that of the
+        stream's last event the views have folded: a stream that moved past them fails the decision's
+        append with StreamConflict, and the decision is made again on views that have caught up.
+        """
         streams = list(dict.fromkeys(streams))
         versions = dict.fromkeys(streams, 0)
+        bound = "" if self.horizon is None else f" AND seq <= {int(self.horizon)}"
         for start in range(0, len(streams), 500):
             chunk = streams[start:start + 500]
             versions.update(self.conn.execute(
-                f"SELECT stream, MAX(version) FROM events WHERE stream IN ({', '.join('?' * len(chunk))}) GROUP BY stream",
+                f"SELECT stream, MAX(version) FROM events WHERE stream IN ({', '.join('?' * len(chunk))}){bound}"
+                " GROUP BY stream",
                 chunk,
             ))
         return versions
+
+    @contextlib.contextmanager
+    def deciding_at(self, position: int) -> Iterator[None]:
+        """Versions read inside are as of `position`, the views' position a decision reads them at."""
+        self.horizon = position
+        try:
+            yield
+        finally:
+            self.horizon = None
 
     def last_event(self, stream: str) -> StoredEvent | None:
         row = self.conn.execute(
@@ -325,13 +382,11 @@ class EventStore:
         read = events.read if isinstance(events, Decision) else {}
         events = list(events)
         if not events:
+            self._check_unmoved(read)
             return []
         with self.transaction():
             seq, prev_hash = self.head()
-            current = self.stream_versions([*(e.stream for e in events), *read])
-            moved = sorted(stream for stream, version in read.items() if current[stream] != version)
-            if moved:
-                raise StreamConflict(f"streams {moved} moved since the decision read them")
+            current = self._check_unmoved(read, also=[e.stream for e in events])
             expected = {stream: version + 1 for stream, version in current.items()}
             recorded_at = clock.stored(clock.now())
             stored, rows = [], []
@@ -350,6 +405,17 @@ class EventStore:
                 stored.append(StoredEvent(*row[:9], event.data, row[10], hash_))
             self._insert_rows(rows)
         return stored
+
+    def _check_unmoved(self, read: dict[str, int], also: Iterable[str] = ()) -> dict[str, int]:
+        """The current versions of the streams read and `also`; StreamConflict when a stream read has moved.
+        Outside a write transaction this is a check as of now: a decision that appends nothing needs no lock."""
+        if not read and not also:
+            return {}
+        current = self.stream_versions([*also, *read])
+        moved = sorted(stream for stream, version in read.items() if current[stream] != version)
+        if moved:
+            raise StreamConflict(f"streams {moved} moved since the decision read them")
+        return current
 
     def import_events(self, events: Iterable[StoredEvent]) -> None:
         """Appends events exactly as given (ids, times, hashes): for import of an export."""

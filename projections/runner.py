@@ -1,4 +1,4 @@
-"""Runs the projections: inline in the writing transaction, or all over again from the log."""
+"""Runs the projections: folds the log's new events into the views (projections/projector.py says who), or all of it again."""
 
 import itertools
 import sqlite3
@@ -44,11 +44,9 @@ def drop(db: sqlite_utils.Database) -> None:
     db["projection_checkpoints"].drop(ignore=True)
 
 
-def apply(conn: sqlite3.Connection, events: Iterable[StoredEvent], just_appended: bool = False) -> None:
-    """Folds events into every view and moves the checkpoints; call inside the writing transaction.
-
-    Events read from the log are validated and upcast first; events `just_appended` in their
-    current shape were validated by `events.new` already.
+def apply(conn: sqlite3.Connection, events: Iterable[StoredEvent]) -> None:
+    """Folds events read from the log into every view and moves the checkpoints; call inside a write
+    transaction. Each event is validated and upcast to its current shape first.
 
     A handler returns True when it kept its view's rows: it removed none (a row replaced is
     removed too), and changed none's scopes, type, billing period or username, only values such
@@ -58,8 +56,7 @@ def apply(conn: sqlite3.Connection, events: Iterable[StoredEvent], just_appended
     """
     last = changed = None
     for event in events:
-        if not just_appended or event.schema_version != event_types.CURRENT_VERSION.get(event.type):
-            event = event_types.upgrade(event)
+        event = event_types.upgrade(event)
         for projection in PROJECTIONS:
             handler = projection.HANDLERS.get(event.type)
             if handler and handler(conn, event) is not True:
@@ -82,17 +79,23 @@ def positions(conn: sqlite3.Connection) -> tuple[int, int]:
     return row[0] or 0, row[1] or 0
 
 
-def catch_up(store: EventStore, until: int | None = None, progress: Callable[[int], None] | None = None) -> None:
-    """Applies every event past the views' checkpoint, in batches of one transaction each."""
+def catch_up(store: EventStore, until: int | None = None, progress: Callable[[int], None] | None = None) -> int:
+    """Applies every event past the views' checkpoint, in batches of one transaction each; returns how many.
+
+    Each batch reads the checkpoint inside its write transaction, so two folders never fold an
+    event twice: the writer lock orders them (the projector's lease only spares them the race).
+    """
+    folded = 0
     while True:
         with store.transaction():
             events = store.read(after=position(store.conn), until=until, batch=REBUILD_BATCH)
             batch = list(itertools.islice(events, REBUILD_BATCH))  # read() goes on to the log's end
             apply(store.conn, batch)
+        folded += len(batch)
         if progress:
             progress(len(batch))
         if len(batch) < REBUILD_BATCH:
-            return
+            return folded
 
 
 def rebuild(store: EventStore, until: int | None = None, progress: Callable[[int], None] | None = None) -> None:

@@ -37,6 +37,7 @@ def share(client, month: dt.date, username: str = "alice", date: str | None = No
 def record_row(db_path: str, month: dt.date) -> dict:
     ledger = Ledger(db_path)
     try:
+        ledger.reach_views()
         row = ledger.conn.execute(
             "SELECT usage, carried, date FROM component_usages WHERE uuid = ?",
             (events.usage_record_uuid(RESOURCE, "cpu", month.isoformat()),),

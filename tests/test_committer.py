@@ -229,8 +229,8 @@ def test_a_submission_keeps_its_savepoint_in_memory_not_in_a_temporary_file(comm
 
     resources = [f"{n * 7919 % 4000:032x}" for n in range(4000)]
     with committer.ledger.store.transaction():
-        committer.ledger.append(reports(resources, 1))
-    open_files, append = [], committer.ledger.append
+        committer.ledger.store.append(reports(resources, 1))
+    open_files, append = [], committer.ledger.store.append
 
     def observed_append(decided):
         stored = append(decided)  # inside the submission's savepoint, once its pages have changed
@@ -238,7 +238,7 @@ def test_a_submission_keeps_its_savepoint_in_memory_not_in_a_temporary_file(comm
                           if os.path.exists(f"/proc/self/fd/{fd}"))
         return stored
 
-    monkeypatch.setattr(committer.ledger, "append", observed_append)
+    monkeypatch.setattr(committer.ledger.store, "append", observed_append)
     # Streams spread over the log's stream index: each report changes a page of its own.
     assert len(committer.submit(reports(resources[::50], 2))) == 80
     assert open_files and not [name for name in open_files if "etilqs" in name]

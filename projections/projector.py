@@ -1,0 +1,112 @@
+"""The projector: folds the log's new events into the views, in order, in batches, in transactions of its own.
+
+Writes only append (ledger/database.py), so the views trail the log by the events not folded yet.
+Whoever holds the database's projector lease folds; `ledger serve` runs a `Projector` thread in each
+worker process, and the one that takes the lease keeps it while its process lives. When the holder
+dies, the lease is free again and another process's thread takes it over.
+
+A read, or a decision that reads the views, first notes the log's head and waits until the views
+have reached it (`reach`), folding itself when the lease is free: a CLI command, an application
+without a projector thread, or a moment between a holder's death and the takeover. It waits at
+most READ_WAIT_SECONDS (LEDGER_READ_WAIT), then gives up with ViewsBehind rather than answer from
+views that miss an acknowledged write.
+"""
+
+import logging
+import os
+import threading
+import time
+
+from ledger.store import EventStore, Lease, StoreError
+
+from . import runner
+
+POLL_SECONDS = 0.0005
+# An idle holder looks for other processes' appends this often at most (its own wake it at once).
+IDLE_SECONDS = 0.002
+TAKEOVER_SECONDS = 0.05
+RETRY_SECONDS = 1.0
+log = logging.getLogger(__name__)
+
+
+def read_wait_seconds() -> float:
+    return float(os.environ.get("LEDGER_READ_WAIT", "10"))
+
+
+class ViewsBehind(StoreError):
+    """The views did not reach the log's head within the wait: the projector is stuck or overloaded."""
+
+    def __init__(self, target: int, position: int):
+        super().__init__(f"the views stand at seq {position}, behind the log's seq {target}")
+        self.target, self.position = target, position
+
+
+def fold(store: EventStore, lease: Lease | None) -> int | None:
+    """Folds every event past the views' position if the lease is free (or held here); None when another holds it."""
+    if lease is None:  # a database only this connection sees
+        return runner.catch_up(store)
+    if lease.held:
+        return runner.catch_up(store)
+    if not lease.acquire():
+        return None
+    try:
+        return runner.catch_up(store)
+    finally:
+        lease.release()
+
+
+def fold_after_write(store: EventStore, lease: Lease | None) -> None:
+    """Folds what a write just appended, if nobody else folds; a failure is logged, not raised: the
+    write is in the log, and the next reader folds again (and sees the failure, if it lasts)."""
+    try:
+        fold(store, lease)
+    except Exception:  # noqa: BLE001 - the write stands whatever becomes of its fold
+        log.exception("projector: folding after a write failed; the next read folds again")
+
+
+def reach(store: EventStore, lease: Lease | None, target: int | None = None, timeout: float | None = None) -> int:
+    """Returns once the views have folded the log up to `target` (its head now, by default); returns their position."""
+    if target is None:
+        target = store.head()[0]
+    deadline = time.monotonic() + (read_wait_seconds() if timeout is None else timeout)
+    while (position := runner.position(store.conn)) < target:
+        if fold(store, lease) is None:
+            if time.monotonic() > deadline:
+                raise ViewsBehind(target, position)
+            time.sleep(POLL_SECONDS)
+    return position
+
+
+class Projector:
+    """A daemon thread that takes a database's projector lease when it is free and folds while it holds it."""
+
+    def __init__(self, store: EventStore, lease: Lease):
+        self.store, self.lease = store, lease
+        self.appended = threading.Event()  # set by this process's writers: fold now
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="projector", daemon=True)
+        self.thread.start()
+
+    def wake(self) -> None:
+        self.appended.set()
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            if not self.lease.acquire():
+                self.stopped.wait(TAKEOVER_SECONDS)
+                continue
+            try:
+                if runner.position(self.store.conn) < self.store.head()[0]:  # no write transaction for nothing
+                    runner.catch_up(self.store)
+            except Exception:  # noqa: BLE001 - a fold that failed is rolled back whole and tried again
+                log.exception("projector: folding failed; retrying")
+                self.stopped.wait(RETRY_SECONDS)
+                continue
+            self.appended.wait(IDLE_SECONDS)
+            self.appended.clear()
+        self.lease.release()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.appended.set()
+        self.thread.join()
