@@ -442,10 +442,14 @@ def serve(ctx, host, port, workers, threads):
     run_server(ctx.obj["db_path"], host, port, workers, threads)
 
 
+# The API is named, as gunicorn deployments name their application, not imported: the write side
+# and its CLI do not depend on the HTTP layer.
+APPLICATION = "api.serving:application({database!r})"
+
+
 def run_server(db_path: str, host: str, port: int, workers: int, threads: int = DEFAULT_THREADS) -> None:
     from gunicorn.app.base import BaseApplication
-
-    from api import create_app, server_errors
+    from gunicorn.util import import_app
 
     class Server(BaseApplication):
         def load_config(self):
@@ -458,9 +462,8 @@ def run_server(db_path: str, host: str, port: int, workers: int, threads: int = 
             self.cfg.set("control_socket_disable", True)
 
         def load(self):
-            return create_app({"DATABASE": os.path.abspath(db_path), "PROJECTOR": True})
+            return import_app(APPLICATION.format(database=os.path.abspath(db_path)))
 
-    server_errors.install()
     Server().run()
 
 
