@@ -8,10 +8,21 @@ from flask import Blueprint, current_app, jsonify, render_template
 from ledger.events import STATES
 from projections import reports, user_usages
 
-from . import schemas, site_agents
+from . import accounts, provider, schemas, site_agents, usages
+from .reports import USAGE_TOTAL
 from .requests import MAX_KEY_LENGTH
+from .shapes import TEXT
 
 blueprint = Blueprint("openapi", __name__)
+# Every response object, by the name of its component.
+RESPONSE_SHAPES = {
+    "ComponentUsage": schemas.COMPONENT_USAGE, "ComponentUserUsage": schemas.COMPONENT_USER_USAGE,
+    "UsageEvent": usages.USAGE_EVENT, "UsageTotal": USAGE_TOTAL,
+    "Version": accounts.VERSION, "UserMe": accounts.USER_ME, "AgentIdentity": site_agents.IDENTITY,
+    "AgentService": site_agents.SERVICE, "AgentProcessor": site_agents.FULL_PROCESSOR,
+    "ProviderOfferingDetails": provider.OFFERING, "ServiceProvider": provider.SERVICE_PROVIDER,
+    "Resource": provider.RESOURCE, "OfferingUser": provider.OFFERING_USER,
+}
 
 ERROR = {"type": "object", "additionalProperties": True}
 UUID_PARAM = {"name": "uuid", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -49,20 +60,6 @@ USER_USAGE_FILTERS = {
     **USAGE_FILTERS,
     "username": {"type": "string"},
     "component_usage__billing_period": {"type": "string", "format": "date"},
-}
-# One event of a record's history (GET …/{uuid}/history/), its data as it was hashed.
-USAGE_EVENT = {
-    "type": "object",
-    "properties": {
-        "seq": {"type": "integer"},
-        "event_id": {"type": "string", "format": "uuid"},
-        "type": {"type": "string"},
-        "occurred_at": {"type": "string", "format": "date-time"},
-        "recorded_at": {"type": "string", "format": "date-time"},
-        "actor_id": {"type": "integer", "nullable": True},
-        "data": {"type": "object", "additionalProperties": True},
-        "hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-    },
 }
 LIST_HEADERS = {
     "X-Result-Count": {"description": "how many records match, on every page", "schema": {"type": "integer"}},
@@ -145,23 +142,7 @@ def add_write_path(spec: APISpec, path: str, operation: str, request_schema: str
     )
 
 
-USAGE_TOTAL = {
-    "type": "object",
-    "description": "One group's total of one component type in the month; `<by>_uuid` and `<by>_name` are named"
-                   " after `by`, e.g. `customer_uuid` and `customer_name`.",
-    "properties": {
-        "period": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
-        "type": {"type": "string"},
-        "measured_unit": {"type": "string"},
-        "usage": {"type": "string", "description": "the exact sum, two decimals"},
-        "records": {"type": "integer", "description": "how many usage records the total adds up"},
-    },
-    "additionalProperties": {"type": "string"},
-}
-
-
 def add_report_path(spec: APISpec) -> None:
-    spec.components.schema("UsageTotal", component=USAGE_TOTAL)
     spec.path(
         path="/api/usage-totals/",
         operations=with_head({
@@ -197,9 +178,9 @@ def build_spec() -> dict:
     spec.components.security_scheme("TokenQuery", {
         "type": "apiKey", "in": "query", "name": "x-auth-token", "description": "the token itself, `?x-auth-token=<key>`",
     })
-    spec.components.schema("ComponentUsage", schema=schemas.ComponentUsage)
+    for name, shape in RESPONSE_SHAPES.items():
+        spec.components.schema(name, component=shape.schema)
     spec.components.schema("ComponentUsageCreateRequest", schema=schemas.SetUsageRequest)
-    spec.components.schema("ComponentUserUsage", schema=schemas.ComponentUserUsage)
     spec.components.schema("ComponentUserUsageCreateRequest", schema=schemas.UserUsageRequest)
     spec.components.schema("ComponentUserUsageBulkCreateRequest", schema=schemas.SetUserUsagesRequest)
     usages_path = "/api/marketplace-component-usages/"
@@ -222,7 +203,6 @@ def build_spec() -> dict:
     ):
         add_write_path(spec, f"{usages_path}{{uuid}}/{action}/", f"marketplace_component_usages_{action}",
                        request_schema, on_record=True, summary=summary, description=description)
-    spec.components.schema("UsageEvent", component=USAGE_EVENT)
     spec.path(
         path=f"{usages_path}{{uuid}}/history/",
         operations=with_head({
@@ -252,58 +232,6 @@ def build_spec() -> dict:
     return document
 
 
-def obj(**properties) -> dict:
-    return {"type": "object", "properties": properties}
-
-
-TEXT, NULLABLE_TEXT = {"type": "string"}, {"type": "string", "nullable": True}
-UUID_TEXT, LINK = {"type": "string", "format": "uuid"}, {"type": "string", "format": "uri"}
-MOMENT = {"type": "string", "format": "date-time"}
-NESTED_PROCESSOR = obj(uuid=UUID_TEXT, url=LINK, name=TEXT, backend_type=TEXT, backend_version=NULLABLE_TEXT,
-                       created=MOMENT, modified=MOMENT)
-NESTED_SERVICE = obj(uuid=UUID_TEXT, url=LINK, name=TEXT, mode=NULLABLE_TEXT,
-                     state={"type": "string", "enum": ["Active", "Error", "Idle"]}, created=MOMENT, modified=MOMENT)
-# The shapes of what the site agent reads and registers, by component name.
-SITE_AGENT_SCHEMAS = {
-    "Version": obj(version=TEXT),
-    "UserMe": obj(uuid=UUID_TEXT, username=TEXT, full_name=TEXT, is_staff={"type": "boolean"},
-                  is_support={"type": "boolean"}),
-    "AgentIdentity": obj(
-        uuid=UUID_TEXT, url=LINK, offering=UUID_TEXT, name=TEXT, version=NULLABLE_TEXT,
-        dependencies={"type": "array", "items": obj(package=TEXT, version=TEXT)},
-        config_file_path=NULLABLE_TEXT, config_file_content=NULLABLE_TEXT,
-        last_restarted={**MOMENT, "nullable": True}, created_by={**UUID_TEXT, "nullable": True},
-        created=MOMENT, modified=MOMENT, services={"type": "array", "items": NESTED_SERVICE},
-        compatibility=obj(status={"type": "string", "enum": ["compatible", "incompatible", "unknown"]}, message=TEXT),
-    ),
-    "AgentService": {**NESTED_SERVICE, "properties": {
-        **NESTED_SERVICE["properties"], "identity": UUID_TEXT, "identity_name": TEXT,
-        "processors": {"type": "array", "items": NESTED_PROCESSOR},
-    }},
-    "AgentProcessor": {**NESTED_PROCESSOR, "properties": {
-        **NESTED_PROCESSOR["properties"], "service": UUID_TEXT, "service_name": TEXT,
-    }},
-    "ProviderOfferingDetails": obj(
-        uuid=UUID_TEXT, url=LINK, name=TEXT, customer_uuid=UUID_TEXT, customer_name=TEXT,
-        components={"type": "array", "items": obj(
-            type=TEXT, name=TEXT, measured_unit=TEXT, billing_type=TEXT, limit_period=NULLABLE_TEXT,
-            limit_amount={"type": "number", "nullable": True},
-        )},
-        partitions={"type": "array", "items": {}}, plugin_options={"type": "object"},
-    ),
-    "ServiceProvider": obj(uuid=UUID_TEXT, url=LINK, customer_uuid=UUID_TEXT, customer_name=TEXT),
-    "Resource": obj(
-        uuid=UUID_TEXT, url=LINK, name=TEXT, slug=TEXT, backend_id=TEXT, state={"type": "string", "enum": list(STATES)},
-        offering=LINK, offering_uuid=UUID_TEXT, offering_name=TEXT, project_uuid=UUID_TEXT, project_name=TEXT,
-        project_slug=TEXT, customer_uuid=UUID_TEXT, customer_name=TEXT, customer_slug=TEXT,
-        limits={"type": "object"}, attributes={"type": "object"}, backend_metadata={"type": "object"},
-        offering_plugin_options={"type": "object"}, offering_backend_id=TEXT,
-    ),
-    "OfferingUser": obj(
-        uuid=UUID_TEXT, url=LINK, username=TEXT, offering_uuid=UUID_TEXT, offering_name=TEXT, user_uuid=UUID_TEXT,
-        user_username=TEXT, state=TEXT, is_restricted={"type": "boolean"},
-    ),
-}
 REPEATED_UUID = {"type": "array", "items": {"type": "string", "format": "uuid"}}
 PROVIDER_SIDE = ("Read from the provider side: staff and support see all, owners and managers of an offering's"
                  " customer and managers of the offering see it; anyone else gets an empty list, or 404 for one.")
@@ -311,8 +239,6 @@ PROVIDER_SIDE = ("Read from the provider side: staff and support see all, owners
 
 def add_site_agent_paths(spec: APISpec) -> None:
     """What the Waldur site agent calls besides the usage API: who it is, what it serves, its registrations."""
-    for name, schema in SITE_AGENT_SCHEMAS.items():
-        spec.components.schema(name, component=schema)
     for name, schema in (("AgentIdentityRequest", site_agents.AgentIdentityRequest),
                          ("AgentServiceCreateRequest", site_agents.AgentServiceCreateRequest),
                          ("AgentProcessorCreateRequest", site_agents.AgentProcessorCreateRequest)):
