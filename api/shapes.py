@@ -64,5 +64,5 @@ def compiled(fields: dict[str, Field]) -> Callable[[dict], dict]:
             items.append(f"{name!r}: convert{n}(row[{name!r}])")
         else:
             items.append(f"{name!r}: row[{name!r}]")
-    exec(f"def wire(row):\n    return {{{', '.join(items)}}}\n", scope)  # noqa: S102 - the keys are our own names
+    exec(f"def wire(row):\n    return {{{', '.join(items)}}}\n", scope)  # only declared names, never input
     return scope["wire"]
