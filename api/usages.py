@@ -19,6 +19,7 @@ USAGE_EVENT = Shape({
     "actor_id": Field({**INTEGER, "nullable": True}), "data": Field({**OBJECT, "additionalProperties": True}),
     "hash": Field({**TEXT, "pattern": "^[0-9a-f]{64}$"}),
 })
+
 blueprint = Blueprint("component_usages", __name__, url_prefix="/api/marketplace-component-usages")
 
 
