@@ -7,6 +7,16 @@ from flask import Blueprint, g, jsonify
 from ledger.access import user_uuid
 
 from .auth import authenticate
+from .shapes import BOOLEAN, TEXT, UUID_TEXT, Field, Shape
+
+VERSION = Shape({"version": Field(TEXT)})
+# The caller, a ledger.access.Caller.
+USER_ME = Shape({
+    "uuid": Field(UUID_TEXT, value=lambda caller: user_uuid(caller.id)),
+    "username": Field(TEXT, value=lambda caller: caller.username), "full_name": Field(TEXT, value=lambda caller: ""),
+    "is_staff": Field(BOOLEAN, value=lambda caller: caller.is_staff),
+    "is_support": Field(BOOLEAN, value=lambda caller: caller.is_support),
+})
 
 blueprint = Blueprint("accounts", __name__, url_prefix="/api")
 
@@ -14,13 +24,10 @@ blueprint = Blueprint("accounts", __name__, url_prefix="/api")
 @blueprint.route("/version/", methods=["GET"])
 def server_version():
     authenticate(g.ledger.conn)
-    return jsonify(version=version("usage-ledger"))
+    return jsonify(VERSION.wire({"version": version("usage-ledger")}))
 
 
 @blueprint.route("/users/me/", methods=["GET"])
 def me():
     caller = authenticate(g.ledger.conn)
-    return jsonify(
-        uuid=user_uuid(caller.id), username=caller.username, full_name="", is_staff=caller.is_staff,
-        is_support=caller.is_support,
-    )
+    return jsonify(USER_ME.wire(caller))

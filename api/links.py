@@ -25,6 +25,11 @@ def root() -> str:
     return configured_base_url() or request.url_root
 
 
+def to(kind: str, uuid: str) -> str:
+    """The URL of an object of a `kind` such as `marketplace-offering-users`, under root()."""
+    return f"{root()}api/{kind}/{uuid}/"
+
+
 def here() -> str:
     """This request's URL without its query, under root()."""
     return root() + request.path.lstrip("/")

@@ -18,6 +18,7 @@ from . import links, pagination
 from .auth import authenticate
 from .errors import bad_request, not_found
 from .filters import hex_uuid
+from .shapes import BOOLEAN, LINK, NULLABLE_TEXT, OBJECT, TEXT, UUID_TEXT, Field, Shape, linked, many
 
 blueprint = Blueprint("provider", __name__, url_prefix="/api")
 PROVIDER_NAMESPACE = uuids.UUID("8d3b7e0a-6c2f-4f1a-b5e4-70726f766964")
@@ -69,11 +70,6 @@ def retrieved(rows: list[dict], wire) -> object:
     return pagination.single(wire(rows[0]))
 
 
-def link(kind: str, uuid: str) -> str:
-    """An object's `url`, under LEDGER_BASE_URL when set (api/links.py), never under a Host a client sent."""
-    return f"{links.root()}api/{kind}/{uuid}/"
-
-
 def slug(name: str) -> str:
     """A Waldur-style slug of a name: lowercase letters and digits joined by hyphens."""
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
@@ -92,45 +88,54 @@ def service_provider_uuid(customer_uuid: str) -> str:
     return uuids.uuid5(PROVIDER_NAMESPACE, customer_uuid).hex
 
 
-def wire_offering(row: dict) -> dict:
-    return {
-        "uuid": row["uuid"], "url": link("marketplace-provider-offerings", row["uuid"]), "name": row["name"],
-        "customer_uuid": row["customer_uuid"], "customer_name": row["customer_name"],
-        "components": [
-            {**component, "limit_amount": limit_amount(component["limit_amount"])}
-            for component in provider_catalog.components(g.ledger.conn, row["uuid"])
-        ],
-        "partitions": [], "plugin_options": {},
-    }
-
-
-def wire_service_provider(row: dict) -> dict:
-    uuid = service_provider_uuid(row["customer_uuid"])
-    return {"uuid": uuid, "url": link("marketplace-service-providers", uuid), **row}
-
-
-def wire_resource(row: dict) -> dict:
-    return {
-        "uuid": row["uuid"], "url": link("marketplace-provider-resources", row["uuid"]), "name": row["name"],
-        "slug": slug(row["name"]), "backend_id": row["backend_id"], "state": row["state"],
-        "offering": link("marketplace-provider-offerings", row["offering_uuid"]),
-        "offering_uuid": row["offering_uuid"], "offering_name": row["offering_name"],
-        "project_uuid": row["project_uuid"], "project_name": row["project_name"], "project_slug": slug(row["project_name"]),
-        "customer_uuid": row["customer_uuid"], "customer_name": row["customer_name"],
-        "customer_slug": slug(row["customer_name"]),
-        # The catalog knows none of these; Waldur's empty values keep the agent's parsing whole.
-        "limits": {}, "attributes": {}, "backend_metadata": {}, "offering_plugin_options": {}, "offering_backend_id": "",
-    }
+COMPONENT = Shape({
+    "type": Field(TEXT), "name": Field(TEXT), "measured_unit": Field(TEXT), "billing_type": Field(TEXT),
+    "limit_period": Field(NULLABLE_TEXT), "limit_amount": Field({"type": "number", "nullable": True}, limit_amount),
+})
+OFFERING = Shape({
+    "uuid": Field(UUID_TEXT), "url": linked("marketplace-provider-offerings"), "name": Field(TEXT),
+    "customer_uuid": Field(UUID_TEXT), "customer_name": Field(TEXT),
+    "components": Field(many(COMPONENT), value=lambda row: [
+        COMPONENT.wire(component) for component in provider_catalog.components(g.ledger.conn, row["uuid"])
+    ]),
+    "partitions": Field({"type": "array", "items": {}}, value=lambda row: []),
+    "plugin_options": Field(OBJECT, value=lambda row: {}),
+})
+SERVICE_PROVIDER = Shape({
+    "uuid": Field(UUID_TEXT, value=lambda row: service_provider_uuid(row["customer_uuid"])),
+    "url": Field(LINK, value=lambda row: links.to("marketplace-service-providers",
+                                                  service_provider_uuid(row["customer_uuid"]))),
+    "customer_uuid": Field(UUID_TEXT), "customer_name": Field(TEXT),
+})
+RESOURCE = Shape({
+    "uuid": Field(UUID_TEXT), "url": linked("marketplace-provider-resources"), "name": Field(TEXT),
+    "slug": Field(TEXT, value=lambda row: slug(row["name"])), "backend_id": Field(TEXT),
+    "state": Field({"type": "string", "enum": list(STATES)}),
+    "offering": linked("marketplace-provider-offerings", "offering_uuid"),
+    "offering_uuid": Field(UUID_TEXT), "offering_name": Field(TEXT), "project_uuid": Field(UUID_TEXT),
+    "project_name": Field(TEXT), "project_slug": Field(TEXT, value=lambda row: slug(row["project_name"])),
+    "customer_uuid": Field(UUID_TEXT), "customer_name": Field(TEXT),
+    "customer_slug": Field(TEXT, value=lambda row: slug(row["customer_name"])),
+    # The catalog knows none of these; Waldur's empty values keep the agent's parsing whole.
+    "limits": Field(OBJECT, value=lambda row: {}), "attributes": Field(OBJECT, value=lambda row: {}),
+    "backend_metadata": Field(OBJECT, value=lambda row: {}),
+    "offering_plugin_options": Field(OBJECT, value=lambda row: {}),
+    "offering_backend_id": Field(TEXT, value=lambda row: ""),
+})
+OFFERING_USER = Shape({
+    "uuid": Field(UUID_TEXT), "url": linked("marketplace-offering-users"), "username": Field(TEXT),
+    "offering_uuid": Field(UUID_TEXT), "offering_name": Field(TEXT),
+    "user_uuid": Field(UUID_TEXT, value=lambda row: user_uuid(row["user_id"]) if row["user_id"] is not None else None),
+    "user_username": Field(TEXT), "state": Field(TEXT, value=lambda row: "OK"),
+    "is_restricted": Field(BOOLEAN, value=lambda row: False),
+})
 
 
 def wire_offering_user(row: dict) -> dict:
-    user = {} if row["user_id"] is None else {"user_uuid": user_uuid(row["user_id"]), "user_username": row["user_username"]}
-    # Without a user of the catalog there is no user key at all: Waldur's clients parse a null as a UUID.
-    return {
-        "uuid": row["uuid"], "url": link("marketplace-offering-users", row["uuid"]), "username": row["username"],
-        "offering_uuid": row["offering_uuid"], "offering_name": row["offering_name"], **user,
-        "state": "OK", "is_restricted": False,
-    }
+    shown = OFFERING_USER.wire(row)
+    if row["user_id"] is None:  # no user key at all: Waldur's clients parse a null as a UUID
+        del shown["user_uuid"], shown["user_username"]
+    return shown
 
 
 def scoped(query, filters: dict) -> list[dict]:
@@ -141,37 +146,37 @@ def scoped(query, filters: dict) -> list[dict]:
 @blueprint.route("/marketplace-provider-offerings/", methods=["GET"])
 def list_offerings():
     filters = query_filters(uuids=("uuid", "customer_uuid"))
-    return listed(scoped(provider_catalog.offerings, filters), wire_offering)
+    return listed(scoped(provider_catalog.offerings, filters), OFFERING.wire)
 
 
 @blueprint.route("/marketplace-provider-offerings/<uuid:offering_uuid>/", methods=["GET"])
 def retrieve_offering(offering_uuid):
-    return retrieved(scoped(provider_catalog.offerings, {"uuid": offering_uuid}), wire_offering)
+    return retrieved(scoped(provider_catalog.offerings, {"uuid": offering_uuid}), OFFERING.wire)
 
 
 @blueprint.route("/marketplace-service-providers/", methods=["GET"])
 def list_service_providers():
     filters = query_filters(uuids=("customer_uuid",))
-    return listed(scoped(provider_catalog.service_providers, filters), wire_service_provider)
+    return listed(scoped(provider_catalog.service_providers, filters), SERVICE_PROVIDER.wire)
 
 
 @blueprint.route("/marketplace-service-providers/<uuid:provider_uuid>/", methods=["GET"])
 def retrieve_service_provider(provider_uuid):
     rows = [row for row in scoped(provider_catalog.service_providers, {})
             if service_provider_uuid(row["customer_uuid"]) == provider_uuid]
-    return retrieved(rows, wire_service_provider)
+    return retrieved(rows, SERVICE_PROVIDER.wire)
 
 
 @blueprint.route("/marketplace-provider-resources/", methods=["GET"])
 def list_resources():
     filters = query_filters(text=("backend_id",), uuids=("offering_uuid", "project_uuid", "customer_uuid"),
                             choices={"state": STATES})
-    return listed(scoped(provider_catalog.resources, filters), wire_resource)
+    return listed(scoped(provider_catalog.resources, filters), RESOURCE.wire)
 
 
 @blueprint.route("/marketplace-provider-resources/<uuid:resource_uuid>/", methods=["GET"])
 def retrieve_resource(resource_uuid):
-    return retrieved(scoped(provider_catalog.resources, {"uuid": resource_uuid}), wire_resource)
+    return retrieved(scoped(provider_catalog.resources, {"uuid": resource_uuid}), RESOURCE.wire)
 
 
 @blueprint.route("/marketplace-offering-users/", methods=["GET"])

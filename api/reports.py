@@ -9,6 +9,15 @@ from projections import reports
 from .auth import authenticate
 from .errors import bad_request
 from .reading import read_scopes
+from .shapes import INTEGER, TEXT, Field, Shape
+
+# Documented only: the report makes its rows whole (tests/test_response_shapes.py holds them to it).
+USAGE_TOTAL = Shape({
+    "period": Field({**TEXT, "pattern": "^[0-9]{4}-[0-9]{2}$"}), "type": Field(TEXT), "measured_unit": Field(TEXT),
+    "usage": Field({**TEXT, "description": "the exact sum, two decimals"}),
+    "records": Field({**INTEGER, "description": "how many usage records the total adds up"}),
+}, description="One group's total of one component type in the month; `<by>_uuid` and `<by>_name` are named"
+               " after `by`, e.g. `customer_uuid` and `customer_name`.", more=TEXT)
 
 blueprint = Blueprint("usage_totals", __name__, url_prefix="/api/usage-totals")
 

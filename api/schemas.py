@@ -5,10 +5,13 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlparse
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates
 
 from ledger import clock
 from ledger.events import POLICIES
+
+from . import links
+from .shapes import AMOUNT, BOOLEAN, DATE, INTEGER, LINK, MOMENT, TEXT, UUID_TEXT, Field, Shape
 
 REQUIRED = {"required": "This field is required.", "null": "This field may not be null."}
 DATETIME_FORMAT_ERROR = (
@@ -226,89 +229,38 @@ def _item_errors(errors: dict, item) -> dict:
     return errors
 
 
-class Placement(Schema):
-    """Where a record belongs: its resource, offering, project and the project's customer."""
-
-    resource_name = fields.String()
-    resource_uuid = fields.String(metadata={"format": "uuid"})
-    offering_name = fields.String()
-    offering_uuid = fields.String(metadata={"format": "uuid"})
-    project_name = fields.String()
-    project_uuid = fields.String(metadata={"format": "uuid"})
-    customer_name = fields.String()
-    customer_uuid = fields.String(metadata={"format": "uuid"})
+def blank_if_null(text: str | None) -> str:
+    return text or ""
 
 
-class ComponentUsage(Placement):
-    """A usage record as the API shows it."""
-
-    uuid = fields.String(metadata={"format": "uuid"})
-    created = fields.String(metadata={"format": "date-time"})
-    description = fields.String()
-    type = fields.String()
-    name = fields.String()
-    measured_unit = fields.String()
-    usage = fields.String(metadata={"format": "decimal", "pattern": r"^-?\d{0,18}\.\d{2}$"})
-    date = fields.String(metadata={"format": "date-time"})
-    recurring = fields.Boolean()
-    missing_usage_policy = fields.String(validate=validate.OneOf(POLICIES))
-    billing_period = fields.String(metadata={"format": "date"})
-    modified_by = fields.Integer(allow_none=True)
+PLACEMENT = {
+    "resource_name": Field(TEXT), "resource_uuid": Field(UUID_TEXT), "offering_name": Field(TEXT),
+    "offering_uuid": Field(UUID_TEXT), "project_name": Field(TEXT), "project_uuid": Field(UUID_TEXT),
+    "customer_name": Field(TEXT), "customer_uuid": Field(UUID_TEXT),
+}
+# A usage record as the API shows it; placed by its resource, offering, project and the project's customer.
+COMPONENT_USAGE = Shape({
+    "uuid": Field(UUID_TEXT), "created": Field(MOMENT, clock.wire), "description": Field(TEXT), "type": Field(TEXT),
+    "name": Field(TEXT, blank_if_null), "measured_unit": Field(TEXT, blank_if_null), "usage": Field(AMOUNT),
+    "date": Field(MOMENT, clock.wire), "missing_usage_policy": Field({"type": "string", "enum": list(POLICIES)}),
+    **PLACEMENT, "billing_period": Field(DATE), "modified_by": Field({**INTEGER, "nullable": True}),
+    "recurring": Field(BOOLEAN, value=lambda row: row["missing_usage_policy"] == "reuse"),
+})
 
 
-def usage_record(row: dict) -> dict:
-    """A usage record row from the view in the API's wire format (README: The API)."""
-    return {
-        **row,
-        "created": clock.wire(row["created"]),
-        "date": clock.wire(row["date"]),
-        "recurring": row["missing_usage_policy"] == "reuse",
-        "name": row["name"] or "",
-        "measured_unit": row["measured_unit"] or "",
-    }
+def offering_user_link(row: dict) -> str | None:
+    return links.to("marketplace-offering-users", row["user_uuid"]) if row["user_uuid"] else None
 
 
-class ComponentUserUsage(Placement):
-    """A user usage record as the API shows it."""
-
-    uuid = fields.String(metadata={"format": "uuid"})
-    user = fields.String(allow_none=True, metadata={"format": "uri"})
-    username = fields.String()
-    component_usage = fields.String(metadata={"format": "uri"})
-    usage = fields.String(metadata={"format": "decimal", "pattern": r"^-?\d{0,18}\.\d{2}$"})
-    measured_unit = fields.String()
-    description = fields.String()
-    created = fields.String(metadata={"format": "date-time"})
-    modified = fields.String(metadata={"format": "date-time"})
-    backend_id = fields.String()
-    component_type = fields.String()
-    date = fields.String(metadata={"format": "date-time"})
-    billing_period = fields.String(metadata={"format": "date"})
-
-
-PLACEMENT_KEYS = (
-    "resource_name", "resource_uuid", "offering_name", "offering_uuid", "project_name", "project_uuid",
-    "customer_name", "customer_uuid",
-)
-
-
-def user_usage_record(row: dict, url_root: str) -> dict:
-    """A user usage record row from the view in the API's wire format; links are under `url_root`."""
-    user = f"{url_root}api/marketplace-offering-users/{row['user_uuid']}/" if row["user_uuid"] else None
-    return {
-        "uuid": row["uuid"],
-        "user": user,
-        "username": row["username"],
-        "component_usage": f"{url_root}api/marketplace-component-usages/{row['component_usage_uuid']}/",
-        "usage": row["usage"],
-        "measured_unit": row["measured_unit"] or "",
-        # Neither can be set through the API; Waldur shows them blank.
-        "description": "",
-        "created": clock.wire(row["created"]),
-        "modified": clock.wire(row["modified"]),
-        "backend_id": "",
-        **{key: row[key] for key in PLACEMENT_KEYS},
-        "component_type": row["component_type"],
-        "date": clock.wire(row["date"]),
-        "billing_period": row["billing_period"],
-    }
+# A user usage record as the API shows it.
+COMPONENT_USER_USAGE = Shape({
+    "uuid": Field(UUID_TEXT), "user": Field({**LINK, "nullable": True}, value=offering_user_link),
+    "username": Field(TEXT),
+    "component_usage": Field(LINK, value=lambda row: links.to("marketplace-component-usages", row["component_usage_uuid"])),
+    "usage": Field(AMOUNT), "measured_unit": Field(TEXT, blank_if_null),
+    # Neither can be set through the API; Waldur shows them blank.
+    "description": Field(TEXT, value=lambda row: ""),
+    "created": Field(MOMENT, clock.wire), "modified": Field(MOMENT, clock.wire),
+    "backend_id": Field(TEXT, value=lambda row: ""),
+    **PLACEMENT, "component_type": Field(TEXT), "date": Field(MOMENT, clock.wire), "billing_period": Field(DATE),
+})

@@ -14,8 +14,9 @@ from projections import site_agents as view
 from . import pagination, schemas
 from .auth import authenticate
 from .errors import bad_request, forbidden, not_found
-from .provider import link, listed, provider_scopes, query_filters
+from .provider import listed, provider_scopes, query_filters
 from .requests import json_body
+from .shapes import MOMENT, NULLABLE_TEXT, TEXT, UUID_TEXT, Field, Shape, linked, many
 from .user_usages import loaded
 
 blueprint = Blueprint("site_agents", __name__, url_prefix="/api")
@@ -53,41 +54,46 @@ SERVICE_REQUEST = AgentServiceCreateRequest()
 PROCESSOR_REQUEST = AgentProcessorCreateRequest()
 
 
-def wire_processor(row: dict) -> dict:
-    return {
-        "uuid": row["uuid"], "url": link("marketplace-site-agent-processors", row["uuid"]), "name": row["name"],
-        "backend_type": row["backend_type"], "backend_version": row["backend_version"],
-        "created": clock.wire(row["created"]), "modified": clock.wire(row["modified"]),
-    }
-
-
-def wire_nested_service(row: dict) -> dict:
-    return {
-        "uuid": row["uuid"], "url": link("marketplace-site-agent-services", row["uuid"]), "name": row["name"],
-        "mode": row["mode"], "state": "Active",
-        "created": clock.wire(row["created"]), "modified": clock.wire(row["modified"]),
-    }
-
-
-def wire_service(row: dict) -> dict:
-    return {
-        **wire_nested_service(row), "identity": row["identity_uuid"], "identity_name": row["identity_name"],
-        "processors": [wire_processor(p) for p in view.processors_of(g.ledger.conn, row["uuid"])],
-    }
-
-
-def wire_identity(row: dict) -> dict:
-    return {
-        "uuid": row["uuid"], "url": link("marketplace-site-agent-identities", row["uuid"]),
-        "offering": row["offering_uuid"], "name": row["name"], "version": row["version"],
-        "dependencies": json.loads(row["dependencies"]),
-        "config_file_path": row["config_file_path"], "config_file_content": row["config_file_content"],
-        "last_restarted": clock.wire(row["last_restarted"]) if row["last_restarted"] else None,
-        "created_by": user_uuid(row["created_by"]) if row["created_by"] is not None else None,
-        "created": clock.wire(row["created"]), "modified": clock.wire(row["modified"]),
-        "services": [wire_nested_service(s) for s in view.services_of(g.ledger.conn, row["uuid"])],
-        "compatibility": {"status": "unknown", "message": "No minimum agent version is required."},
-    }
+PROCESSOR = Shape({
+    "uuid": Field(UUID_TEXT), "url": linked("marketplace-site-agent-processors"), "name": Field(TEXT),
+    "backend_type": Field(TEXT), "backend_version": Field(NULLABLE_TEXT),
+    "created": Field(MOMENT, clock.wire), "modified": Field(MOMENT, clock.wire),
+})
+NESTED_SERVICE = Shape({
+    "uuid": Field(UUID_TEXT), "url": linked("marketplace-site-agent-services"), "name": Field(TEXT),
+    "mode": Field(NULLABLE_TEXT), "state": Field({"type": "string", "enum": ["Active", "Error", "Idle"]},
+                                                 value=lambda row: "Active"),
+    "created": Field(MOMENT, clock.wire), "modified": Field(MOMENT, clock.wire),
+})
+SERVICE = NESTED_SERVICE.extended({
+    "identity": Field(UUID_TEXT, value=lambda row: row["identity_uuid"]), "identity_name": Field(TEXT),
+    "processors": Field(many(PROCESSOR), value=lambda row: [
+        PROCESSOR.wire(p) for p in view.processors_of(g.ledger.conn, row["uuid"])
+    ]),
+})
+FULL_PROCESSOR = PROCESSOR.extended({
+    "service": Field(UUID_TEXT, value=lambda row: row["service_uuid"]), "service_name": Field(TEXT),
+})
+# The dependencies are shown as they were registered: package and version.
+DEPENDENCIES = many(Shape({"package": Field(TEXT), "version": Field(TEXT)}))
+COMPATIBILITY = Shape({
+    "status": Field({"type": "string", "enum": ["compatible", "incompatible", "unknown"]}), "message": Field(TEXT),
+}).schema
+IDENTITY = Shape({
+    "uuid": Field(UUID_TEXT), "url": linked("marketplace-site-agent-identities"),
+    "offering": Field(UUID_TEXT, value=lambda row: row["offering_uuid"]), "name": Field(TEXT),
+    "version": Field(NULLABLE_TEXT), "dependencies": Field(DEPENDENCIES, json.loads),
+    "config_file_path": Field(NULLABLE_TEXT), "config_file_content": Field(NULLABLE_TEXT),
+    "last_restarted": Field({**MOMENT, "nullable": True}, lambda moment: clock.wire(moment) if moment else None),
+    "created_by": Field({**UUID_TEXT, "nullable": True}, lambda user: user_uuid(user) if user is not None else None),
+    "created": Field(MOMENT, clock.wire), "modified": Field(MOMENT, clock.wire),
+    "services": Field(many(NESTED_SERVICE), value=lambda row: [
+        NESTED_SERVICE.wire(s) for s in view.services_of(g.ledger.conn, row["uuid"])
+    ]),
+    "compatibility": Field(COMPATIBILITY, value=lambda row: {
+        "status": "unknown", "message": "No minimum agent version is required.",
+    }),
+})
 
 
 IDENTITY_DEFAULTS = {"version": None, "dependencies": [], "config_file_path": None, "config_file_content": None,
@@ -134,7 +140,7 @@ def list_identities():
     caller = authenticate(g.ledger.conn)
     found = query_filters(text=("name",), uuids=("offering_uuid",))
     rows = view.identities(g.ledger.conn, provider_scopes(caller), found)
-    return listed(rows, wire_identity)
+    return listed(rows, IDENTITY.wire)
 
 
 @blueprint.route("/marketplace-site-agent-identities/", methods=["POST"])
@@ -142,13 +148,13 @@ def create_identity():
     caller = authenticate(g.ledger.conn)
     data = identity_fields(loaded(IDENTITY_REQUEST, json_body()))
     uuid = registered(lambda: site_agents.register_identity(g.ledger, caller, data))
-    return jsonify(wire_identity(view.identity(g.ledger.conn, uuid))), 201
+    return jsonify(IDENTITY.wire(view.identity(g.ledger.conn, uuid))), 201
 
 
 @blueprint.route("/marketplace-site-agent-identities/<uuid:identity_uuid>/", methods=["GET"])
 def retrieve_identity(identity_uuid):
     caller = authenticate(g.ledger.conn)
-    return pagination.single(wire_identity(visible_identity(caller, identity_uuid)))
+    return pagination.single(IDENTITY.wire(visible_identity(caller, identity_uuid)))
 
 
 @blueprint.route("/marketplace-site-agent-identities/<uuid:identity_uuid>/", methods=["PUT", "PATCH"])
@@ -163,7 +169,7 @@ def update_identity(identity_uuid):
     else:
         data = identity_fields(loaded(PARTIAL_IDENTITY_REQUEST, json_body()), held)
     registered(lambda: site_agents.register_identity(g.ledger, caller, data, identity_uuid))
-    return jsonify(wire_identity(view.identity(g.ledger.conn, identity_uuid)))
+    return jsonify(IDENTITY.wire(view.identity(g.ledger.conn, identity_uuid)))
 
 
 @blueprint.route("/marketplace-site-agent-identities/<uuid:identity_uuid>/register_service/", methods=["POST"])
@@ -175,7 +181,7 @@ def register_service(identity_uuid):
     uuid = registered(lambda: site_agents.register_service(
         g.ledger, caller, identity_uuid, body["name"], body.get("mode")
     ))
-    return jsonify(wire_service(view.service(g.ledger.conn, uuid))), 200 if known else 201
+    return jsonify(SERVICE.wire(view.service(g.ledger.conn, uuid))), 200 if known else 201
 
 
 def visible_service(caller, uuid: str) -> dict:
@@ -185,7 +191,7 @@ def visible_service(caller, uuid: str) -> dict:
 @blueprint.route("/marketplace-site-agent-services/<uuid:service_uuid>/", methods=["GET"])
 def retrieve_service(service_uuid):
     caller = authenticate(g.ledger.conn)
-    return pagination.single(wire_service(visible_service(caller, service_uuid)))
+    return pagination.single(SERVICE.wire(visible_service(caller, service_uuid)))
 
 
 @blueprint.route("/marketplace-site-agent-services/<uuid:service_uuid>/register_processor/", methods=["POST"])
@@ -197,11 +203,7 @@ def register_processor(service_uuid):
     uuid = registered(lambda: site_agents.register_processor(
         g.ledger, caller, service_uuid, body["name"], body["backend_type"], body.get("backend_version")
     ))
-    return jsonify(wire_full_processor(view.processor(g.ledger.conn, uuid))), 200 if known else 201
-
-
-def wire_full_processor(row: dict) -> dict:
-    return {**wire_processor(row), "service": row["service_uuid"], "service_name": row["service_name"]}
+    return jsonify(FULL_PROCESSOR.wire(view.processor(g.ledger.conn, uuid))), 200 if known else 201
 
 
 @blueprint.route("/marketplace-site-agent-processors/<uuid:processor_uuid>/", methods=["GET"])
@@ -211,4 +213,4 @@ def retrieve_processor(processor_uuid):
     if row is None:
         raise not_found()
     visible_service(caller, row["service_uuid"])
-    return pagination.single(wire_full_processor(row))
+    return pagination.single(FULL_PROCESSOR.wire(row))

@@ -4,13 +4,21 @@ from flask import Blueprint, g, jsonify
 from marshmallow import ValidationError
 
 from ledger import clock, history, usage
-from ledger.store import StoredEvent
 from projections import catalog, usages
 
 from . import filters, reading, schemas
 from .auth import authenticate
 from .errors import bad_request, forbidden, not_found
 from .requests import idempotency_key, json_body
+from .shapes import INTEGER, MOMENT, OBJECT, TEXT, UUID_TEXT, Field, Shape
+
+# One event of a record's history, its data as it was hashed.
+USAGE_EVENT = Shape({
+    "seq": Field(INTEGER), "event_id": Field(UUID_TEXT), "type": Field(TEXT),
+    "occurred_at": Field(MOMENT, clock.wire), "recorded_at": Field(MOMENT, clock.wire),
+    "actor_id": Field({**INTEGER, "nullable": True}), "data": Field({**OBJECT, "additionalProperties": True}),
+    "hash": Field({**TEXT, "pattern": "^[0-9a-f]{64}$"}),
+})
 
 blueprint = Blueprint("component_usages", __name__, url_prefix="/api/marketplace-component-usages")
 
@@ -73,12 +81,12 @@ def readable_target(caller, name: str, uuid: str) -> bool:
 
 @blueprint.route("/", methods=["GET"])
 def list_usages():
-    return reading.listing(usages, filters.usage_filters, schemas.usage_record)
+    return reading.listing(usages, filters.usage_filters, schemas.COMPONENT_USAGE.wire)
 
 
 @blueprint.route("/<uuid:record_uuid>/", methods=["GET"])
 def retrieve_usage(record_uuid):
-    return reading.retrieval(usages, record_uuid, schemas.usage_record)
+    return reading.retrieval(usages, record_uuid, schemas.COMPONENT_USAGE.wire)
 
 
 @blueprint.route("/<uuid:record_uuid>/history/", methods=["GET"])
@@ -88,12 +96,4 @@ def usage_history(record_uuid):
     rows = usages.records(g.ledger.conn, reading.read_scopes(caller), {"uuid": record_uuid}, [], 1)
     if not rows:
         raise not_found()
-    return jsonify([history_event(event) for event in history.record_events(g.ledger.store, rows[0])])
-
-
-def history_event(event: StoredEvent) -> dict:
-    return {
-        "seq": event.seq, "event_id": event.event_id, "type": event.type,
-        "occurred_at": clock.wire(event.occurred_at), "recorded_at": clock.wire(event.recorded_at),
-        "actor_id": event.actor_id, "data": event.data, "hash": event.hash,
-    }
+    return jsonify([USAGE_EVENT.wire(vars(event)) for event in history.record_events(g.ledger.store, rows[0])])

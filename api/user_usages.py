@@ -6,7 +6,7 @@ from marshmallow import ValidationError
 from ledger import usage
 from projections import catalog, usages, user_usages
 
-from . import filters, links, reading, schemas
+from . import filters, reading, schemas
 from .auth import authenticate
 from .errors import bad_request, forbidden, not_found
 from .requests import idempotency_key, json_body
@@ -86,15 +86,11 @@ def set_user_usages(record_uuid):
     return record_user_usages(usage.SetUserUsages(record["uuid"], [item(fields) for fields in items], bulk=True), key)
 
 
-def wire(row: dict) -> dict:
-    return schemas.user_usage_record(row, links.root())
-
-
 @blueprint.route("/marketplace-component-user-usages/", methods=["GET"])
 def list_user_usages():
-    return reading.listing(user_usages, filters.user_usage_filters, wire)
+    return reading.listing(user_usages, filters.user_usage_filters, schemas.COMPONENT_USER_USAGE.wire)
 
 
 @blueprint.route("/marketplace-component-user-usages/<uuid:record_uuid>/", methods=["GET"])
 def retrieve_user_usage(record_uuid):
-    return reading.retrieval(user_usages, record_uuid, wire)
+    return reading.retrieval(user_usages, record_uuid, schemas.COMPONENT_USER_USAGE.wire)
