@@ -4,7 +4,7 @@ import dataclasses
 import datetime as dt
 from decimal import Decimal
 
-from . import clock, events, idempotency
+from . import clock, events, idempotency, plans
 from projections import catalog, usages, user_usages
 
 from .access import Caller
@@ -138,7 +138,7 @@ def decide(command: SetUsage, target: Target, caller: Caller, now: dt.datetime, 
     if not provider_side:
         raise PermissionDenied()
 
-    plan_period = chosen or catalog.covering_plan_period(target.plan_periods, period)
+    plan_period = chosen or plans.covering_plan_period(target.plan_periods, period)
     if plan_period is None:
         raise rejected("non_field_errors", "Resource must have a plan to report usage")
 
@@ -321,7 +321,7 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
         total = sum(by_user.values(), Decimal(0)) if command.bulk else Decimal(0)
         existing = target.records[period]
         if existing is None:
-            plan_period = catalog.covering_plan_period(target.plan_periods, dt.date.fromisoformat(period))
+            plan_period = plans.covering_plan_period(target.plan_periods, dt.date.fromisoformat(period))
             created.append(usage_reported(period, plan_period["uuid"], total, "", "none", latest_by_period[period]))
         elif command.bulk and Decimal(existing["usage"]) == 0 and total != 0:
             totals.append(usage_reported(
@@ -347,7 +347,7 @@ def user_usage_errors(item: UserUsageItem, target: UserUsageTarget, caller: Call
     past = period < clock.billing_period(now).isoformat()
     if past and target.billing_type == "usage" and not caller.is_staff:
         return {"non_field_errors": [PROVIDER_BACKFILL]}
-    if target.records[period] is None and not catalog.covering_plan_period(
+    if target.records[period] is None and not plans.covering_plan_period(
         target.plan_periods, dt.date.fromisoformat(period)
     ):
         return {"date": ["Resource must have a plan to report usage"]}

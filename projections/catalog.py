@@ -1,12 +1,10 @@
 """The catalog view: users, tokens, customers, projects, offerings, resources and roles."""
 
-import datetime as dt
 import hmac
 import sqlite3
 
 import sqlite_utils
 
-from ledger import clock
 from ledger.access import Caller
 
 NAME = "catalog"
@@ -234,15 +232,6 @@ def plan_period(conn: sqlite3.Connection, uuid: str) -> dict | None:
         conn.execute("SELECT uuid, resource_uuid, start, end FROM plan_periods WHERE uuid = ?", (uuid,)),
         ("uuid", "resource_uuid", "start", "end"),
     )
-
-
-def covering_plan_period(plan_periods: list[dict], period: dt.date, zone: str | None = None) -> dict | None:
-    """The plan period in force during a billing period (months in `zone`, by default the ledger's);
-    the latest start wins."""
-    start = clock.stored(clock.period_start(period, zone))
-    end = clock.stored(clock.period_start(clock.next_period(period), zone))
-    covering = [p for p in plan_periods if p["start"] < end and (p["end"] is None or p["end"] > start)]
-    return max(covering, key=lambda p: p["start"], default=None)
 
 
 def plan_periods(conn: sqlite3.Connection, resource_uuid: str) -> list[dict]:

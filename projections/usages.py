@@ -3,9 +3,9 @@
 Rows carry the resource's offering, provider, project and consumer customer so that
 every filter and the visibility rule are plain indexed columns of one table.
 
-Carry-forward (README: carried values) lives here: a record whose policy is `reuse` or `zero` gives
-the next started billing period without a report of its own a *carried* record
-(`carried = 1`), which gives the next one, and so on. A real report always wins.
+Carried values (README: carried values) are written here: on a report, a month's start and a
+resource's termination, the view reads the chain of records concerned, asks the carry-forward
+rule which carried records it should hold, and writes them.
 """
 
 import datetime as dt
@@ -16,6 +16,7 @@ import sqlite_utils
 from sqlite_utils.db import DescIndex
 
 from ledger import clock
+from ledger.carry_forward import Chain, carried_records
 from ledger.events import usage_record_uuid
 
 from . import catalog
@@ -147,73 +148,39 @@ def _resource_defined(conn, event):
         carry_forward(conn, resource_uuid, component_type, clock.next_period(dt.date.fromisoformat(first)), whole_chain=True)
 
 
-def _record(conn, resource_uuid: str, component_type: str, period: dt.date) -> dict | None:
-    row = conn.execute(
-        f"SELECT {', '.join(CARRIED_FIELDS)} FROM component_usages WHERE uuid = ?",
-        (usage_record_uuid(resource_uuid, component_type, period.isoformat()),),
-    ).fetchone()
-    return dict(zip(CARRIED_FIELDS, row)) if row else None
-
-
-def carried_value(source: dict | None, period: dt.date, starts_at: str) -> dict | None:
-    """What a record gives the following billing period without a report: `reuse` keeps its usage, `zero` gives 0.00, `none` nothing."""
-    if source is None or source["missing_usage_policy"] not in ("reuse", "zero"):
-        return None
-    return {
-        **source,
-        "uuid": usage_record_uuid(source["resource_uuid"], source["type"], period.isoformat()),
-        "billing_period": period.isoformat(),
-        "usage": source["usage"] if source["missing_usage_policy"] == "reuse" else "0.00",
-        "date": starts_at,
-        "created": starts_at,
-        "carried": 1,
-    }
+def _chain_records(conn, resource_uuid: str, component_type: str, first: dt.date, last: str) -> dict[str, dict]:
+    """The records of one (resource, component) from billing period `first` through `last`, by billing period."""
+    rows = conn.execute(
+        f"SELECT {', '.join(CARRIED_FIELDS)} FROM component_usages"
+        " WHERE resource_uuid = ? AND type = ? AND billing_period BETWEEN ? AND ?",
+        (resource_uuid, component_type, first.isoformat(), last),
+    )
+    return {record["billing_period"]: record for record in (dict(zip(CARRIED_FIELDS, row)) for row in rows)}
 
 
 def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date, whole_chain: bool = False) -> bool:
-    """Re-derives the carried records of one (resource, component) from `start` through the last started period.
-
-    Records outside the walked months are already right, so the walk stops at the first month
-    whose record is unchanged or real, unless `whole_chain` asks to see every month (termination).
-    Returns whether it wrote a record.
-    """
+    """Writes the carried records of one (resource, component) from `start` through the last started
+    period as the carry-forward rule wants them (see there for `whole_chain`). Returns whether it wrote one."""
     last = conn.execute("SELECT billing_period, timezone FROM billing_periods ORDER BY billing_period DESC LIMIT 1").fetchone()
     if last is None or last[0] < start.isoformat():
-        return False
-    wrote = False
-    last_period, zone = dt.date.fromisoformat(last[0]), last[1]
+        return False  # no started month to carry into: the chain is not read
     terminated_at = conn.execute("SELECT terminated_at FROM resources WHERE uuid = ?", (resource_uuid,)).fetchone()
-    terminated_at = terminated_at[0] if terminated_at else None
-    plans = catalog.plan_periods(conn, resource_uuid)
-    source = _record(conn, resource_uuid, component_type, clock.previous_period(start))
-    period = start
-    while period <= last_period:
-        existing = _record(conn, resource_uuid, component_type, period)
-        if existing and not existing["carried"]:
-            if not whole_chain:
-                return wrote
-            source = existing
+    chain = Chain(
+        _chain_records(conn, resource_uuid, component_type, clock.previous_period(start), last[0]),
+        catalog.plan_periods(conn, resource_uuid),
+        terminated_at[0] if terminated_at else None,
+    )
+    changes = carried_records(chain, start, dt.date.fromisoformat(last[0]), last[1], whole_chain)
+    for change in changes:
+        if change.record is None:
+            conn.execute("DELETE FROM component_usages WHERE uuid = ?", (change.uuid,))
         else:
-            starts_at = clock.stored(clock.period_start(period, zone))
-            # Nothing is carried into a month no plan of the resource covers, nor once it is terminated.
-            planned = catalog.covering_plan_period(plans, period, zone) is not None
-            allowed = planned and (terminated_at is None or starts_at < terminated_at)
-            wanted = carried_value(source, period, starts_at) if allowed else None
-            if wanted == existing and not whole_chain:
-                return wrote
-            if wanted is None and existing:
-                conn.execute("DELETE FROM component_usages WHERE uuid = ?", (existing["uuid"],))
-                wrote = True
-            elif wanted is not None and wanted != existing:
-                conn.execute(
-                    f"INSERT OR REPLACE INTO component_usages ({', '.join(CARRIED_FIELDS)})"
-                    f" VALUES ({', '.join('?' for _ in CARRIED_FIELDS)})",
-                    [wanted[name] for name in CARRIED_FIELDS],
-                )
-                wrote = True
-            source = wanted
-        period = clock.next_period(period)
-    return wrote
+            conn.execute(
+                f"INSERT OR REPLACE INTO component_usages ({', '.join(CARRIED_FIELDS)})"
+                f" VALUES ({', '.join('?' for _ in CARRIED_FIELDS)})",
+                [change.record[name] for name in CARRIED_FIELDS],
+            )
+    return bool(changes)
 
 
 def _project_defined(conn, event):
