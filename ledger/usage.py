@@ -142,7 +142,7 @@ def decide(command: SetUsage, target: Target, caller: Caller, now: dt.datetime, 
     if plan_period is None:
         raise rejected("non_field_errors", "Resource must have a plan to report usage")
 
-    decided, versions = [], dict(versions)
+    decided, versions, unchanged = [], dict(versions), {}
     occurred_at = clock.stored(moment)
     reports = [(item, {
         "resource_uuid": resource["uuid"], "type": item.type, "billing_period": period.isoformat(),
@@ -152,12 +152,14 @@ def decide(command: SetUsage, target: Target, caller: Caller, now: dt.datetime, 
     # A type is left out only when every item of it says what its record holds: items of one type apply in order.
     changed = {item.type for item, data in reports if not report_unchanged(data, target.held.get(item.type))}
     for item, data in reports:
-        if item.type not in changed:
-            continue
         stream = events.usage_stream(resource["uuid"], item.type, period.isoformat())
+        if item.type not in changed:
+            # Left out as the record stood when read: if it has moved since, this is decided again.
+            unchanged[stream] = versions[stream]
+            continue
         versions[stream] += 1
         decided.append(events.new(stream, versions[stream], "UsageReported", data, occurred_at, caller.id))
-    return decided
+    return Decision(decided, read=unchanged)
 
 
 def report_unchanged(data: dict, record: dict | None) -> bool:
@@ -303,17 +305,19 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
     # A user is left out only when every item of theirs says what their record holds, as for set_usage.
     changed = {(item_period(record, item), item.username) for item in command.items
                if not user_usage_unchanged(item.usage, target.held.get((item_period(record, item), item.username)))}
+    read = dict(target.carried_from)
     for item in command.items:
         period = item_period(record, item)
         occurred_at = clock.stored(item.date or now)
         usage_by_period.setdefault(period, {})[item.username] = Decimal(item.usage)
         latest_by_period[period] = occurred_at
-        if (period, item.username) not in changed:
-            continue
         record_uuid = events.usage_record_uuid(resource_uuid, component_type, period)
+        stream = events.user_usage_stream(record_uuid, item.username)
+        if (period, item.username) not in changed:
+            read[stream] = target.versions[stream]  # as it stood when read, as for set_usage
+            continue
         data = {"component_usage_uuid": record_uuid, "username": item.username, "usage": item.usage,
                 "user_uuid": item.user_uuid}
-        stream = events.user_usage_stream(record_uuid, item.username)
         reported.append(next_event(stream, "UserUsageReported", data, occurred_at))
 
     created, totals = [], []
@@ -333,7 +337,7 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
                 period, existing["plan_period_uuid"], Decimal(existing["usage"]), existing["description"],
                 existing["missing_usage_policy"], existing["date"],
             ))
-    return Decision(created + reported + totals, read=target.carried_from)
+    return Decision(created + reported + totals, read=read)
 
 
 def user_usage_errors(item: UserUsageItem, target: UserUsageTarget, caller: Caller, now: dt.datetime) -> dict:

@@ -1,0 +1,116 @@
+"""The projector: writes only append, the lease holder folds, and every request waits for the views
+to hold each write acknowledged before it arrived, or answers 503."""
+
+import os
+
+from ledger import events, usage
+from ledger.access import Caller
+from ledger.database import Ledger
+from ledger.store import Lease
+from projections import projector, runner
+
+from .conftest import auth
+from .world import RESOURCE
+
+STAFF = Caller(id=1, username="staff", is_staff=True)
+LIST = f"/api/marketplace-component-usages/?resource_uuid={RESOURCE}&type=cpu"
+
+
+def report(amount: str) -> usage.SetUsage:
+    return usage.SetUsage([usage.UsageItem("cpu", amount)], resource_uuid=RESOURCE)
+
+
+def appended_unfolded(db_path: str, amount: str) -> None:
+    """A report appended by another process's writer whose projector has not folded it yet."""
+    writer = Ledger(db_path)
+    try:
+        held = Lease(writer.store.lease_path)
+        assert held.acquire()  # the writer's own fold after the append finds the lease taken
+        usage.set_usage(writer, STAFF, report(amount))
+        held.release()
+    finally:
+        writer.close()
+
+
+def test_a_write_appends_and_the_fold_moves_the_views_checkpoint_in_a_transaction_of_its_own(ledger):
+    before = ledger.store.count()
+    held = Lease(ledger.store.lease_path)
+    assert held.acquire()
+    try:
+        usage.set_usage(ledger, STAFF, report("3.00"))
+        assert ledger.store.count() == before + 1
+        assert runner.position(ledger.conn) == before  # appended, not folded: the lease is another's
+    finally:
+        held.release()
+    assert ledger.reach_views() == before + 1
+
+
+def test_the_lease_has_one_holder_who_names_itself(db_path):
+    first, second = Lease(f"{db_path}.projector-lease"), Lease(f"{db_path}.projector-lease")
+    assert first.acquire() and first.acquire()
+    assert not second.acquire()
+    with open(f"{db_path}.projector-lease") as lease_file:
+        assert lease_file.read() == f"{os.getpid()}\n"
+    first.release()
+    assert second.acquire()
+    second.release()
+
+
+def test_a_request_sees_a_write_another_process_acknowledged_before_it_arrived(client, db_path):
+    appended_unfolded(db_path, "7.00")
+    listed = client.get(LIST, headers=auth("staff"))
+    assert [record["usage"] for record in listed.get_json()] == ["7.00"]
+
+
+def test_a_request_that_cannot_see_every_acknowledged_write_is_a_503_with_retry_after(client, db_path, monkeypatch):
+    client.get(LIST, headers=auth("staff"))  # the application's own connections are open
+    monkeypatch.setenv("LEDGER_READ_WAIT", "0.05")
+    stuck = Lease(f"{db_path}.projector-lease")
+    assert stuck.acquire()  # a holder that never folds
+    try:
+        appended_unfolded_with_lease_held(db_path, "8.00")
+        answer = client.get(LIST, headers=auth("staff"))
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"] == "1"
+        assert answer.get_json() == {"detail": "The ledger is catching up; try again shortly."}
+    finally:
+        stuck.release()
+    assert [record["usage"] for record in client.get(LIST, headers=auth("staff")).get_json()] == ["8.00"]
+
+
+def appended_unfolded_with_lease_held(db_path: str, amount: str) -> None:
+    """A report appended while this process's test holds the lease (the writer's fold finds it taken)."""
+    writer = Ledger(db_path)
+    try:
+        usage.set_usage(writer, STAFF, report(amount))
+        assert runner.position(writer.conn) < writer.store.count()
+    finally:
+        writer.close()
+
+
+def test_a_decision_reads_stream_versions_as_the_views_hold_them(ledger, db_path):
+    usage.set_usage(ledger, STAFF, report("1.00"))
+    stream = events.usage_stream(RESOURCE, "cpu", "2026-03-01")
+    appended_unfolded(db_path, "2.00")
+    with ledger.store.deciding_at(runner.position(ledger.conn)):
+        assert ledger.store.stream_version(stream) == 1  # the views have not folded version 2
+    assert ledger.store.stream_version(stream) == 2
+
+
+def test_an_unchanged_report_decided_on_views_that_trail_the_log_is_decided_again(ledger, db_path):
+    """The views say 1.00, the log already says 2.00: sending 1.00 again is a change, not a repeat."""
+    usage.set_usage(ledger, STAFF, report("1.00"))
+    stale = ledger.reach_views()
+    appended_unfolded(db_path, "2.00")
+    decided_at = []
+    original = ledger.reach_views
+
+    def trailing_views(timeout=None):  # the first decision reads views that miss the 2.00
+        decided_at.append(runner.position(ledger.conn))
+        return stale if len(decided_at) == 1 else original(timeout)
+
+    ledger.reach_views = trailing_views
+    stored = usage.set_usage(ledger, STAFF, report("1.00"))
+    assert [event.data["amount"] for event in stored] == ["1.00"]
+    assert len(decided_at) == 2
+    assert projector.reach(ledger.store, ledger.lease) == ledger.store.count()
