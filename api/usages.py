@@ -4,7 +4,7 @@ from flask import Blueprint, g, jsonify
 from marshmallow import ValidationError
 
 from ledger import clock, history, usage
-from ledger.store import StoredEvent
+from ledger.log.records import StoredEvent
 from projections import catalog, usages
 
 from . import filters, reading, schemas

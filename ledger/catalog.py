@@ -8,7 +8,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from . import clock, events, tokens
 from .database import Ledger
-from .store import EventStore, NewEvent, canonical
+from .log.records import NewEvent, canonical
+from .log.store import EventStore
 
 COMPONENT_TYPE = validate.Regexp(r"^[a-zA-Z0-9_\-/:]+$", error="Enter a valid component type.")
 # Waldur's own length limits, so that nothing in the catalog is longer than Waldur would hold

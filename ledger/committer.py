@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from . import idempotency
 from .database import Ledger
-from .store import NewEvent, StoredEvent
+from .log.records import NewEvent, StoredEvent
 
 
 @dataclasses.dataclass

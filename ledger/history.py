@@ -23,9 +23,10 @@ from projections import catalog, runner, usages
 
 from . import clock, events, periods
 from .database import Ledger
-from .store import (
-    COLUMNS, GENESIS_HASH, ChainBroken, EventStore, StoredEvent, StreamConflict, canonical_row, check_link,
-)
+from .errors import ChainBroken, StreamConflict
+from .log.hashing import GENESIS_HASH, check_link
+from .log.records import COLUMNS, StoredEvent, canonical_row
+from .log.store import EventStore
 
 BATCH = 5000
 EXAMPLES = 3

@@ -19,7 +19,7 @@ import sqlite_utils
 from projections import catalog as catalog_view
 
 from . import clock, events
-from .store import NewEvent
+from .log.records import NewEvent
 
 KEY_NAME = "token_hmac"
 TOKEN_BYTES = 20  # 40 hex digits, as Waldur's own tokens

@@ -7,7 +7,8 @@ from collections.abc import Callable, Iterable
 import sqlite_utils
 
 from ledger import events as event_types
-from ledger.store import EventStore, StoredEvent
+from ledger.log.records import StoredEvent
+from ledger.log.store import EventStore
 
 from . import catalog, site_agents, usages, user_usages
 

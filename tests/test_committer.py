@@ -8,11 +8,12 @@ import time
 
 import pytest
 
-from ledger import events, store, usage
+from ledger import events, usage
+from ledger.backends.sqlite import connection, store
 from ledger.access import Caller
 from ledger.committer import GroupCommitter
 from ledger.database import Ledger
-from ledger.store import StreamConflict
+from ledger.errors import StreamConflict
 
 from .world import OTHER_RESOURCE, RESOURCE
 
@@ -93,7 +94,7 @@ def test_a_failing_write_is_rolled_back_alone(db_path, committer, now):
 
 
 def test_writers_give_up_after_the_busy_timeout(db_path, monkeypatch):
-    monkeypatch.setattr(store, "BUSY_TIMEOUT_SECONDS", 0.05)
+    monkeypatch.setattr(connection, "BUSY_TIMEOUT_SECONDS", 0.05)
     descriptor = os.open(f"{db_path}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(descriptor, fcntl.LOCK_EX)
     ledger = Ledger(db_path)
@@ -166,7 +167,7 @@ def test_writes_queued_while_waiting_for_the_write_lock_join_its_commit(committe
 
 
 def test_writes_waiting_for_a_write_lock_that_never_comes_all_fail(committer, db_path, monkeypatch):
-    monkeypatch.setattr(store, "BUSY_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(connection, "BUSY_TIMEOUT_SECONDS", 0.3)
     resources = [f"{0xB << 124 | n:032x}" for n in range(3)]
     outcomes = submit_while_another_process_writes(committer, db_path, resources, lambda: time.sleep(1))
     assert all(isinstance(outcomes[resource], sqlite3.OperationalError) for resource in resources)

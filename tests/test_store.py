@@ -17,10 +17,14 @@ import uuid
 
 import pytest
 
-from ledger import store as store_module
-from ledger.store import (
-    COLUMNS, GENESIS_HASH, ChainBroken, EventStore, NewEvent, StreamConflict, chain_hash, connect, row_hash,
-)
+from ledger.backends.sqlite import connection as connection_module
+from ledger.backends.sqlite import locks
+from ledger.backends.sqlite.store import SQLiteEventStore
+from ledger.backends.sqlite.connection import connect
+from ledger.errors import ChainBroken, StreamConflict
+from ledger.log.hashing import GENESIS_HASH, chain_hash, row_hash
+from ledger.log.records import COLUMNS, NewEvent
+from ledger.log.store import EventStore
 
 
 def event(stream: str, version: int, data: dict | None = None, **fields) -> NewEvent:
@@ -348,7 +352,7 @@ class TestSQLiteEventStore(EventStoreContract):
     @pytest.fixture
     def store(self, path):
         conn = connect(path)
-        opened = EventStore(conn)
+        opened = SQLiteEventStore(conn)
         opened.create_schema()
         yield opened
         opened.close()
@@ -357,7 +361,7 @@ class TestSQLiteEventStore(EventStoreContract):
     @pytest.fixture
     def second_store(self, store, path):
         conn = connect(path)
-        second = EventStore(conn)
+        second = SQLiteEventStore(conn)
         yield second
         second.close()
         conn.close()
@@ -384,10 +388,10 @@ def test_row_hash_of_a_column_json_writes_otherwise_follows_the_definition():
 
 def test_the_writer_lock_file_is_opened_once_for_many_writes(tmp_path, monkeypatch):
     path = str(tmp_path / "events.db")
-    store = EventStore(connect(path))
+    store = SQLiteEventStore(connect(path))
     store.create_schema()
     opened, real_open = [], os.open
-    monkeypatch.setattr(store_module.os, "open", lambda name, *args: opened.append(name) or real_open(name, *args))
+    monkeypatch.setattr(locks.os, "open", lambda name, *args: opened.append(name) or real_open(name, *args))
     for version in range(1, 6):
         store.append([event("s", version)])
     store.close()
@@ -397,8 +401,8 @@ def test_the_writer_lock_file_is_opened_once_for_many_writes(tmp_path, monkeypat
 
 def test_a_forked_process_queues_for_the_writer_lock_it_inherited(tmp_path, monkeypatch):
     """A lock belongs to the open file: with the parent's file, the child would be let in."""
-    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_SECONDS", 0.2)
-    store = EventStore(connect(str(tmp_path / "events.db")))
+    monkeypatch.setattr(connection_module, "BUSY_TIMEOUT_SECONDS", 0.2)
+    store = SQLiteEventStore(connect(str(tmp_path / "events.db")))
     store.create_schema()
     store.append([event("s", 1)])  # the lock file is open
     with store.writer_lock.held():

@@ -1,0 +1,25 @@
+"""The ledger's storage errors, whatever the backend: a backend raises these, never its driver's own."""
+
+
+class StoreError(Exception):
+    """Base of the event store's errors."""
+
+
+class StreamConflict(StoreError):
+    """An append expected a stream version that another writer has already taken."""
+
+
+class ChainBroken(StoreError):
+    """An event's hash does not follow from its content and its predecessor."""
+
+    def __init__(self, seq: int, reason: str):
+        super().__init__(f"hash chain broken at seq {seq}: {reason}")
+        self.seq = seq
+
+
+class NotALedger(StoreError):
+    """A database that holds no event log (or is no database at all)."""
+
+
+class UnsupportedDatabase(StoreError):
+    """A `--db` value that names a kind of database no backend serves."""
