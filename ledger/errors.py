@@ -23,3 +23,19 @@ class NotALedger(StoreError):
 
 class UnsupportedDatabase(StoreError):
     """A `--db` value that names a kind of database no backend serves."""
+
+
+class DatabaseError(StoreError):
+    """The database refused or failed an operation: a driver's error, as the backend translated it."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be read or written as asked: damaged, read-only, out of space, failing I/O."""
+
+
+class DatabaseLocked(DatabaseUnavailable):
+    """Another writer kept the database past the busy timeout."""
+
+
+class IntegrityViolation(DatabaseError):
+    """A rule the database enforces was broken (a constraint, the log's refusal of UPDATE and DELETE)."""

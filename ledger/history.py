@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import re
-import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO, TextIO
@@ -22,6 +21,7 @@ from typing import BinaryIO, TextIO
 from projections import catalog, runner, usages
 
 from . import clock, events, periods
+from .backends import Connection
 from .database import Ledger
 from .errors import ChainBroken, StreamConflict
 from .log.hashing import GENESIS_HASH, check_link
@@ -231,7 +231,7 @@ def audit(ledger: Ledger, resource_uuid: str, component_type: str | None = None,
     return sorted(entries, key=lambda e: (e.billing_period, e.type, e.seq or 0))
 
 
-def _is_carried(conn: sqlite3.Connection, record: dict) -> bool:
+def _is_carried(conn: Connection, record: dict) -> bool:
     return bool(usages.stored_record(conn, record["uuid"])["carried"])
 
 
@@ -470,7 +470,7 @@ def _project(source: EventStore, scratch: Ledger, until: int, progress: Progress
 
 
 @contextlib.contextmanager
-def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+def _snapshot(conn: Connection) -> Iterator[None]:
     """A read transaction: every read inside sees the database as of the first one, whoever writes meanwhile."""
     if conn.in_transaction:
         yield

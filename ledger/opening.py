@@ -7,14 +7,13 @@ a copy on storage that cannot be written (an auditor's backup).
 
 import contextlib
 import enum
-import sqlite3
 from collections.abc import Iterator
 
 from projections import runner
 
-from .backends import backend_for
+from .backends import backend_for, translated
 from .database import Ledger
-from .errors import NotALedger, UnsupportedDatabase
+from .errors import DatabaseError, IntegrityViolation, NotALedger, UnsupportedDatabase
 
 
 class Mode(enum.Enum):
@@ -72,10 +71,11 @@ def views_current(ledger: Ledger, path: str) -> Ledger:
 def translated_errors(path: str) -> Iterator[None]:
     """Turns the database's own errors (a read-only file, a damaged one, a full disk) into LedgerUnusable."""
     try:
-        yield
-    except sqlite3.IntegrityError:  # a broken rule of the ledger's own, not the operator's mistake
+        with translated():
+            yield
+    except IntegrityViolation:  # a broken rule of the ledger's own, not the operator's mistake
         raise
-    except sqlite3.DatabaseError as error:
+    except DatabaseError as error:
         raise LedgerUnusable(f"{path}: {error}") from None
     except PermissionError as error:  # e.g. the writer lock beside a database in a read-only directory
         raise LedgerUnusable(f"{path}: {error.strerror}: {error.filename}") from None

@@ -57,6 +57,16 @@ def test_a_missing_database_is_refused_and_nothing_is_created(tmp_path, command)
     assert os.listdir(tmp_path) == []
 
 
+
+@pytest.mark.parametrize("command", ["init", *NEEDS_A_LEDGER])
+def test_a_database_named_by_url_is_refused_in_one_line(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    url = "postgresql://ledger@localhost/ledger"
+    result = run(url, ["init"] if command == "init" else NEEDS_A_LEDGER[command])
+    assert_one_line_error(result, url)
+    assert "no backend for a database named by URL" in result.output
+    assert os.listdir(tmp_path) == []
+
 def test_export_to_a_file_from_a_missing_database_writes_no_file(tmp_path):
     result = run(tmp_path / "mistyped.db", ["export", "--output", str(tmp_path / "out.jsonl")])
     assert result.exit_code == 2

@@ -21,7 +21,7 @@ from ledger.backends.sqlite import connection as connection_module
 from ledger.backends.sqlite import locks
 from ledger.backends.sqlite.store import SQLiteEventStore
 from ledger.backends.sqlite.connection import connect
-from ledger.errors import ChainBroken, StreamConflict
+from ledger.errors import ChainBroken, DatabaseLocked, StreamConflict
 from ledger.log.hashing import GENESIS_HASH, chain_hash, row_hash
 from ledger.log.records import COLUMNS, NewEvent
 from ledger.log.store import EventStore
@@ -411,7 +411,7 @@ def test_a_forked_process_queues_for_the_writer_lock_it_inherited(tmp_path, monk
             try:
                 with store.writer_lock.held():
                     os._exit(1)  # let in while the parent holds it
-            except sqlite3.OperationalError:
+            except DatabaseLocked:
                 os._exit(0)
         _, status = os.waitpid(child, 0)
     store.close()

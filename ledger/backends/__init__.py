@@ -1,12 +1,14 @@
 """The storage backends a ledger can live in, and the one a `--db` value chooses."""
 
+import contextlib
 import re
+from collections.abc import Iterator
 
 from ..errors import UnsupportedDatabase
-from .contract import Backend, BackgroundWork, Connection, Cursor, ProjectorLease
-from .sqlite import SQLiteBackend
+from .contract import Backend, Connection, ProjectorLease
+from .sqlite import SQLiteBackend, driver_errors
 
-__all__ = ["Backend", "BackgroundWork", "Connection", "Cursor", "ProjectorLease", "backend_for"]
+__all__ = ["Backend", "Connection", "ProjectorLease", "backend_for", "translated"]
 
 # A URL's scheme, as in postgresql://host/db; a file path has none.
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -17,3 +19,11 @@ def backend_for(db: str) -> Backend:
     if URL_SCHEME.match(db):
         raise UnsupportedDatabase("no backend for a database named by URL; give the path of a SQLite file")
     return SQLiteBackend(db)
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Raises the ledger's own error for a driver's error of any backend raised inside: for the edges
+    where SQL run on a backend's connection past its event store (the views') meets an operator."""
+    with driver_errors.translated():
+        yield

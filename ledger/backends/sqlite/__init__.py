@@ -6,6 +6,7 @@ import sqlite3
 from ...errors import NotALedger
 from ..contract import Backend
 from . import checkpointer, connection
+from .driver_errors import translated
 from .locks import Lease
 from .store import SQLiteEventStore
 
@@ -37,6 +38,7 @@ class SQLiteBackend(Backend):
         if found is None:
             raise NotALedger("not a ledger database (no event log in it)")
 
+    @translated()
     def connect(self, sync_on_commit: bool = True, read_only: bool = False) -> sqlite3.Connection:
         return connection.connect(self.location, sync_on_commit, read_only)
 

@@ -3,10 +3,10 @@
 import contextlib
 import fcntl
 import os
-import sqlite3
 import time
 from collections.abc import Iterator
 
+from ...errors import DatabaseLocked
 from . import connection
 
 LOCK_POLL_SECONDS = 0.0005
@@ -41,7 +41,7 @@ class WriterLock:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise sqlite3.OperationalError("database is locked: no writer lock within the busy timeout") from None
+                    raise DatabaseLocked("database is locked: no writer lock within the busy timeout") from None
                 time.sleep(LOCK_POLL_SECONDS)
         try:
             yield

@@ -12,6 +12,7 @@ from ...log.hashing import GENESIS_HASH
 from ...log.records import COLUMNS, StoredEvent, stored_event
 from ...log.store import READ_BATCH, EventStore
 from .connection import durable_commits
+from .driver_errors import translated
 from .locks import WriterLock
 
 SELECTED = ", ".join(COLUMNS)
@@ -20,6 +21,7 @@ SELECTED = ", ".join(COLUMNS)
 class SQLiteEventStore(EventStore):
     """The log as the `events` table of a SQLite database, its writers queued on a lock file beside it."""
 
+    @translated()
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
@@ -31,6 +33,7 @@ class SQLiteEventStore(EventStore):
         self.log_path = f"{database_file}-wal" if database_file else None
         self.horizon: int | None = None  # see stream_versions
 
+    @translated()
     def create_schema(self) -> None:
         if "events" in self.db.table_names():
             return
@@ -57,7 +60,7 @@ class SQLiteEventStore(EventStore):
         if self.conn.in_transaction:
             yield
             return
-        with self.writer_lock.held() if self.writer_lock else contextlib.nullcontext():
+        with translated(), self.writer_lock.held() if self.writer_lock else contextlib.nullcontext():
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield
@@ -71,11 +74,12 @@ class SQLiteEventStore(EventStore):
         if self.conn.in_transaction:
             yield
             return
-        self.conn.execute("BEGIN DEFERRED")
-        try:
-            yield
-        finally:
-            self.conn.execute("COMMIT")
+        with translated():
+            self.conn.execute("BEGIN DEFERRED")
+            try:
+                yield
+            finally:
+                self.conn.execute("COMMIT")
 
     def close(self) -> None:
         """Closes the writer lock's file; the connection is its owner's to close."""
@@ -99,6 +103,7 @@ class SQLiteEventStore(EventStore):
         finally:
             os.close(descriptor)
 
+    @translated()
     def stream_versions(self, streams: Iterable[str]) -> dict[str, int]:
         """As the contract says, a query per 500 streams."""
         streams = list(dict.fromkeys(streams))
@@ -113,12 +118,14 @@ class SQLiteEventStore(EventStore):
             ))
         return versions
 
+    @translated()
     def last_event(self, stream: str) -> StoredEvent | None:
         row = self.conn.execute(
             f"SELECT {SELECTED} FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1", (stream,)
         ).fetchone()
         return stored_event(row) if row else None
 
+    @translated()
     def last_of_greatest_stream(self, prefix: str) -> StoredEvent | None:
         row = self.conn.execute(
             f"SELECT {SELECTED} FROM events WHERE stream >= ? AND stream < ? ORDER BY stream DESC, version DESC LIMIT 1",
@@ -126,14 +133,17 @@ class SQLiteEventStore(EventStore):
         ).fetchone()
         return stored_event(row) if row else None
 
+    @translated()
     def head(self) -> tuple[int, str]:
         row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
+    @translated()
     def event_hash(self, seq: int) -> str | None:
         row = self.conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
         return row[0] if row else None
 
+    @translated()
     def insert_rows(self, rows: list[tuple]) -> None:
         placeholders = ", ".join("?" for _ in COLUMNS)
         try:
@@ -143,27 +153,30 @@ class SQLiteEventStore(EventStore):
 
     def read_rows(self, after: int = 0, until: int | None = None, batch: int = READ_BATCH) -> Iterator[tuple]:
         position = after
+        bound = "" if until is None else f" AND seq <= {int(until)}"
         while True:
-            bound = "" if until is None else f" AND seq <= {int(until)}"
-            rows = self.conn.execute(
-                f"SELECT {SELECTED} FROM events WHERE seq > ?{bound} ORDER BY seq LIMIT ?", (position, batch)
-            ).fetchall()
+            with translated():
+                rows = self.conn.execute(
+                    f"SELECT {SELECTED} FROM events WHERE seq > ?{bound} ORDER BY seq LIMIT ?", (position, batch)
+                ).fetchall()
             if not rows:
                 return
             yield from rows
             position = rows[-1][0]
 
     def read_stream(self, stream: str) -> Iterator[StoredEvent]:
-        for row in self.conn.execute(f"SELECT {SELECTED} FROM events WHERE stream = ? ORDER BY version", (stream,)):
-            yield stored_event(row)
+        with translated():
+            yield from map(stored_event, self.conn.execute(
+                f"SELECT {SELECTED} FROM events WHERE stream = ? ORDER BY version", (stream,)
+            ))
 
     def read_streams(self, prefix: str) -> Iterator[StoredEvent]:
-        rows = self.conn.execute(
-            f"SELECT {SELECTED} FROM events WHERE stream >= ? AND stream < ? ORDER BY seq", (prefix, prefix + "\uffff")
-        )
-        for row in rows:
-            yield stored_event(row)
+        with translated():
+            yield from map(stored_event, self.conn.execute(
+                f"SELECT {SELECTED} FROM events WHERE stream >= ? AND stream < ? ORDER BY seq", (prefix, prefix + "\uffff")
+            ))
 
+    @translated()
     def seq_at(self, recorded_at: str) -> int:
         row = self.conn.execute("SELECT MIN(seq) FROM events WHERE recorded_at > ?", (recorded_at,)).fetchone()
         return self.head()[0] if row[0] is None else row[0] - 1
