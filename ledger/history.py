@@ -452,7 +452,7 @@ def _scratch() -> Iterator[Ledger]:
     with tempfile.TemporaryDirectory(prefix="ledger-scratch-") as directory:
         scratch = Ledger(os.path.join(directory, "scratch.db"))
         try:
-            scratch.conn.execute("PRAGMA synchronous=OFF")  # it is thrown away: durability buys nothing
+            scratch.store.forgo_durability()  # it is thrown away: durability buys nothing
             scratch.init()
             yield scratch
         finally:

@@ -48,6 +48,18 @@ class EventStore(abc.ABC):
         inside one already, it joins it. Writers of every process and connection queue for it."""
 
     @abc.abstractmethod
+    def savepoint(self) -> contextlib.AbstractContextManager[None]:
+        """Inside a write transaction: a part of it that, when it fails, is undone alone (and raises)."""
+
+    @abc.abstractmethod
+    def prepare_group_commits(self) -> None:
+        """Readies the connection for transactions of many savepoints each, as the group committer makes."""
+
+    @abc.abstractmethod
+    def forgo_durability(self) -> None:
+        """Lets commits skip waiting for the disk altogether: for a scratch database thrown away afterwards."""
+
+    @abc.abstractmethod
     def snapshot(self) -> contextlib.AbstractContextManager[None]:
         """A read transaction: every read inside it sees the database as of its first read."""
 

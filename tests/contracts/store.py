@@ -122,6 +122,17 @@ class EventStoreContract(abc.ABC):
         assert store.count() == 0
         assert store.stream_version("a") == 0
 
+    def test_a_failed_savepoint_is_undone_alone(self, store):
+        with store.transaction():
+            store.append([event("a", 1)])
+            with pytest.raises(RuntimeError), store.savepoint():
+                store.append([event("b", 1)])
+                raise RuntimeError("this part of the transaction failed")
+            with store.savepoint():
+                store.append([event("c", 1)])
+        assert [(e.seq, e.stream) for e in store.read()] == [(1, "a"), (2, "c")]
+        assert store.verify_chain() == 2
+
     def test_concurrent_appends_to_one_stream_have_exactly_one_winner(self, store, second_store):
         outcomes = race(
             lambda: store.append([event("a", 1, {"by": "first"})]),

@@ -70,6 +70,29 @@ class SQLiteEventStore(EventStore):
             self.conn.execute("COMMIT")
 
     @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with translated():
+            self.conn.execute("SAVEPOINT part")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK TO part")
+                raise
+            finally:
+                self.conn.execute("RELEASE part")
+
+    @translated()
+    def prepare_group_commits(self) -> None:
+        # Each savepoint keeps a copy of every page it changes. Past 64 KiB of copies SQLite moves
+        # them into a temporary file: on a million records, a file created, written 46 times and
+        # deleted for every set_usage; 10% of its CPU time.
+        self.conn.execute("PRAGMA temp_store=MEMORY")
+
+    @translated()
+    def forgo_durability(self) -> None:
+        self.conn.execute("PRAGMA synchronous=OFF")
+
+    @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         if self.conn.in_transaction:
             yield
