@@ -28,15 +28,13 @@ class LedgerUnusable(Exception):
 
 def open_ledger(path: str, mode: Mode) -> Ledger:
     """The ledger at `path`, opened as `mode` asks; raises LedgerUnusable, having created and changed nothing."""
-    try:
+    with translated_errors(path):
         backend = backend_for(path)
         exists = backend.exists()
         if not exists and mode is not Mode.CREATE:
             raise LedgerUnusable(f"{path}: no such ledger (nothing created; `ledger init` creates one)")
         if exists:
             backend.check_ledger(empty_allowed=mode is Mode.CREATE)
-    except (NotALedger, UnsupportedDatabase) as error:
-        raise LedgerUnusable(f"{path}: {error}") from None
     if mode is not Mode.READ and exists and not backend.writable():
         raise LedgerUnusable(f"{path}: read-only, and this command writes to the ledger")
     with translated_errors(path):
@@ -69,13 +67,14 @@ def views_current(ledger: Ledger, path: str) -> Ledger:
 
 @contextlib.contextmanager
 def translated_errors(path: str) -> Iterator[None]:
-    """Turns the database's own errors (a read-only file, a damaged one, a full disk) into LedgerUnusable."""
+    """Turns the database's own errors (a read-only file, a damaged one, a full disk), and a path that
+    names no ledger or a database no backend serves, into LedgerUnusable."""
     try:
         with translated():
             yield
     except IntegrityViolation:  # a broken rule of the ledger's own, not the operator's mistake
         raise
-    except DatabaseError as error:
+    except (DatabaseError, NotALedger, UnsupportedDatabase) as error:
         raise LedgerUnusable(f"{path}: {error}") from None
     except PermissionError as error:  # e.g. the writer lock beside a database in a read-only directory
         raise LedgerUnusable(f"{path}: {error.strerror}: {error.filename}") from None

@@ -10,11 +10,15 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from .. import clock
 from ..errors import StreamConflict
 from .hashing import GENESIS_HASH, check_row, row_hash
 from .records import COLUMNS, Decision, NewEvent, StoredEvent, stored_event
+
+if TYPE_CHECKING:  # the backends' contract names the store, so only a type checker reads this one
+    from ..backends.contract import Connection
 
 READ_BATCH = 2000
 
@@ -30,13 +34,10 @@ def uuid7() -> uuid.UUID:
 
 
 class EventStore(abc.ABC):
-    """Appends events with optimistic concurrency per stream; reads them back in order.
+    """Appends events with optimistic concurrency per stream; reads them back in order."""
 
-    `conn` is the backend's connection, which the views share; `horizon` is set by `deciding_at`.
-    """
-
-    conn = None
-    horizon: int | None = None
+    conn: "Connection"  # the backend's connection, which the views share
+    horizon: int | None = None  # set by deciding_at
 
     @abc.abstractmethod
     def create_schema(self) -> None:
