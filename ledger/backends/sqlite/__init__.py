@@ -48,6 +48,7 @@ class SQLiteBackend(Backend):
     def projector_lease(self, store: SQLiteEventStore) -> Lease | None:
         return Lease(store.lease_path) if store.lease_path else None
 
+    @translated()
     def background_work(self, store: SQLiteEventStore) -> checkpointer.Checkpointer | None:
         """A thread checkpointing the write-ahead log, instead of the commits of the store's connection."""
         if not store.lock_path:
