@@ -2,7 +2,6 @@
 
 import logging
 import os
-import sqlite3
 import threading
 import time
 
@@ -12,6 +11,7 @@ from werkzeug.routing import BaseConverter
 from ledger import tokens
 from ledger.committer import GroupCommitter
 from ledger.database import Ledger
+from ledger.errors import DatabaseError
 from projections import projector
 
 from . import errors, links, requests
@@ -40,7 +40,7 @@ def start_rollover_timer(path: str, seconds: float) -> None:
             time.sleep(seconds)
             try:
                 ledger.roll_periods()
-            except sqlite3.Error:
+            except DatabaseError:
                 logging.getLogger(__name__).exception("billing period rollover failed; retrying")
 
     threading.Thread(target=roll_forever, name="rollover", daemon=True).start()

@@ -10,7 +10,7 @@ from werkzeug.wsgi import get_content_length
 
 from ledger import idempotency
 from ledger.access import Caller
-from ledger.store import canonical
+from ledger.log.records import canonical
 
 from .errors import bad_request
 

@@ -1,14 +1,15 @@
 """The catalog file: validated whole, then turned into the catalog events that differ from the log."""
 
 import json
-import sqlite3
 from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from . import clock, events, tokens
+from .backends import Connection
 from .database import Ledger
-from .store import EventStore, NewEvent, canonical
+from .log.records import NewEvent, canonical
+from .log.store import EventStore
 
 COMPONENT_TYPE = validate.Regexp(r"^[a-zA-Z0-9_\-/:]+$", error="Enter a valid component type.")
 # Waldur's own length limits, so that nothing in the catalog is longer than Waldur would hold
@@ -193,7 +194,7 @@ def _flatten(messages, path: str) -> list[str]:
     return [f"{path}: {message}" for message in messages]
 
 
-def reference_problems(catalog: dict, conn: sqlite3.Connection) -> list[str]:
+def reference_problems(catalog: dict, conn: Connection) -> list[str]:
     """One line per reference in the file that names nothing in the file or already in the catalog,
     and per name claimed twice. Items may be partial (see `parse`): what is missing is not checked."""
     problems = []
@@ -243,7 +244,7 @@ def reference_problems(catalog: dict, conn: sqlite3.Connection) -> list[str]:
     return problems
 
 
-def check_claims(catalog: dict, conn: sqlite3.Connection, problems: list[str]) -> None:
+def check_claims(catalog: dict, conn: Connection, problems: list[str]) -> None:
     """Names that only one holder may have: taking one from another holder would silently
     drop it from the views (a username, a token, a plan period) or make the file contradict
     itself (the same role listed twice)."""

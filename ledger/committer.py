@@ -1,6 +1,6 @@
 """Group commit: the writes of many threads of one process land in one transaction, and one fsync.
 
-Writers queue for the one SQLite write lock, and every commit waits for the disk. A thread
+Writers queue for the database's one write lock, and every commit waits for the disk. A thread
 that finds the lock free commits every write queued by then, each inside its own savepoint,
 so one write that fails (a stream another writer moved, a reused idempotency key) is rolled
 back alone. Every write is answered only after the commit that holds it is on disk.
@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from . import idempotency
 from .database import Ledger
-from .store import NewEvent, StoredEvent
+from .log.records import NewEvent, StoredEvent
 
 
 @dataclasses.dataclass
@@ -36,10 +36,7 @@ class GroupCommitter:
         """`committed()` is called after each commit that appended: e.g. to wake the process's projector."""
         self.ledger = Ledger(path, background_checkpoints=True, sync_on_commit=False)
         self.committed = committed
-        # Each submission's savepoint keeps a copy of every page it changes. Past 64 KiB of copies
-        # SQLite moves them into a temporary file: on a million records, a file created, written
-        # 46 times and deleted for every set_usage; 10% of its CPU time.
-        self.ledger.conn.execute("PRAGMA temp_store=MEMORY")
+        self.ledger.store.prepare_group_commits()
         self.queue_lock = threading.Lock()
         self.commit_lock = threading.Lock()
         self.queue: list[Submission] = []
@@ -65,16 +62,14 @@ class GroupCommitter:
                 batch = self._take_queue()
                 ledger.append_rollover()
                 for submission in batch:
-                    conn.execute("SAVEPOINT submission")
                     try:
-                        if submission.key:
-                            idempotency.check(conn, submission.key)
-                            idempotency.remember(conn, submission.key)
-                        submission.stored = ledger.store.append(submission.decided)
+                        with ledger.store.savepoint():
+                            if submission.key:
+                                idempotency.check(conn, submission.key)
+                                idempotency.remember(conn, submission.key)
+                            submission.stored = ledger.store.append(submission.decided)
                     except Exception as error:  # noqa: BLE001 - one failed write must not fail the others
-                        conn.execute("ROLLBACK TO submission")
                         submission.error, submission.stored = error, None
-                    conn.execute("RELEASE submission")
             ledger.store.sync_log()  # outside the writer lock; a failed flush fails the batch below
             self.committed()
         except BaseException as error:  # the commit itself failed: nothing of the batch landed

@@ -5,36 +5,35 @@ from collections.abc import Callable, Iterator
 
 from projections import projector, runner
 
-from . import checkpointer, clock, idempotency, periods, tokens
-from .store import EventStore, Lease, NewEvent, StoredEvent, StreamConflict, connect
+from . import backends, clock, idempotency, periods, tokens
+from .errors import StreamConflict
+from .log.records import NewEvent, StoredEvent
 
 # How often a write whose streams moved while it was deciding is decided again.
 WRITE_ATTEMPTS = 5
 
 
 class Ledger:
-    """One SQLite database holding the event log and the projections folded from it."""
+    """One database holding the event log and the projections folded from it, in the backend its path chooses."""
 
     def __init__(self, path: str, committer=None, background_checkpoints: bool = False, sync_on_commit: bool = True,
                  read_only: bool = False):
         """`committer`, a GroupCommitter of this process, lets concurrent writes share commits; its
         writes are folded by the process's projector (projections/projector.py) instead of here.
 
-        With `background_checkpoints`, a thread copies the log into the database file instead of
-        the commits of this connection (ledger/checkpointer.py): for a process that writes a lot.
-        Without `sync_on_commit`, the caller makes each commit durable (see store.connect).
+        With `background_checkpoints`, the backend's upkeep runs beside the writers instead of in
+        their commits (SQLite's checkpoints, in a thread): for a process that writes a lot.
+        Without `sync_on_commit`, the caller makes each commit durable (see Backend.connect).
         A `read_only` ledger only reads (ledger/opening.py says who opens one).
         """
         self.path = path
         self.committer = committer
-        self.conn = connect(path, sync_on_commit, read_only)
-        self.store = EventStore(self.conn)
+        backend = backends.backend_for(path)
+        self.conn = backend.connect(sync_on_commit, read_only)
+        self.store = backend.event_store(self.conn)
         self.db = self.store.db
-        self.lease = Lease(self.store.lease_path) if self.store.lease_path else None
-        self.checkpointer = None
-        if background_checkpoints and self.store.lock_path:
-            self.conn.execute(f"PRAGMA wal_autocheckpoint={checkpointer.WRITER_CHECKPOINT_PAGES}")
-            self.checkpointer = checkpointer.Checkpointer(path, self.store.lock_path)
+        self.lease = backend.projector_lease(self.store)
+        self.checkpointer = backend.background_work(self.store) if background_checkpoints else None
         # The latest billing month known to be started, so most writes skip the rollover query.
         self._started_through = None
 

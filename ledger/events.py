@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from marshmallow import Schema, ValidationError, fields, validate
 
 from . import clock
-from .store import NewEvent, StoredEvent
+from .log.records import NewEvent, StoredEvent
 
 UUID_HEX = validate.Regexp(r"^[0-9a-f]{32}$", error="not a 32-digit lowercase hex UUID")
 STATES = ("Creating", "OK", "Erred", "Updating", "Terminating", "Terminated")

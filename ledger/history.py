@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import re
-import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO, TextIO
@@ -22,10 +21,12 @@ from typing import BinaryIO, TextIO
 from projections import catalog, runner, usages
 
 from . import clock, events, periods
+from .backends import Connection
 from .database import Ledger
-from .store import (
-    COLUMNS, GENESIS_HASH, ChainBroken, EventStore, StoredEvent, StreamConflict, canonical_row, check_link,
-)
+from .errors import ChainBroken, StreamConflict
+from .log.hashing import GENESIS_HASH, check_link
+from .log.records import COLUMNS, StoredEvent, canonical_row
+from .log.store import EventStore
 
 BATCH = 5000
 EXAMPLES = 3
@@ -230,7 +231,7 @@ def audit(ledger: Ledger, resource_uuid: str, component_type: str | None = None,
     return sorted(entries, key=lambda e: (e.billing_period, e.type, e.seq or 0))
 
 
-def _is_carried(conn: sqlite3.Connection, record: dict) -> bool:
+def _is_carried(conn: Connection, record: dict) -> bool:
     return bool(usages.stored_record(conn, record["uuid"])["carried"])
 
 
@@ -451,7 +452,7 @@ def _scratch() -> Iterator[Ledger]:
     with tempfile.TemporaryDirectory(prefix="ledger-scratch-") as directory:
         scratch = Ledger(os.path.join(directory, "scratch.db"))
         try:
-            scratch.conn.execute("PRAGMA synchronous=OFF")  # it is thrown away: durability buys nothing
+            scratch.store.forgo_durability()  # it is thrown away: durability buys nothing
             scratch.init()
             yield scratch
         finally:
@@ -469,7 +470,7 @@ def _project(source: EventStore, scratch: Ledger, until: int, progress: Progress
 
 
 @contextlib.contextmanager
-def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+def _snapshot(conn: Connection) -> Iterator[None]:
     """A read transaction: every read inside sees the database as of the first one, whoever writes meanwhile."""
     if conn.in_transaction:
         yield

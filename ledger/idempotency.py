@@ -8,11 +8,11 @@ its write landed. Keys are kept RETENTION_DAYS; they are purged when a billing m
 import dataclasses
 import datetime as dt
 import hashlib
-import sqlite3
 
 import sqlite_utils
 
 from . import clock
+from .backends import Connection
 
 RETENTION_DAYS = 36
 
@@ -52,7 +52,7 @@ def create(db: sqlite_utils.Database) -> None:
     db["idempotency_keys"].create_index(["created"], if_not_exists=True)
 
 
-def check(conn: sqlite3.Connection, key: Key) -> None:
+def check(conn: Connection, key: Key) -> None:
     """Raises Replayed when this request was made before with the key, KeyReused when another was."""
     row = conn.execute(
         "SELECT request_hash, status FROM idempotency_keys WHERE user_id = ? AND key = ?", (key.user_id, key.key)
@@ -64,13 +64,13 @@ def check(conn: sqlite3.Connection, key: Key) -> None:
     raise Replayed(row[1])
 
 
-def remember(conn: sqlite3.Connection, key: Key) -> None:
+def remember(conn: Connection, key: Key) -> None:
     conn.execute(
         "INSERT INTO idempotency_keys (user_id, key, request_hash, status, created) VALUES (?, ?, ?, ?, ?)",
         (key.user_id, key.key, key.request_hash, key.status, clock.stored(clock.now())),
     )
 
 
-def purge(conn: sqlite3.Connection) -> None:
+def purge(conn: Connection) -> None:
     cutoff = clock.stored(clock.now() - dt.timedelta(days=RETENTION_DAYS))
     conn.execute("DELETE FROM idempotency_keys WHERE created < ?", (cutoff,))

@@ -7,14 +7,13 @@ a copy on storage that cannot be written (an auditor's backup).
 
 import contextlib
 import enum
-import os
-import sqlite3
 from collections.abc import Iterator
 
 from projections import runner
 
-from . import store
+from .backends import backend_for, translated
 from .database import Ledger
+from .errors import DatabaseError, IntegrityViolation, NotALedger, UnsupportedDatabase
 
 
 class Mode(enum.Enum):
@@ -29,12 +28,14 @@ class LedgerUnusable(Exception):
 
 def open_ledger(path: str, mode: Mode) -> Ledger:
     """The ledger at `path`, opened as `mode` asks; raises LedgerUnusable, having created and changed nothing."""
-    exists = os.path.exists(path)
-    if not exists and mode is not Mode.CREATE:
-        raise LedgerUnusable(f"{path}: no such ledger (nothing created; `ledger init` creates one)")
-    if exists:
-        _check_is_a_ledger(path, empty_allowed=mode is Mode.CREATE)
-    if mode is not Mode.READ and exists and not store.writable(path):
+    with translated_errors(path):
+        backend = backend_for(path)
+        exists = backend.exists()
+        if not exists and mode is not Mode.CREATE:
+            raise LedgerUnusable(f"{path}: no such ledger (nothing created; `ledger init` creates one)")
+        if exists:
+            backend.check_ledger(empty_allowed=mode is Mode.CREATE)
+    if mode is not Mode.READ and exists and not backend.writable():
         raise LedgerUnusable(f"{path}: read-only, and this command writes to the ledger")
     with translated_errors(path):
         ledger = Ledger(path, read_only=mode is Mode.READ)
@@ -64,34 +65,16 @@ def views_current(ledger: Ledger, path: str) -> Ledger:
     return ledger
 
 
-def _check_is_a_ledger(path: str, empty_allowed: bool) -> None:
-    """Raises LedgerUnusable unless `path` holds an event log (or is empty, when `empty_allowed`); reads only."""
-    if os.path.isdir(path):
-        raise LedgerUnusable(f"{path}: not a ledger database (a directory)")
-    if os.path.getsize(path) == 0:
-        if empty_allowed:
-            return
-        raise LedgerUnusable(f"{path}: not a ledger database (an empty file)")
-    try:
-        conn = store.connect(path, read_only=True)
-        try:
-            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as error:
-        raise LedgerUnusable(f"{path}: not a ledger database ({error})") from None
-    if found is None:
-        raise LedgerUnusable(f"{path}: not a ledger database (no event log in it)")
-
-
 @contextlib.contextmanager
 def translated_errors(path: str) -> Iterator[None]:
-    """Turns the database's own errors (a read-only file, a damaged one, a full disk) into LedgerUnusable."""
+    """Turns the database's own errors (a read-only file, a damaged one, a full disk), and a path that
+    names no ledger or a database no backend serves, into LedgerUnusable."""
     try:
-        yield
-    except sqlite3.IntegrityError:  # a broken rule of the ledger's own, not the operator's mistake
+        with translated():
+            yield
+    except IntegrityViolation:  # a broken rule of the ledger's own, not the operator's mistake
         raise
-    except sqlite3.DatabaseError as error:
+    except (DatabaseError, NotALedger, UnsupportedDatabase) as error:
         raise LedgerUnusable(f"{path}: {error}") from None
     except PermissionError as error:  # e.g. the writer lock beside a database in a read-only directory
         raise LedgerUnusable(f"{path}: {error.strerror}: {error.filename}") from None

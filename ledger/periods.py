@@ -3,7 +3,8 @@
 import datetime as dt
 
 from . import clock, events
-from .store import EventStore, NewEvent
+from .log.records import NewEvent
+from .log.store import EventStore
 
 
 def period_stream(period: dt.date) -> str:

@@ -12,7 +12,7 @@ from projections import provider_catalog, site_agents
 from . import clock, events
 from .access import Caller
 from .database import Ledger
-from .store import NewEvent
+from .log.records import NewEvent
 from .usage import PermissionDenied
 
 AGENT_NAMESPACE = uuid.UUID("5e7a9c1b-0d4f-4b8e-a2c6-61676e747321")

@@ -12,14 +12,14 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-import sqlite3
 
 import sqlite_utils
 
 from projections import catalog as catalog_view
 
 from . import clock, events
-from .store import NewEvent
+from .backends import Connection
+from .log.records import NewEvent
 
 KEY_NAME = "token_hmac"
 TOKEN_BYTES = 20  # 40 hex digits, as Waldur's own tokens
@@ -35,7 +35,7 @@ def create(db: sqlite_utils.Database) -> None:
     db.execute("INSERT OR IGNORE INTO ledger_keys (name, value) VALUES (?, ?)", (KEY_NAME, secrets.token_bytes(32)))
 
 
-def key(conn: sqlite3.Connection) -> bytes:
+def key(conn: Connection) -> bytes:
     (value,) = conn.execute("SELECT value FROM ledger_keys WHERE name = ?", (KEY_NAME,)).fetchone()
     return value
 
@@ -113,12 +113,12 @@ def revoke_tokens(ledger, username: str, token_id: int | None = None) -> list[in
     return [token for event in stored if event.type == "TokenRevoked" for token in event.data["token_ids"]]
 
 
-def listed(conn: sqlite3.Connection, username: str | None = None) -> list[dict]:
+def listed(conn: Connection, username: str | None = None) -> list[dict]:
     """Every token (never the token or its digest), or one user's: id, user_id, username, source, created, expires_at, revoked_at."""
     return catalog_view.tokens(conn, None if username is None else _user_id(conn, username))
 
 
-def _user_id(conn: sqlite3.Connection, username: str) -> int:
+def _user_id(conn: Connection, username: str) -> int:
     user_id = catalog_view.user_id(conn, username)
     if user_id is None:
         raise TokenError(f"no user named {username!r} in the catalog")

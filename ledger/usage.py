@@ -9,7 +9,7 @@ from projections import catalog, usages, user_usages
 
 from .access import Caller
 from .database import Ledger
-from .store import Decision, NewEvent, StoredEvent
+from .log.records import Decision, NewEvent, StoredEvent
 
 WRITABLE_STATES = ("OK", "Updating", "Terminating")
 REPORTABLE_BILLING_TYPES = ("usage", "limit", "one")

@@ -1,11 +1,11 @@
 """The catalog view: users, tokens, customers, projects, offerings, resources and roles."""
 
 import hmac
-import sqlite3
 
 import sqlite_utils
 
 from ledger.access import Caller
+from ledger.backends import Connection
 
 NAME = "catalog"
 
@@ -180,7 +180,7 @@ HANDLERS = {
 }
 
 
-def token_holder(conn: sqlite3.Connection, digests: tuple[str, ...]) -> tuple[Caller, str | None] | None:
+def token_holder(conn: Connection, digests: tuple[str, ...]) -> tuple[Caller, str | None] | None:
     """The user holding an unrevoked token kept under one of `digests`, with the scopes of their
     roles, and when the token expires (None: never); None if no such token."""
     user = conn.execute(
@@ -194,7 +194,7 @@ def token_holder(conn: sqlite3.Connection, digests: tuple[str, ...]) -> tuple[Ca
     return _caller(conn, user), user[5]
 
 
-def _caller(conn: sqlite3.Connection, user: tuple) -> Caller:
+def _caller(conn: Connection, user: tuple) -> Caller:
     scopes: dict[tuple[str, str], set] = {}
     for scope, role, scope_uuid in conn.execute(
         "SELECT scope, role, scope_uuid FROM roles WHERE username = ?", (user[1],)
@@ -212,7 +212,7 @@ def _caller(conn: sqlite3.Connection, user: tuple) -> Caller:
 TOKEN_COLUMNS = ("id", "user_id", "username", "source", "created", "expires_at", "revoked_at")
 
 
-def tokens(conn: sqlite3.Connection, user_id: int | None = None) -> list[dict]:
+def tokens(conn: Connection, user_id: int | None = None) -> list[dict]:
     """Every token (never its digest), oldest first; only one user's with `user_id`."""
     rows = conn.execute(
         "SELECT t.id, t.user_id, u.username, t.source, t.created, t.expires_at, t.revoked_at"
@@ -227,19 +227,19 @@ def _record(cursor, columns: tuple[str, ...]) -> dict | None:
     return dict(zip(columns, row)) if row else None
 
 
-def plan_period(conn: sqlite3.Connection, uuid: str) -> dict | None:
+def plan_period(conn: Connection, uuid: str) -> dict | None:
     return _record(
         conn.execute("SELECT uuid, resource_uuid, start, end FROM plan_periods WHERE uuid = ?", (uuid,)),
         ("uuid", "resource_uuid", "start", "end"),
     )
 
 
-def plan_periods(conn: sqlite3.Connection, resource_uuid: str) -> list[dict]:
+def plan_periods(conn: Connection, resource_uuid: str) -> list[dict]:
     rows = conn.execute("SELECT uuid, start, end FROM plan_periods WHERE resource_uuid = ? ORDER BY start", (resource_uuid,))
     return [dict(zip(("uuid", "start", "end"), row)) for row in rows]
 
 
-def resource(conn: sqlite3.Connection, uuid: str) -> dict | None:
+def resource(conn: Connection, uuid: str) -> dict | None:
     """A resource with its offering's provider customer and its project's customer."""
     return _record(
         conn.execute(
@@ -252,33 +252,33 @@ def resource(conn: sqlite3.Connection, uuid: str) -> dict | None:
     )
 
 
-def billing_types(conn: sqlite3.Connection, offering_uuid: str) -> dict[str, str]:
+def billing_types(conn: Connection, offering_uuid: str) -> dict[str, str]:
     """Component type -> billing type, for one offering."""
     return dict(conn.execute("SELECT type, billing_type FROM components WHERE offering_uuid = ?", (offering_uuid,)))
 
 
-def offering_user_of(conn: sqlite3.Connection, uuid: str, offering_uuid: str) -> bool:
+def offering_user_of(conn: Connection, uuid: str, offering_uuid: str) -> bool:
     """Whether `uuid` is an offering user of that offering."""
     return conn.execute(
         "SELECT 1 FROM offering_users WHERE uuid = ? AND offering_uuid = ?", (uuid, offering_uuid)
     ).fetchone() is not None
 
 
-def name(conn: sqlite3.Connection, table: str, uuid: str) -> str | None:
+def name(conn: Connection, table: str, uuid: str) -> str | None:
     """The name of a customer, project, offering or resource (`table`); None when there is none."""
     row = conn.execute(f"SELECT name FROM {table} WHERE uuid = ?", (uuid,)).fetchone()
     return row[0] if row else None
 
 
-def exists(conn: sqlite3.Connection, table: str, uuid: str) -> bool:
+def exists(conn: Connection, table: str, uuid: str) -> bool:
     return conn.execute(f"SELECT 1 FROM {table} WHERE uuid = ?", (uuid,)).fetchone() is not None
 
 
-def user_id(conn: sqlite3.Connection, username: str) -> int | None:
+def user_id(conn: Connection, username: str) -> int | None:
     row = conn.execute("SELECT id FROM users WHERE username = ?", (username,)).fetchone()
     return row[0] if row else None
 
 
-def username(conn: sqlite3.Connection, user_id: int) -> str | None:
+def username(conn: Connection, user_id: int) -> str | None:
     row = conn.execute("SELECT username FROM users WHERE id = ?", (user_id,)).fetchone()
     return row[0] if row else None

@@ -17,7 +17,9 @@ import os
 import threading
 import time
 
-from ledger.store import EventStore, Lease, StoreError
+from ledger.backends import ProjectorLease
+from ledger.errors import StoreError
+from ledger.log.store import EventStore
 
 from . import runner
 
@@ -41,7 +43,7 @@ class ViewsBehind(StoreError):
         self.target, self.position = target, position
 
 
-def fold(store: EventStore, lease: Lease | None) -> int | None:
+def fold(store: EventStore, lease: ProjectorLease | None) -> int | None:
     """Folds every event past the views' position if the lease is free (or held here); None when another holds it."""
     if lease is None:  # a database only this connection sees
         return runner.catch_up(store)
@@ -55,7 +57,7 @@ def fold(store: EventStore, lease: Lease | None) -> int | None:
         lease.release()
 
 
-def fold_after_write(store: EventStore, lease: Lease | None) -> None:
+def fold_after_write(store: EventStore, lease: ProjectorLease | None) -> None:
     """Folds what a write just appended, if nobody else folds; a failure is logged, not raised: the
     write is in the log, and the next reader folds again (and sees the failure, if it lasts)."""
     try:
@@ -64,7 +66,7 @@ def fold_after_write(store: EventStore, lease: Lease | None) -> None:
         log.exception("projector: folding after a write failed; the next read folds again")
 
 
-def reach(store: EventStore, lease: Lease | None, target: int | None = None, timeout: float | None = None) -> int:
+def reach(store: EventStore, lease: ProjectorLease | None, target: int | None = None, timeout: float | None = None) -> int:
     """Returns once the views have folded the log up to `target` (its head now, by default); returns their position."""
     if target is None:
         target = store.head()[0]
@@ -80,7 +82,7 @@ def reach(store: EventStore, lease: Lease | None, target: int | None = None, tim
 class Projector:
     """A daemon thread that takes a database's projector lease when it is free and folds while it holds it."""
 
-    def __init__(self, store: EventStore, lease: Lease):
+    def __init__(self, store: EventStore, lease: ProjectorLease):
         self.store, self.lease = store, lease
         self.appended = threading.Event()  # set by this process's writers: fold now
         self.stopped = threading.Event()

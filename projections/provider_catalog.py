@@ -4,7 +4,7 @@ Queries over the catalog view; what a caller may read is given as provider-side 
 they own or manage (`provider_uuid`) and the offerings they manage (`offering_uuid`); None reads all.
 """
 
-import sqlite3
+from ledger.backends import Connection
 
 
 def provider_scope(scopes: dict | None, offering: str = "o") -> tuple[str, list]:
@@ -35,13 +35,13 @@ def filtered(where: str, params: list, filters: dict, columns: dict[str, str]) -
     return where, params
 
 
-def offering(conn: sqlite3.Connection, uuid: str) -> dict | None:
+def offering(conn: Connection, uuid: str) -> dict | None:
     """An offering's uuid and its provider customer's (`provider_uuid`)."""
     row = conn.execute("SELECT uuid, customer_uuid FROM offerings WHERE uuid = ?", (uuid,)).fetchone()
     return {"uuid": row[0], "provider_uuid": row[1]} if row else None
 
 
-def offerings(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> list[dict]:
+def offerings(conn: Connection, scopes: dict | None, filters: dict) -> list[dict]:
     """Offerings with their customer's name, by name then uuid; filters `uuid`, `customer_uuid`."""
     where, params = filtered(*provider_scope(scopes), filters, {"uuid": "o.uuid", "customer_uuid": "o.customer_uuid"})
     return _rows(conn.execute(
@@ -51,14 +51,14 @@ def offerings(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> l
     ))
 
 
-def components(conn: sqlite3.Connection, offering_uuid: str) -> list[dict]:
+def components(conn: Connection, offering_uuid: str) -> list[dict]:
     return _rows(conn.execute(
         "SELECT type, name, measured_unit, billing_type, limit_period, limit_amount FROM components"
         " WHERE offering_uuid = ? ORDER BY type", (offering_uuid,),
     ))
 
 
-def service_providers(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> list[dict]:
+def service_providers(conn: Connection, scopes: dict | None, filters: dict) -> list[dict]:
     """Customers that provide an offering the caller may read, by name then uuid; filter `customer_uuid`."""
     where, params = filtered(*provider_scope(scopes), filters, {"customer_uuid": "o.customer_uuid"})
     return _rows(conn.execute(
@@ -74,7 +74,7 @@ RESOURCE_FILTERS = {
 }
 
 
-def resources(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> list[dict]:
+def resources(conn: Connection, scopes: dict | None, filters: dict) -> list[dict]:
     """Resources of offerings the caller may read, with their offering, project and the project's
     customer, by name then uuid; filters as RESOURCE_FILTERS names them."""
     where, params = filtered(*provider_scope(scopes), filters, RESOURCE_FILTERS)
@@ -87,7 +87,7 @@ def resources(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> l
     ))
 
 
-def offering_users(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> list[dict]:
+def offering_users(conn: Connection, scopes: dict | None, filters: dict) -> list[dict]:
     """Offering users of offerings the caller may read, by username then uuid; filters `uuid`, `offering_uuid`."""
     where, params = filtered(
         *provider_scope(scopes), filters, {"uuid": "ou.uuid", "offering_uuid": "ou.offering_uuid"}

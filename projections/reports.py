@@ -8,9 +8,10 @@ joined to the catalog row by row, a month of 100,000 records took ten times as l
 
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Iterable
 from decimal import Decimal
+
+from ledger.backends import Connection
 
 from . import usages
 
@@ -23,7 +24,7 @@ GROUPS = {
 }
 
 
-def period_totals(conn: sqlite3.Connection, scopes: dict | None, period: dt.date, by: str,
+def period_totals(conn: Connection, scopes: dict | None, period: dt.date, by: str,
                   filters: dict | None = None) -> list[dict]:
     """One row per group and component type (and unit): the period's total usage and how many
     records it adds up, among the records matching `filters` (as for a usage list) that `scopes`
@@ -44,7 +45,7 @@ def period_totals(conn: sqlite3.Connection, scopes: dict | None, period: dt.date
     return sorted(totals, key=lambda row: (row[f"{by}_name"], row[f"{by}_uuid"], row["type"], row["measured_unit"]))
 
 
-def monthly_totals(conn: sqlite3.Connection, scopes: dict | None, filters: dict,
+def monthly_totals(conn: Connection, scopes: dict | None, filters: dict,
                    first: dt.date, last: dt.date) -> list[dict]:
     """The usage per billing period from `first` through `last` and component type, of the records
     matching `filters` (as for a usage list) that `scopes` may read; by type, then period."""
@@ -78,13 +79,13 @@ def _merged(sums: Iterable[tuple[tuple, tuple[Decimal, int]]]) -> dict[tuple, tu
     return merged
 
 
-def _components(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[str, str]]:
+def _components(conn: Connection) -> dict[tuple[str, str], tuple[str, str]]:
     """(offering, type) -> (name, measured unit) of every component."""
     rows = conn.execute("SELECT offering_uuid, type, name, measured_unit FROM components")
     return {(offering, kind): (name, unit or "") for offering, kind, name, unit in rows}
 
 
-def _names(conn: sqlite3.Connection, table: str, uuids: set[str]) -> dict[str, str]:
+def _names(conn: Connection, table: str, uuids: set[str]) -> dict[str, str]:
     rows = conn.execute(f"SELECT uuid, name FROM {table} WHERE uuid IN (SELECT value FROM json_each(?))",
                         (json.dumps(sorted(uuids)),))
     return dict(rows.fetchall())

@@ -1,13 +1,14 @@
 """Runs the projections: folds the log's new events into the views (projections/projector.py says who), or all of it again."""
 
 import itertools
-import sqlite3
 from collections.abc import Callable, Iterable
 
 import sqlite_utils
 
 from ledger import events as event_types
-from ledger.store import EventStore, StoredEvent
+from ledger.backends import Connection
+from ledger.log.records import StoredEvent
+from ledger.log.store import EventStore
 
 from . import catalog, site_agents, usages, user_usages
 
@@ -44,7 +45,7 @@ def drop(db: sqlite_utils.Database) -> None:
     db["projection_checkpoints"].drop(ignore=True)
 
 
-def apply(conn: sqlite3.Connection, events: Iterable[StoredEvent]) -> None:
+def apply(conn: Connection, events: Iterable[StoredEvent]) -> None:
     """Folds events read from the log into every view and moves the checkpoints; call inside a write
     transaction. Each event is validated and upcast to its current shape first.
 
@@ -69,11 +70,11 @@ def apply(conn: sqlite3.Connection, events: Iterable[StoredEvent]) -> None:
         )
 
 
-def position(conn: sqlite3.Connection) -> int:
+def position(conn: Connection) -> int:
     return positions(conn)[0]
 
 
-def positions(conn: sqlite3.Connection) -> tuple[int, int]:
+def positions(conn: Connection) -> tuple[int, int]:
     """The views' position in the log, and the seq of the last event that changed their rows."""
     row = conn.execute("SELECT MIN(position), MAX(rows_changed_at) FROM projection_checkpoints").fetchone()
     return row[0] or 0, row[1] or 0

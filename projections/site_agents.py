@@ -1,9 +1,10 @@
 """The site agent view: identities registered per offering, their services and their processors."""
 
 import json
-import sqlite3
 
 import sqlite_utils
+
+from ledger.backends import Connection
 
 from .provider_catalog import filtered, provider_scope
 
@@ -80,7 +81,7 @@ def _rows(cursor) -> list[dict]:
     return [dict(zip(names, row)) for row in cursor]
 
 
-def identities(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> list[dict]:
+def identities(conn: Connection, scopes: dict | None, filters: dict) -> list[dict]:
     """Identities the provider-side `scopes` may read (None: all), filtered by `name` and `offering_uuid`,
     oldest first, each with its offering's provider customer."""
     where, params = filtered(*provider_scope(scopes), filters, {"name": "i.name", "offering_uuid": "i.offering_uuid"})
@@ -91,35 +92,35 @@ def identities(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> 
     ))
 
 
-def _one(conn: sqlite3.Connection, sql: str, uuid: str) -> dict | None:
+def _one(conn: Connection, sql: str, uuid: str) -> dict | None:
     rows = _rows(conn.execute(sql, (uuid,)))
     return rows[0] if rows else None
 
 
-def identity(conn: sqlite3.Connection, uuid: str) -> dict | None:
+def identity(conn: Connection, uuid: str) -> dict | None:
     return _one(conn, "SELECT i.*, o.customer_uuid AS provider_uuid FROM agent_identities i"
                       " JOIN offerings o ON o.uuid = i.offering_uuid WHERE i.uuid = ?", uuid)
 
 
-def service(conn: sqlite3.Connection, uuid: str) -> dict | None:
+def service(conn: Connection, uuid: str) -> dict | None:
     """A service with its identity's name and offering, and that offering's provider customer."""
     return _one(conn, "SELECT s.*, i.name AS identity_name, i.offering_uuid, o.customer_uuid AS provider_uuid"
                       " FROM agent_services s JOIN agent_identities i ON i.uuid = s.identity_uuid"
                       " JOIN offerings o ON o.uuid = i.offering_uuid WHERE s.uuid = ?", uuid)
 
 
-def processor(conn: sqlite3.Connection, uuid: str) -> dict | None:
+def processor(conn: Connection, uuid: str) -> dict | None:
     return _one(conn, "SELECT p.*, s.name AS service_name FROM agent_processors p"
                       " JOIN agent_services s ON s.uuid = p.service_uuid WHERE p.uuid = ?", uuid)
 
 
-def services_of(conn: sqlite3.Connection, identity_uuid: str) -> list[dict]:
+def services_of(conn: Connection, identity_uuid: str) -> list[dict]:
     return _rows(conn.execute(
         "SELECT * FROM agent_services WHERE identity_uuid = ? ORDER BY created, uuid", (identity_uuid,)
     ))
 
 
-def processors_of(conn: sqlite3.Connection, service_uuid: str) -> list[dict]:
+def processors_of(conn: Connection, service_uuid: str) -> list[dict]:
     return _rows(conn.execute(
         "SELECT * FROM agent_processors WHERE service_uuid = ? ORDER BY created, uuid", (service_uuid,)
     ))

@@ -10,13 +10,13 @@ rule which carried records it should hold, and writes them.
 
 import datetime as dt
 import json
-import sqlite3
 
 import sqlite_utils
 from sqlite_utils.db import DescIndex
 
 from ledger import clock
 from ledger.carry_forward import Chain, carried_records
+from ledger.backends import Connection
 from ledger.events import usage_record_uuid
 
 from . import catalog
@@ -284,11 +284,11 @@ def order_by(keys: list[str], columns: dict[str, str] = ORDER_COLUMNS, default: 
     return ", ".join(terms + [default])
 
 
-def count(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> int:
+def count(conn: Connection, scopes: dict | None, filters: dict) -> int:
     return count_since(conn, scopes, filters)[0]
 
 
-def count_since(conn: sqlite3.Connection, scopes: dict | None, filters: dict, mark: int = 0) -> tuple[int, int]:
+def count_since(conn: Connection, scopes: dict | None, filters: dict, mark: int = 0) -> tuple[int, int]:
     """The count of matching records past a row mark (0: of all), and the mark of the last record.
 
     Rows get ever greater row ids as they are added, so a count kept with its mark grows by the
@@ -303,7 +303,7 @@ def count_since(conn: sqlite3.Connection, scopes: dict | None, filters: dict, ma
     ).fetchone()
 
 
-def visible_scopes(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> dict | None:
+def visible_scopes(conn: Connection, scopes: dict | None, filters: dict) -> dict | None:
     """The scopes, or None when the filters alone keep to records that they show: an offering the
     caller sees whole, as its manager or its provider's owner or manager (a site agent's list).
 
@@ -328,7 +328,7 @@ def visible_scopes(conn: sqlite3.Connection, scopes: dict | None, filters: dict)
 MAX_SCOPES_MERGED = 50
 
 
-def records(conn: sqlite3.Connection, scopes: dict | None, filters: dict, order: list[str],
+def records(conn: Connection, scopes: dict | None, filters: dict, order: list[str],
             limit: int, offset: int = 0) -> list[dict]:
     scopes = visible_scopes(conn, scopes, filters)
     scoped = [(column, value) for column, values in (scopes or {}).items() for value in values]
@@ -350,7 +350,7 @@ def records(conn: sqlite3.Connection, scopes: dict | None, filters: dict, order:
     return [dict(zip(RECORD_KEYS, row)) for row in rows]
 
 
-def _first_of_each_scope(conn: sqlite3.Connection, scoped: list[tuple[str, str]], filters: dict,
+def _first_of_each_scope(conn: Connection, scoped: list[tuple[str, str]], filters: dict,
                          count: int) -> tuple[str, list]:
     """A WHERE clause for the first `count` filtered records (in the default order) of each scope."""
     clause, params = where(None, filters)
@@ -368,7 +368,7 @@ def _first_of_each_scope(conn: sqlite3.Connection, scoped: list[tuple[str, str]]
     return (f"u.uuid IN ({' UNION '.join(selects)})", all_params) if selects else ("0", [])
 
 
-def carried_from(conn: sqlite3.Connection, resource_uuid: str, component_type: str, billing_period: str) -> str | None:
+def carried_from(conn: Connection, resource_uuid: str, component_type: str, billing_period: str) -> str | None:
     """The billing period of the reported record whose value a carried record holds: the latest
     reported one before it (a carried chain runs unbroken from it). None for a reported record."""
     row = conn.execute(
@@ -380,7 +380,7 @@ def carried_from(conn: sqlite3.Connection, resource_uuid: str, component_type: s
     return row[1] if row and row[0] else None
 
 
-def stored_record(conn: sqlite3.Connection, uuid: str) -> dict | None:
+def stored_record(conn: Connection, uuid: str) -> dict | None:
     """One record with every column of the view, for the commands that decide on it."""
     row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM component_usages WHERE uuid = ?", (uuid,)).fetchone()
     return dict(zip(COLUMNS, row)) if row else None

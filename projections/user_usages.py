@@ -6,11 +6,10 @@ order without sorting every user usage (1.2 s a page for 400,000 of them, 8.7 s 
 owner). Everything else (placement, billing period, visibility) is read through the parent.
 """
 
-import sqlite3
-
 import sqlite_utils
 from sqlite_utils.db import DescIndex
 
+from ledger.backends import Connection
 from ledger.events import usage_record_uuid, user_usage_uuid
 
 from . import usages
@@ -118,11 +117,11 @@ def where(scopes: dict | None, filters: dict) -> tuple[str, list]:
     return " AND ".join(clauses), params
 
 
-def count(conn: sqlite3.Connection, scopes: dict | None, filters: dict) -> int:
+def count(conn: Connection, scopes: dict | None, filters: dict) -> int:
     return count_since(conn, scopes, filters)[0]
 
 
-def count_since(conn: sqlite3.Connection, scopes: dict | None, filters: dict, mark: int = 0) -> tuple[int, int]:
+def count_since(conn: Connection, scopes: dict | None, filters: dict, mark: int = 0) -> tuple[int, int]:
     """As usages.count_since. Counted over the user usages, each looked up in its parent: read from
     the parents' side, through a provider's index, each of a million parents took a lookup of its
     user usages."""
@@ -142,7 +141,7 @@ def _parent_join(filters: dict) -> str:
     return "JOIN" if "resource_uuid" in filters or "uuid" in filters else "CROSS JOIN"
 
 
-def records(conn: sqlite3.Connection, scopes: dict | None, filters: dict, order: list[str],
+def records(conn: Connection, scopes: dict | None, filters: dict, order: list[str],
             limit: int, offset: int = 0) -> list[dict]:
     """A page in the default order is read off an index, as the usage view's is (see there):
 
@@ -189,7 +188,7 @@ def _first_of_each_scope(scoped: list[tuple[str, str]], filters: dict, count: in
     return (f"uu.uuid IN ({' UNION '.join(selects)})", all_params) if selects else ("0", [])
 
 
-def held_usage(conn: sqlite3.Connection, uuid: str) -> str | None:
+def held_usage(conn: Connection, uuid: str) -> str | None:
     """The usage a user usage record holds; None when there is no such record."""
     row = conn.execute("SELECT usage FROM component_user_usages WHERE uuid = ?", (uuid,)).fetchone()
     return row[0] if row else None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ledger.cli import load_catalog
 from ledger.database import Ledger
-from ledger.store import EventStore
+from ledger.log.store import EventStore
 
 SET_USAGE = "/api/marketplace-component-usages/set_usage/"
 

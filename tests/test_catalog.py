@@ -15,7 +15,7 @@ from ledger import tokens
 from ledger.catalog import parse
 from ledger.cli import cli, load_catalog
 from ledger.database import Ledger
-from ledger.store import NewEvent
+from ledger.log.records import NewEvent
 
 from .conftest import auth, event_count
 from .world import (

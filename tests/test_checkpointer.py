@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from ledger import checkpointer, events
+from ledger import events
+from ledger.backends.sqlite import checkpointer
 from ledger.database import Ledger
 
 

@@ -8,11 +8,12 @@ import time
 
 import pytest
 
-from ledger import events, store, usage
+from ledger import events, usage
+from ledger.backends.sqlite import connection, store
 from ledger.access import Caller
 from ledger.committer import GroupCommitter
 from ledger.database import Ledger
-from ledger.store import StreamConflict
+from ledger.errors import DatabaseLocked, DatabaseUnavailable, StreamConflict
 
 from .world import OTHER_RESOURCE, RESOURCE
 
@@ -93,12 +94,12 @@ def test_a_failing_write_is_rolled_back_alone(db_path, committer, now):
 
 
 def test_writers_give_up_after_the_busy_timeout(db_path, monkeypatch):
-    monkeypatch.setattr(store, "BUSY_TIMEOUT_SECONDS", 0.05)
+    monkeypatch.setattr(connection, "BUSY_TIMEOUT_SECONDS", 0.05)
     descriptor = os.open(f"{db_path}.writer-lock", os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(descriptor, fcntl.LOCK_EX)
     ledger = Ledger(db_path)
     try:
-        with pytest.raises(sqlite3.OperationalError, match="locked"):
+        with pytest.raises(DatabaseLocked, match="locked"):
             ledger.roll_periods()
     finally:
         ledger.close()
@@ -114,7 +115,7 @@ def test_a_failed_commit_fails_every_write_of_its_batch(committer, monkeypatch):
     data = {"resource_uuid": RESOURCE, "type": "cpu", "billing_period": "2026-03-01",
             "plan_period_uuid": "0e000000000000000000000000000001", "amount": "1.00", "description": "",
             "missing_usage_policy": "none"}
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(DatabaseUnavailable, match="disk I/O error"):
         committer.submit([events.new(stream, 1, "UsageReported", data, "2026-03-15T12:00:00.000000Z", 1)])
     assert committer.ledger.store.stream_version(stream) == 0
 
@@ -166,10 +167,10 @@ def test_writes_queued_while_waiting_for_the_write_lock_join_its_commit(committe
 
 
 def test_writes_waiting_for_a_write_lock_that_never_comes_all_fail(committer, db_path, monkeypatch):
-    monkeypatch.setattr(store, "BUSY_TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(connection, "BUSY_TIMEOUT_SECONDS", 0.3)
     resources = [f"{0xB << 124 | n:032x}" for n in range(3)]
     outcomes = submit_while_another_process_writes(committer, db_path, resources, lambda: time.sleep(1))
-    assert all(isinstance(outcomes[resource], sqlite3.OperationalError) for resource in resources)
+    assert all(isinstance(outcomes[resource], DatabaseLocked) for resource in resources)
     assert committer.queue == []
     assert all(committer.ledger.store.stream_version(events.usage_stream(r, "cpu", "2026-03-01")) == 0 for r in resources)
 

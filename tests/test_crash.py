@@ -186,7 +186,7 @@ KILLED_INSIDE = textwrap.dedent("""
     import os, signal, sys
     from ledger import usage
     from ledger.database import Ledger
-    from ledger.store import EventStore
+    from ledger.backends.sqlite.store import SQLiteEventStore
     from projections import usages as usage_view
     from tests.test_crash import STAFF, THREE_ITEMS
 
@@ -194,8 +194,8 @@ KILLED_INSIDE = textwrap.dedent("""
         os.kill(os.getpid(), signal.SIGKILL)
 
     if sys.argv[2] == "append":
-        insert = EventStore._insert_rows
-        EventStore._insert_rows = lambda store, rows: (insert(store, rows), die())
+        insert = SQLiteEventStore.insert_rows
+        SQLiteEventStore.insert_rows = lambda store, rows: (insert(store, rows), die())
     else:
         fold = usage_view.HANDLERS["UsageReported"]
         usage_view.HANDLERS["UsageReported"] = lambda conn, event: (fold(conn, event), die())

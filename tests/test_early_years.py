@@ -11,7 +11,7 @@ from waldur_api_client.api.marketplace_component_usages import marketplace_compo
 from ledger import clock, events
 from ledger.cli import cli
 from ledger.database import Ledger
-from ledger.store import NewEvent
+from ledger.log.records import NewEvent
 
 from .conftest import auth
 from .world import OTHER_RESOURCE, RESOURCE, token

@@ -6,7 +6,7 @@ from marshmallow import fields
 from ledger import events
 from ledger.events import EventDataError, Strict
 from ledger.database import Ledger
-from ledger.store import NewEvent, StoredEvent
+from ledger.log.records import NewEvent, StoredEvent
 from projections import runner
 
 CUSTOMER = "0a000000000000000000000000000001"

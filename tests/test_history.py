@@ -12,7 +12,7 @@ from ledger.access import Caller
 from ledger.cli import cli
 from ledger.database import Ledger
 from ledger.events import usage_record_uuid
-from ledger.store import canonical
+from ledger.log.records import canonical
 from projections import usages
 
 from .conftest import auth, event_count

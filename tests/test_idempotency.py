@@ -4,7 +4,8 @@ import threading
 
 import pytest
 
-from ledger import idempotency, store
+from ledger import idempotency
+from ledger.backends.sqlite import store
 
 from .conftest import auth
 from .world import RESOURCE

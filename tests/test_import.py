@@ -17,7 +17,8 @@ from waldur_api_client.models import ComponentUsageCreateRequest, ComponentUsage
 from ledger import usage
 from ledger.access import Caller
 from ledger.database import Ledger
-from ledger.store import canonical, chain_hash
+from ledger.log.hashing import chain_hash
+from ledger.log.records import canonical
 
 from .conftest import auth
 from .test_history import all_records, run

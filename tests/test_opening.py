@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-from ledger import store
+from ledger.backends.sqlite import connection
 from ledger.cli import cli
 
 from .world import RESOURCE
@@ -56,6 +56,16 @@ def test_a_missing_database_is_refused_and_nothing_is_created(tmp_path, command)
     assert "no such ledger" in result.output
     assert os.listdir(tmp_path) == []
 
+
+
+@pytest.mark.parametrize("command", ["init", *NEEDS_A_LEDGER])
+def test_a_database_named_by_url_is_refused_in_one_line(tmp_path, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    url = "postgresql://ledger@localhost/ledger"
+    result = run(url, ["init"] if command == "init" else NEEDS_A_LEDGER[command])
+    assert_one_line_error(result, url)
+    assert "no backend for a database named by URL" in result.output
+    assert os.listdir(tmp_path) == []
 
 def test_export_to_a_file_from_a_missing_database_writes_no_file(tmp_path):
     result = run(tmp_path / "mistyped.db", ["export", "--output", str(tmp_path / "out.jsonl")])
@@ -133,7 +143,7 @@ def read_only_copy(db_path, tmp_path, monkeypatch):
     path.chmod(0o444)
     folder.chmod(0o555)
     if os.geteuid() == 0:
-        monkeypatch.setattr(store, "writable", lambda _path: False)
+        monkeypatch.setattr(connection, "writable", lambda _path: False)
     yield path
     folder.chmod(0o755)
 
@@ -163,13 +173,13 @@ def test_writing_commands_refuse_a_read_only_file_in_one_line(read_only_copy, co
 
 def test_a_read_only_open_reads_a_write_ahead_log_left_beside_the_file(db_path, monkeypatch):
     """A copy taken with its -wal file is read through the log, not as if the log were not there."""
-    monkeypatch.setattr(store, "writable", lambda _path: False)
+    monkeypatch.setattr(connection, "writable", lambda _path: False)
     writer = sqlite3.connect(db_path)
     writer.execute("PRAGMA wal_autocheckpoint=0")
     count = writer.execute("SELECT COUNT(*) FROM events").fetchone()[0]
     assert os.path.exists(f"{db_path}-wal")
-    assert "immutable" not in store.read_only_uri(db_path)
-    reader = store.connect(db_path, read_only=True)
+    assert "immutable" not in connection.read_only_uri(db_path)
+    reader = connection.connect(db_path, read_only=True)
     assert reader.execute("SELECT COUNT(*) FROM events").fetchone()[0] == count
     reader.close()
     writer.close()

@@ -6,7 +6,7 @@ import os
 from ledger import events, usage
 from ledger.access import Caller
 from ledger.database import Ledger
-from ledger.store import Lease
+from ledger.backends.sqlite.locks import Lease
 from projections import projector, runner
 
 from .conftest import auth

@@ -15,7 +15,7 @@ from api import create_app
 from ledger import demo, events
 from ledger.cli import cli, load_catalog
 from ledger.database import Ledger
-from ledger.store import NewEvent, StoredEvent
+from ledger.log.records import NewEvent, StoredEvent
 
 from .conftest import auth, event_count
 from .world import token

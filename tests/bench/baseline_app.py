@@ -13,7 +13,7 @@ import threading
 
 from flask import Flask, jsonify, request
 
-from ledger.store import BUSY_TIMEOUT_SECONDS
+from ledger.backends.sqlite.connection import BUSY_TIMEOUT_SECONDS
 
 app = Flask(__name__)
 local = threading.local()

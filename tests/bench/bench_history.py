@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from ledger import history  # noqa: E402
-from ledger.store import EventStore, connect  # noqa: E402
+from ledger.backends.sqlite.connection import connect  # noqa: E402
+from ledger.backends.sqlite.store import SQLiteEventStore  # noqa: E402
 from tests.bench.bench_store import new_events  # noqa: E402
 
 STREAMS = 5000
@@ -32,7 +33,7 @@ BATCH = 50_000
 
 def build(path: str, events: int) -> float:
     """Appends `events` usage reports to a new log; returns the seconds it took."""
-    store = EventStore(connect(path))
+    store = SQLiteEventStore(connect(path))
     store.create_schema()
     start = time.perf_counter()
     for first in range(0, events, BATCH):
@@ -71,7 +72,7 @@ class MemoryProbe:
 
 def run_operation(operation: str, path: str) -> dict:
     """One operation in this process: its event count, seconds and peak RSS, as JSON on stdout."""
-    store = EventStore(connect(path))
+    store = SQLiteEventStore(connect(path))
     probe = MemoryProbe(store.count())
     start = time.perf_counter()
     if operation == "export":

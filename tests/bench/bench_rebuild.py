@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from ledger import catalog, clock, events  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
-from ledger.store import connect  # noqa: E402
+from ledger.backends.sqlite.connection import connect  # noqa: E402
 from projections import runner  # noqa: E402
 
 BATCH = 50_000

@@ -19,7 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ledger.store import COLUMNS, EventStore, NewEvent, connect  # noqa: E402
+from ledger.backends.sqlite.connection import connect  # noqa: E402
+from ledger.log.records import COLUMNS, NewEvent  # noqa: E402
+from ledger.backends.sqlite.store import SQLiteEventStore  # noqa: E402
 
 STREAMS = 500
 
@@ -40,8 +42,8 @@ def new_events(count: int, first: int = 0, streams: int = STREAMS) -> list[NewEv
     ]
 
 
-def open_store(path: str) -> EventStore:
-    store = EventStore(connect(path))
+def open_store(path: str) -> SQLiteEventStore:
+    store = SQLiteEventStore(connect(path))
     store.create_schema()
     return store
 

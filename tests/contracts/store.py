@@ -1,15 +1,14 @@
 """The event store's contract: what any backend of `EventStore` must do.
 
 `EventStoreContract` holds the tests; a backend subclasses it and provides the fixtures
-`store` and `second_store` (another connection to the same, empty log) and the hooks
-that reach under the store's interface (raw writes, dropping the guards).
+`store` and `second_store` (another connection to the same, empty log), `another_log`
+(a store over another, empty database) and the hooks that reach under the store's
+interface (raw writes, dropping the guards).
 """
 
 import abc
 import hashlib
 import json
-import os
-import sqlite3
 import threading
 import time
 import tracemalloc
@@ -17,10 +16,10 @@ import uuid
 
 import pytest
 
-from ledger import store as store_module
-from ledger.store import (
-    COLUMNS, GENESIS_HASH, ChainBroken, EventStore, NewEvent, StreamConflict, chain_hash, connect, row_hash,
-)
+from ledger.errors import ChainBroken, IntegrityViolation, StreamConflict
+from ledger.log.hashing import GENESIS_HASH
+from ledger.log.records import Decision, NewEvent
+from ledger.log.store import EventStore
 
 
 def event(stream: str, version: int, data: dict | None = None, **fields) -> NewEvent:
@@ -40,15 +39,15 @@ def expected_hash(row: dict) -> str:
 class EventStoreContract(abc.ABC):
     """The tests every event store backend must pass; a backend's subclass provides the hooks."""
 
-    refused = Exception  # what the backend raises when the log refuses a raw change
+    refused = IntegrityViolation  # what the backend raises when the log refuses a raw change
 
     @abc.abstractmethod
     def update_event(self, store, seq: int, column: str, value) -> None:
-        """Tries a raw UPDATE of one column of one event, past the store's API."""
+        """Tries a raw UPDATE of one column of one event, past the store's API, its errors translated."""
 
     @abc.abstractmethod
     def delete_event(self, store, seq: int) -> None:
-        """Tries a raw DELETE of one event, past the store's API."""
+        """Tries a raw DELETE of one event, past the store's API, its errors translated."""
 
     @abc.abstractmethod
     def drop_guards(self, store) -> None:
@@ -123,6 +122,17 @@ class EventStoreContract(abc.ABC):
         assert store.count() == 0
         assert store.stream_version("a") == 0
 
+    def test_a_failed_savepoint_is_undone_alone(self, store):
+        with store.transaction():
+            store.append([event("a", 1)])
+            with pytest.raises(RuntimeError), store.savepoint():
+                store.append([event("b", 1)])
+                raise RuntimeError("this part of the transaction failed")
+            with store.savepoint():
+                store.append([event("c", 1)])
+        assert [(e.seq, e.stream) for e in store.read()] == [(1, "a"), (2, "c")]
+        assert store.verify_chain() == 2
+
     def test_concurrent_appends_to_one_stream_have_exactly_one_winner(self, store, second_store):
         outcomes = race(
             lambda: store.append([event("a", 1, {"by": "first"})]),
@@ -151,6 +161,40 @@ class EventStoreContract(abc.ABC):
             assert waiting.is_alive()  # blocked behind the open write transaction
         waiting.join(timeout=30)
         assert isinstance(outcome[0], StreamConflict)
+
+    # Read-sets and the horizon
+
+    def test_a_decision_fails_when_a_stream_it_read_has_moved(self, store):
+        store.append([event("read", 1)])
+        decision = Decision([event("a", 1)], read={"read": 1})
+        store.append([event("read", 2)])
+        with pytest.raises(StreamConflict, match="moved"):
+            store.append(decision)
+        assert store.stream_version("a") == 0
+
+    def test_a_decision_whose_read_streams_stand_still_lands(self, store):
+        store.append([event("read", 1)])
+        stored = store.append(Decision([event("a", 1)], read={"read": 1, "never": 0}))
+        assert [e.stream for e in stored] == ["a"]
+
+    def test_a_decision_of_nothing_still_checks_what_it_read(self, store):
+        store.append([event("read", 1)])
+        assert store.append(Decision([], read={"read": 1})) == []
+        with pytest.raises(StreamConflict):
+            store.append(Decision([], read={"read": 0}))
+
+    def test_versions_read_while_deciding_are_as_of_the_horizon(self, store):
+        store.append([event("a", 1), event("a", 2), event("b", 1)])
+        with store.deciding_at(1):
+            assert store.stream_versions(["a", "b"]) == {"a": 1, "b": 0}
+        assert store.stream_versions(["a", "b"]) == {"a": 2, "b": 1}
+
+    def test_a_decision_made_behind_the_horizon_conflicts(self, store):
+        store.append([event("a", 1), event("a", 2)])
+        with store.deciding_at(1):
+            decided = Decision([event("b", 1)], read={"a": store.stream_version("a")})
+        with pytest.raises(StreamConflict):
+            store.append(decided)
 
     # Reading
 
@@ -219,6 +263,47 @@ class EventStoreContract(abc.ABC):
     def test_data_is_stored_as_canonical_json(self, store):
         store.append([event("a", 1, {"b": "é", "a": {"d": 1, "c": [2, 1]}})])
         assert self.stored_data_text(store, 1) == '{"a":{"c":[2,1],"d":1},"b":"é"}'
+
+    def test_head_is_the_last_seq_and_hash(self, store):
+        assert store.head() == (0, GENESIS_HASH)
+        store.append([event("a", 1), event("b", 1)])
+        last = list(store.read())[-1]
+        assert store.head() == (2, last.hash)
+        assert store.event_hash(2) == last.hash and store.event_hash(3) is None
+
+    def test_streams_by_prefix(self, store):
+        store.append([event("period/2026-01", 1), event("other", 1), event("period/2026-02", 1), event("period/2026-01", 2)])
+        assert [(e.stream, e.version) for e in store.read_streams("period/")] == [
+            ("period/2026-01", 1), ("period/2026-02", 1), ("period/2026-01", 2)]
+        greatest = store.last_of_greatest_stream("period/")
+        assert (greatest.stream, greatest.version) == ("period/2026-02", 1)
+        assert store.last_of_greatest_stream("nothing/") is None
+
+    def test_seq_at_a_time_is_the_log_as_it_stood_then(self, store, now):
+        now("2026-03-15T12:00:00Z")
+        store.append([event("a", 1)])
+        now("2026-03-15T13:00:00Z")
+        store.append([event("a", 2), event("a", 3)])
+        assert store.seq_at("2026-03-15T12:30:00.000000Z") == 1
+        assert store.seq_at("2026-03-15T11:00:00.000000Z") == 0
+        assert store.seq_at("2026-03-15T14:00:00.000000Z") == 3
+
+    # Import
+
+    def test_import_keeps_ids_times_and_hashes(self, store, another_log):
+        store.append([event("a", 1, {"x": "é"}, actor_id=4), event("b", 1)])
+        exported = list(store.read())
+        another_log.import_events(exported)
+        assert list(another_log.read()) == exported
+        assert another_log.verify_chain() == 2
+
+    def test_an_import_that_takes_a_version_again_is_a_conflict_and_lands_nothing(self, store, another_log):
+        store.append([event("a", 1), event("b", 1)])
+        first, second = store.read()
+        another_log.import_events([first])
+        with pytest.raises(StreamConflict):
+            another_log.import_events([second, first])
+        assert another_log.count() == 1
 
     # Immutability
 
@@ -336,80 +421,3 @@ def race(*appends) -> list:
     for thread in threads:
         thread.join(timeout=60)
     return outcomes
-
-
-class TestSQLiteEventStore(EventStoreContract):
-    refused = sqlite3.IntegrityError
-
-    @pytest.fixture
-    def path(self, tmp_path):
-        return str(tmp_path / "events.db")
-
-    @pytest.fixture
-    def store(self, path):
-        conn = connect(path)
-        opened = EventStore(conn)
-        opened.create_schema()
-        yield opened
-        opened.close()
-        conn.close()
-
-    @pytest.fixture
-    def second_store(self, store, path):
-        conn = connect(path)
-        second = EventStore(conn)
-        yield second
-        second.close()
-        conn.close()
-
-    def update_event(self, store, seq, column, value):
-        store.conn.execute(f"UPDATE events SET {column} = ? WHERE seq = ?", (value, seq))
-
-    def delete_event(self, store, seq):
-        store.conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
-
-    def drop_guards(self, store):
-        for (name,) in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
-            store.conn.execute(f"DROP TRIGGER {name}")
-
-    def stored_data_text(self, store, seq):
-        return store.conn.execute("SELECT data FROM events WHERE seq = ?", (seq,)).fetchone()[0]
-
-
-def test_row_hash_of_a_column_json_writes_otherwise_follows_the_definition():
-    row = (1, "id", "stream", 1, "Noted", 1, "2026-03-15T12:00:00Z", "2026-03-15T12:00:00Z", True, '{"n":1}', GENESIS_HASH)
-    content = dict(zip(COLUMNS, row)) | {"data": {"n": 1}}
-    assert row_hash(GENESIS_HASH, row, {"n": 1}) == chain_hash(GENESIS_HASH, content) == expected_hash(content)
-
-
-def test_the_writer_lock_file_is_opened_once_for_many_writes(tmp_path, monkeypatch):
-    path = str(tmp_path / "events.db")
-    store = EventStore(connect(path))
-    store.create_schema()
-    opened, real_open = [], os.open
-    monkeypatch.setattr(store_module.os, "open", lambda name, *args: opened.append(name) or real_open(name, *args))
-    for version in range(1, 6):
-        store.append([event("s", version)])
-    store.close()
-    store.conn.close()
-    assert opened == [f"{os.path.realpath(path)}.writer-lock"]
-
-
-def test_a_forked_process_queues_for_the_writer_lock_it_inherited(tmp_path, monkeypatch):
-    """A lock belongs to the open file: with the parent's file, the child would be let in."""
-    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_SECONDS", 0.2)
-    store = EventStore(connect(str(tmp_path / "events.db")))
-    store.create_schema()
-    store.append([event("s", 1)])  # the lock file is open
-    with store.writer_lock.held():
-        child = os.fork()
-        if child == 0:
-            try:
-                with store.writer_lock.held():
-                    os._exit(1)  # let in while the parent holds it
-            except sqlite3.OperationalError:
-                os._exit(0)
-        _, status = os.waitpid(child, 0)
-    store.close()
-    store.conn.close()
-    assert os.waitstatus_to_exitcode(status) == 0

@@ -16,7 +16,8 @@ import logging
 import sqlite3
 import threading
 
-from .store import WriterLock, connect
+from .connection import connect
+from .locks import WriterLock
 
 INTERVAL_SECONDS = 0.1
 RESTART_PAGES = 4000

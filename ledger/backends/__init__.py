@@ -1,0 +1,29 @@
+"""The storage backends a ledger can live in, and the one a `--db` value chooses."""
+
+import contextlib
+import re
+from collections.abc import Iterator
+
+from ..errors import UnsupportedDatabase
+from .contract import Backend, Connection, ProjectorLease
+from .sqlite import SQLiteBackend, driver_errors
+
+__all__ = ["Backend", "Connection", "ProjectorLease", "backend_for", "translated"]
+
+# A URL's scheme, as in postgresql://host/db; a file path has none.
+URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def backend_for(db: str) -> Backend:
+    """The backend of a `--db` value: a file path is a SQLite ledger; a URL names a server none serves yet."""
+    if URL_SCHEME.match(db):
+        raise UnsupportedDatabase("no backend for a database named by URL; give the path of a SQLite file")
+    return SQLiteBackend(db)
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Raises the ledger's own error for a driver's error of any backend raised inside: for the edges
+    where SQL run on a backend's connection past its event store (the views') meets an operator."""
+    with driver_errors.translated():
+        yield

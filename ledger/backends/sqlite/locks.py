@@ -1,0 +1,93 @@
+"""The OS locks beside a SQLite ledger's file: the writers' queue, and the projector's lease."""
+
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+
+from ...errors import DatabaseLocked
+from . import connection
+
+LOCK_POLL_SECONDS = 0.0005
+
+
+class WriterLock:
+    """The OS lock beside a database file that its writers queue on.
+
+    SQLite's own busy handler polls in growing sleeps (up to 100 ms), so under contention the
+    database stands idle while writers sleep; polling the flock every LOCK_POLL_SECONDS hands it
+    over almost at once. Like SQLite's busy timeout, waiting gives up after BUSY_TIMEOUT_SECONDS.
+    The OS drops the lock of a process that dies.
+
+    The lock file stays open from one turn to the next instead of being opened for every write.
+    A lock belongs to an open file, so a process that inherited it by fork opens its own.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.descriptor: int | None = None
+        self.pid: int | None = None
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self.pid != os.getpid():
+            self.close()
+            self.descriptor, self.pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+        deadline = time.monotonic() + connection.BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DatabaseLocked("database is locked: no writer lock within the busy timeout") from None
+                time.sleep(LOCK_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.descriptor, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)  # an inherited copy: closing it leaves the parent's lock alone
+        self.descriptor = self.pid = None
+
+
+class Lease:
+    """The projector's lease beside a database file: at most one holder folds its views at a time.
+
+    An OS lock taken without waiting. The OS drops it when its holder dies (kill -9 included),
+    so that another process takes over; the holder writes its pid into the file, for operators.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.descriptor: int | None = None
+        self.pid: int | None = None
+        self.held = False
+
+    def acquire(self) -> bool:
+        """Takes the lease if nobody holds it; True when this object holds it (already, or now)."""
+        if self.pid != os.getpid():
+            if self.descriptor is not None:  # inherited by fork: closing it leaves the parent's lease alone
+                os.close(self.descriptor)
+            self.descriptor, self.pid, self.held = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid(), False
+        if self.held:
+            return True
+        try:
+            fcntl.flock(self.descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        os.ftruncate(self.descriptor, 0)
+        os.pwrite(self.descriptor, f"{os.getpid()}\n".encode(), 0)
+        self.held = True
+        return True
+
+    def release(self) -> None:
+        if self.descriptor is not None and self.pid == os.getpid():
+            if self.held:
+                fcntl.flock(self.descriptor, fcntl.LOCK_UN)
+            os.close(self.descriptor)
+        self.descriptor = self.pid = None
+        self.held = False

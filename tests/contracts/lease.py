@@ -1,0 +1,48 @@
+"""The projector lease's contract: one holder at a time, whatever the backend, and a dead holder's lease is free.
+
+A backend's subclass provides the fixture `leases`: a function making a new, unheld lease of one database.
+"""
+
+import os
+import signal
+
+
+class LeaseContract:
+    """The tests of the projector's lease every backend must pass."""
+
+    def test_one_holder_at_a_time(self, leases):
+        first, second = leases(), leases()
+        assert first.acquire() and first.held
+        assert first.acquire()  # already held here
+        assert not second.acquire() and not second.held
+        first.release()
+        second.release()
+
+    def test_a_released_lease_is_taken_by_another(self, leases):
+        first, second = leases(), leases()
+        assert first.acquire()
+        first.release()
+        assert not first.held
+        assert second.acquire()
+        second.release()
+
+    def test_the_lease_of_a_killed_holder_is_taken_over(self, leases):
+        ready_to_read, ready = os.pipe()
+        holder = os.fork()
+        if holder == 0:
+            try:
+                os.write(ready, b"1" if leases().acquire() else b"0")
+                signal.pause()  # holds the lease until killed
+            finally:
+                os._exit(1)
+        os.close(ready)
+        try:
+            assert os.read(ready_to_read, 1) == b"1"
+            taker = leases()
+            assert not taker.acquire()
+        finally:
+            os.kill(holder, signal.SIGKILL)
+            os.waitpid(holder, 0)
+            os.close(ready_to_read)
+        assert taker.acquire()
+        taker.release()

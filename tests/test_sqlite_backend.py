@@ -1,0 +1,150 @@
+"""The SQLite backend: the contracts' suites run on it, and what is SQLite's own (lock files, driver errors)."""
+
+import os
+import sqlite3
+
+import pytest
+
+from ledger.backends import backend_for
+from ledger.backends.sqlite import SQLiteBackend, connection, driver_errors, locks
+from ledger.backends.sqlite.store import SQLiteEventStore
+from ledger.database import Ledger
+from ledger.errors import DatabaseLocked, DatabaseUnavailable, IntegrityViolation, UnsupportedDatabase
+
+from .contracts.lease import LeaseContract
+from .contracts.store import EventStoreContract, event
+from .contracts.views import ViewsContract
+
+
+def opened_store(path: str) -> SQLiteEventStore:
+    store = SQLiteEventStore(connection.connect(path))
+    store.create_schema()
+    return store
+
+
+def closed(store: SQLiteEventStore) -> None:
+    store.close()
+    store.conn.close()
+
+
+class TestSQLiteEventStore(EventStoreContract):
+    @pytest.fixture
+    def path(self, tmp_path):
+        return str(tmp_path / "events.db")
+
+    @pytest.fixture
+    def store(self, path):
+        opened = opened_store(path)
+        yield opened
+        closed(opened)
+
+    @pytest.fixture
+    def second_store(self, store, path):
+        second = SQLiteEventStore(connection.connect(path))
+        yield second
+        closed(second)
+
+    @pytest.fixture
+    def another_log(self, tmp_path):
+        opened = opened_store(str(tmp_path / "another.db"))
+        yield opened
+        closed(opened)
+
+    def update_event(self, store, seq, column, value):
+        with driver_errors.translated():
+            store.conn.execute(f"UPDATE events SET {column} = ? WHERE seq = ?", (value, seq))
+
+    def delete_event(self, store, seq):
+        with driver_errors.translated():
+            store.conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
+
+    def drop_guards(self, store):
+        for (name,) in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            store.conn.execute(f"DROP TRIGGER {name}")
+
+    def stored_data_text(self, store, seq):
+        return store.conn.execute("SELECT data FROM events WHERE seq = ?", (seq,)).fetchone()[0]
+
+
+class TestSQLiteViews(ViewsContract):
+    @pytest.fixture
+    def ledger(self, tmp_path, now):
+        opened = Ledger(str(tmp_path / "ledger.db"))
+        opened.init()
+        yield opened
+        opened.close()
+
+
+class TestSQLiteLease(LeaseContract):
+    @pytest.fixture
+    def leases(self, tmp_path):
+        path = str(tmp_path / "ledger.db")
+        store, made = opened_store(path), []
+
+        def lease():
+            made.append(SQLiteBackend(path).projector_lease(store))
+            return made[-1]
+
+        yield lease
+        for lease in made:
+            lease.release()
+        closed(store)
+
+
+def test_a_path_is_a_sqlite_ledger_and_a_url_is_refused():
+    assert isinstance(backend_for("ledger.db"), SQLiteBackend)
+    assert isinstance(backend_for("/var/lib/ledger/ledger.db"), SQLiteBackend)
+    with pytest.raises(UnsupportedDatabase, match="URL"):
+        backend_for("postgresql://ledger@localhost/ledger")
+
+
+def test_driver_errors_become_the_ledgers_own_with_their_messages(tmp_path):
+    store = opened_store(str(tmp_path / "events.db"))
+    store.append([event("a", 1)])
+    with pytest.raises(IntegrityViolation, match="append-only") as refused:
+        with driver_errors.translated():
+            store.conn.execute("DELETE FROM events")
+    assert isinstance(refused.value.__cause__, sqlite3.IntegrityError)
+    with pytest.raises(DatabaseUnavailable, match="no such table"), store.transaction():
+        store.conn.execute("SELECT * FROM missing")
+    assert store.count() == 1
+    closed(store)
+
+
+def test_a_busy_database_is_locked_and_a_damaged_one_unavailable(tmp_path):
+    busy = sqlite3.OperationalError("database is locked")
+    busy.sqlite_errorcode = sqlite3.SQLITE_BUSY
+    assert type(driver_errors.neutral(busy)) is DatabaseLocked
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(b"not a database, only bytes" * 100)
+    with pytest.raises(DatabaseUnavailable, match="not a database"):
+        SQLiteBackend(str(damaged)).connect()
+
+
+def test_the_writer_lock_file_is_opened_once_for_many_writes(tmp_path, monkeypatch):
+    path = str(tmp_path / "events.db")
+    store = opened_store(path)
+    opened, real_open = [], os.open
+    monkeypatch.setattr(locks.os, "open", lambda name, *args: opened.append(name) or real_open(name, *args))
+    for version in range(1, 6):
+        store.append([event("s", version)])
+    closed(store)
+    assert opened == [f"{os.path.realpath(path)}.writer-lock"]
+
+
+def test_a_forked_process_queues_for_the_writer_lock_it_inherited(tmp_path, monkeypatch):
+    """A lock belongs to the open file: with the parent's file, the child would be let in."""
+    monkeypatch.setattr(connection, "BUSY_TIMEOUT_SECONDS", 0.2)
+    store = opened_store(str(tmp_path / "events.db"))
+    store.append([event("s", 1)])  # the lock file is open
+    with store.writer_lock.held():
+        child = os.fork()
+        if child == 0:
+            try:
+                with store.writer_lock.held():
+                    os._exit(1)  # let in while the parent holds it
+            except DatabaseLocked:
+                os._exit(0)
+        _, status = os.waitpid(child, 0)
+    closed(store)
+    assert os.waitstatus_to_exitcode(status) == 0
