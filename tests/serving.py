@@ -144,33 +144,31 @@ class Answer:
     body: bytes = b""
 
 
-def send(url: str, token: str, report: Report, timeout: float = 60) -> Answer:
+def call(url: str, method: str, path: str, token: str, body: bytes | None = None,
+         timeout: float = 60) -> tuple[int | None, bytes]:
+    """One request on a connection of its own: (status, body), or (None, b"") when the connection failed."""
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    headers = {"Authorization": f"Token {token}"} | ({"Content-Type": "application/json"} if body is not None else {})
     try:
-        connection.request("POST", SET_USAGE, body=report.body(),
-                           headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
+        connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
-        return Answer(report, response.status, response.read())
+        return response.status, response.read()
     except (OSError, http.client.HTTPException):
-        return Answer(report, None)
+        return None, b""
     finally:
         connection.close()
+
+
+def send(url: str, token: str, report: Report, timeout: float = 60) -> Answer:
+    status, body = call(url, "POST", SET_USAGE, token, report.body(), timeout)
+    return Answer(report, status, body)
 
 
 def read_usage(url: str, token: str, record_uuid: str, timeout: float = 60) -> tuple[int | None, str | None]:
     """Retrieves a usage record: (status, its usage when 200); status None when the connection failed."""
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
-    try:
-        connection.request("GET", USAGE_RECORD.format(record_uuid), headers={"Authorization": f"Token {token}"})
-        response = connection.getresponse()
-        body = response.read()
-        return response.status, json.loads(body)["usage"] if response.status == 200 else None
-    except (OSError, http.client.HTTPException):
-        return None, None
-    finally:
-        connection.close()
+    status, body = call(url, "GET", USAGE_RECORD.format(record_uuid), token, timeout=timeout)
+    return status, json.loads(body)["usage"] if status == 200 else None
 
 
 def lease_holder(db_path: str) -> int | None:
