@@ -24,6 +24,7 @@ from ledger.database import Ledger
 from ledger.log.store import EventStore
 
 SET_USAGE = "/api/marketplace-component-usages/set_usage/"
+USAGE_RECORD = "/api/marketplace-component-usages/{}/"
 
 
 def free_port() -> int:
@@ -143,18 +144,53 @@ class Answer:
     body: bytes = b""
 
 
-def send(url: str, token: str, report: Report, timeout: float = 60) -> Answer:
+def call(url: str, method: str, path: str, token: str, body: bytes | None = None,
+         timeout: float = 60) -> tuple[int | None, bytes]:
+    """One request on a connection of its own: (status, body), or (None, b"") when the connection failed."""
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    headers = {"Authorization": f"Token {token}"} | ({"Content-Type": "application/json"} if body is not None else {})
     try:
-        connection.request("POST", SET_USAGE, body=report.body(),
-                           headers={"Authorization": f"Token {token}", "Content-Type": "application/json"})
+        connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
-        return Answer(report, response.status, response.read())
+        return response.status, response.read()
     except (OSError, http.client.HTTPException):
-        return Answer(report, None)
+        return None, b""
     finally:
         connection.close()
+
+
+def send(url: str, token: str, report: Report, timeout: float = 60) -> Answer:
+    status, body = call(url, "POST", SET_USAGE, token, report.body(), timeout)
+    return Answer(report, status, body)
+
+
+def read_usage(url: str, token: str, record_uuid: str, timeout: float = 60) -> tuple[int | None, str | None]:
+    """Retrieves a usage record: (status, its usage when 200); status None when the connection failed."""
+    status, body = call(url, "GET", USAGE_RECORD.format(record_uuid), token, timeout=timeout)
+    return status, json.loads(body)["usage"] if status == 200 else None
+
+
+def lease_holder(db_path: str) -> int | None:
+    """The pid the projector's lease file of a database names: its holder, or the last one."""
+    try:
+        return int(Path(f"{db_path}.projector-lease").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid of a live process (a gunicorn worker's is its master); None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # gone, or going while read
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # after "pid (name) state": the name may hold spaces
+
+
+def children_of(pid: int) -> set[int]:
+    """The live child processes of `pid`: a gunicorn master's workers."""
+    return {int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and parent_of(int(entry.name)) == pid}
 
 
 def logged_tags(store: EventStore) -> collections.Counter:

@@ -1,0 +1,250 @@
+"""Several `ledger serve` processes over one database file, and the death of the projector's holder.
+
+Writes only append; the views are folded by whichever worker process holds the projector lease,
+and every request first waits until the views reach the log's head. So a write acknowledged by
+one server must be read back at once through another, and when the holder is killed with
+SIGKILL mid-load another process must take the lease over, with nothing acknowledged lost.
+"""
+
+import datetime as dt
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from uuid import UUID
+
+import pytest
+from waldur_api_client import AuthenticatedClient
+from waldur_api_client.api.marketplace_component_usages import (
+    marketplace_component_usages_list as list_usages,
+    marketplace_component_usages_retrieve as retrieve_usage,
+    marketplace_component_usages_set_usage as set_usage,
+    marketplace_component_usages_set_user_usage as set_user_usage,
+)
+from waldur_api_client.api.marketplace_component_user_usages import (
+    marketplace_component_user_usages_list as list_user_usages,
+    marketplace_component_user_usages_retrieve as retrieve_user_usage,
+)
+from waldur_api_client.models import (
+    ComponentUsageCreateRequest,
+    ComponentUsageItemRequest,
+    ComponentUserUsageCreateRequest,
+)
+
+from ledger import events
+from ledger.database import Ledger
+
+from .serving import (
+    Answer,
+    LedgerServer,
+    Report,
+    Tally,
+    children_of,
+    lease_holder,
+    logged_tags,
+    new_ledger,
+    parent_of,
+    read_usage,
+    send,
+)
+from .world import OFFERING_USER, RESOURCE, catalog_document, token
+
+NOW = "2026-03-15T12:00:00Z"
+MARCH = dt.date(2026, 3, 1)
+ROUNDS = 100
+WRITERS, ACKNOWLEDGED_BEFORE_KILL, ACKNOWLEDGED_AFTER_KILL = 4, 100, 150
+# A resource of its own for each writer thread, so that the value it last wrote is the one to read back.
+WRITER_RESOURCES = [f"0d{n + 16:030x}" for n in range(WRITERS)]
+
+
+def record_uuid(resource: str, component_type: str) -> str:
+    return events.usage_record_uuid(resource, component_type, MARCH.isoformat())
+
+
+def catalog_with_writer_resources() -> dict:
+    """The test catalog, plus one resource like RESOURCE for each writer thread."""
+    document = catalog_document()
+    template = next(resource for resource in document["resources"] if resource["uuid"] == RESOURCE)
+    for n, uuid in enumerate(WRITER_RESOURCES):
+        plan = [{**template["plan_periods"][0], "uuid": f"0e{n + 16:030x}"}]
+        document["resources"].append({**template, "uuid": uuid, "name": f"writer-{n}", "plan_periods": plan})
+    return document
+
+
+@pytest.fixture(scope="module")
+def two_servers(tmp_path_factory):
+    """(database path, two `ledger serve` of 2 workers each over it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEDGER_NOW", NOW)
+        db_path = str(tmp_path_factory.mktemp("nodes") / "ledger.db")
+        new_ledger(db_path, catalog_with_writer_resources())
+        with LedgerServer(db_path, workers=2) as first, LedgerServer(db_path, workers=2) as second:
+            yield db_path, (first, second)
+
+
+def official_client(server: LedgerServer) -> AuthenticatedClient:
+    # A connection per request: a kept-alive one would stay with one worker of the server.
+    return AuthenticatedClient(base_url=server.url, token=token("staff"), headers={"Connection": "close"})
+
+
+def report(client: AuthenticatedClient, component_type: str, amount: str) -> int:
+    body = ComponentUsageCreateRequest(
+        resource=UUID(RESOURCE), usages=[ComponentUsageItemRequest(type_=component_type, amount=amount)]
+    )
+    return set_usage.sync_detailed(client=client, body=body).status_code
+
+
+def test_a_usage_written_through_one_server_is_read_back_through_the_other_every_time(two_servers):
+    _, servers = two_servers
+    record, stale = record_uuid(RESOURCE, "cpu"), []
+    with official_client(servers[0]) as first, official_client(servers[1]) as second:
+        for n in range(ROUNDS):
+            writer, reader = (first, second) if n % 2 == 0 else (second, first)
+            amount = f"{n}.25"
+            assert report(writer, "cpu", amount) == 201
+            listed = list_usages.sync(client=reader, resource_uuid=UUID(RESOURCE), type_="cpu", billing_period=MARCH)
+            retrieved = retrieve_usage.sync(uuid=UUID(record), client=reader)
+            if [entry.usage for entry in listed] != [amount] or retrieved.usage != amount:
+                stale.append((n, amount, [entry.usage for entry in listed], retrieved.usage))
+    assert stale == []
+
+
+def test_a_user_usage_written_through_one_server_is_read_back_through_the_other_every_time(two_servers):
+    _, servers = two_servers
+    record, stale = UUID(record_uuid(RESOURCE, "ram")), []
+    with official_client(servers[0]) as first, official_client(servers[1]) as second:
+        assert report(first, "ram", "8") == 201
+        for n in range(ROUNDS):
+            writer, reader = (first, second) if n % 2 == 0 else (second, first)
+            amount = f"{n}.50"
+            body = ComponentUserUsageCreateRequest(
+                username="alice", usage=amount, user=f"http://x/api/marketplace-offering-users/{OFFERING_USER}/"
+            )
+            assert set_user_usage.sync_detailed(uuid=record, client=writer, body=body).status_code == 201
+            listed = list_user_usages.sync(client=reader, resource_uuid=UUID(RESOURCE), type_="ram", username="alice")
+            retrieved = [retrieve_user_usage.sync(uuid=entry.uuid, client=reader).usage for entry in listed]
+            if [entry.usage for entry in listed] != [amount] or retrieved != [amount]:
+                stale.append((n, amount, [entry.usage for entry in listed], retrieved))
+    assert stale == []
+
+
+def read_back(server: LedgerServer, record: str) -> tuple[int | None, str | None]:
+    """Retrieves a record, again when the connection broke (a killed worker answers nothing: no read)."""
+    for _ in range(5):
+        status, usage = read_usage(server.url, token("staff"), record, timeout=30)
+        if status is not None:
+            return status, usage
+    return status, usage
+
+
+class WriterThread(threading.Thread):
+    """Reports usage of its own resource through the servers in turn; after each 201, reads it back through the other."""
+
+    def __init__(self, n: int, servers: tuple[LedgerServer, LedgerServer], stop: threading.Event):
+        super().__init__(name=f"writer-{n}")
+        self.n, self.servers, self.stop = n, servers, stop
+        self.record = record_uuid(WRITER_RESOURCES[n], "cpu")
+        self.answers: list[Answer] = []
+        self.stale: list[tuple] = []  # (tag, status, usage read) of a read that missed the acknowledged amount
+
+    def run(self) -> None:
+        number = 0
+        while not self.stop.is_set():
+            writer, reader = self.servers[number % 2], self.servers[(number + 1) % 2]
+            amount = f"{number}.{self.n:02d}"
+            report = Report(f"writer-{self.n}-report-{number}", WRITER_RESOURCES[self.n], (("cpu", amount),))
+            answer = send(writer.url, token("staff"), report, timeout=30)
+            self.answers.append(answer)
+            if answer.status == 201:
+                status, usage = read_back(reader, self.record)
+                if usage != amount:
+                    self.stale.append((report.tag, status, usage))
+            number += 1
+
+    def acknowledged(self) -> int:
+        return sum(answer.status == 201 for answer in list(self.answers))
+
+
+def wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def killed_holder(two_servers):
+    """A dict: the projector's holder killed with SIGKILL while writer threads wrote through both servers."""
+    db_path, servers = two_servers
+    masters = {server.process.pid for server in servers}
+    stop = threading.Event()
+    writers = [WriterThread(n, servers, stop) for n in range(WRITERS)]
+    for writer in writers:
+        writer.start()
+    try:
+        acknowledged = lambda: sum(writer.acknowledged() for writer in writers)  # noqa: E731
+        wait_for(lambda: acknowledged() >= ACKNOWLEDGED_BEFORE_KILL, 30, "too few acknowledgements to kill under load")
+        killed = lease_holder(db_path)
+        killed_master = parent_of(killed)
+        os.kill(killed, signal.SIGKILL)
+        at_kill = acknowledged()
+        wait_for(lambda: acknowledged() >= at_kill + ACKNOWLEDGED_AFTER_KILL, 40, "too few acknowledgements after the kill")
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    yield {"db_path": db_path, "servers": servers, "masters": masters, "killed": killed,
+           "killed_master": killed_master, "acknowledged_at_kill": at_kill, "writers": writers}
+
+
+def test_the_killed_holder_was_a_worker_of_one_of_the_servers(killed_holder):
+    assert killed_holder["killed_master"] in killed_holder["masters"]
+
+
+def test_every_write_acknowledged_around_the_holders_death_is_in_the_log(killed_holder):
+    ledger = Ledger(killed_holder["db_path"])
+    try:
+        answers = [answer for writer in killed_holder["writers"] for answer in writer.answers]
+        tally = Tally.of(answers, logged_tags(ledger.store))
+    finally:
+        ledger.close()
+    assert tally.acknowledged >= killed_holder["acknowledged_at_kill"] + ACKNOWLEDGED_AFTER_KILL
+    assert tally.missing == []
+    assert tally.sound
+
+
+def test_every_acknowledged_write_is_read_back_through_the_other_server_before_and_after_the_kill(killed_holder):
+    assert [stale for writer in killed_holder["writers"] for stale in writer.stale] == []
+
+
+def test_both_servers_read_each_writers_last_acknowledged_amount_after_the_kill(killed_holder):
+    for writer in killed_holder["writers"]:
+        last = writer.answers[-1]
+        assert last.status == 201
+        amount = last.report.items[0][1]
+        assert [read_back(server, writer.record) for server in killed_holder["servers"]] == [(200, amount)] * 2
+
+
+def test_another_live_worker_holds_the_lease_after_the_kill(killed_holder):
+    db_path, killed = killed_holder["db_path"], killed_holder["killed"]
+    holder = lease_holder(db_path)
+    assert holder != killed
+    assert parent_of(holder) in killed_holder["masters"]
+    with open(f"{db_path}.projector-lease") as lease:  # held: nobody else can take it
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(lease, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_the_killed_workers_master_starts_a_new_one(killed_holder):
+    master, killed = killed_holder["killed_master"], killed_holder["killed"]
+    wait_for(lambda: len(children_of(master) - {killed}) == 2, 20, "the master did not replace its killed worker")
+
+
+def test_ledger_verify_passes_after_the_holders_death(killed_holder):
+    verified = subprocess.run([sys.executable, "-m", "ledger", "--db", killed_holder["db_path"], "verify"],
+                              capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "views identical to a rebuild from the log" in verified.stdout
