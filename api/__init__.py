@@ -8,7 +8,7 @@ import time
 from flask import Flask, g
 from werkzeug.routing import BaseConverter
 
-from ledger import tokens
+from ledger.commands import tokens
 from ledger.committer import GroupCommitter
 from ledger.database import Ledger
 from ledger.errors import DatabaseError

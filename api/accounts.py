@@ -4,13 +4,13 @@ from importlib.metadata import version
 
 from flask import Blueprint, g, jsonify
 
-from ledger.access import user_uuid
+from ledger.rules.access import user_uuid
 
 from .auth import authenticate
 from .shapes import BOOLEAN, TEXT, UUID_TEXT, Field, Shape
 
 VERSION = Shape({"version": Field(TEXT)})
-# The caller, a ledger.access.Caller.
+# The caller, a ledger.rules.access.Caller.
 USER_ME = Shape({
     "uuid": Field(UUID_TEXT, value=lambda caller: user_uuid(caller.id)),
     "username": Field(TEXT, value=lambda caller: caller.username), "full_name": Field(TEXT, value=lambda caller: ""),

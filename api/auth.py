@@ -2,8 +2,9 @@
 
 from flask import current_app, g, request
 
-from ledger import clock, tokens
-from ledger.access import Caller
+from ledger.commands import tokens
+from ledger.rules import clock
+from ledger.rules.access import Caller
 from projections import catalog
 
 from .caching import ViewCache

@@ -3,7 +3,7 @@
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from ledger import idempotency
+from ledger.commands import idempotency
 from projections.projector import ViewsBehind
 
 # How long a client is asked to wait when the views are behind the log (a 503).

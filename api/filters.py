@@ -6,7 +6,7 @@ from urllib.parse import urlparse
 
 from flask import request
 
-from ledger.events import POLICIES
+from ledger.log.events import POLICIES
 
 from .errors import bad_request
 

@@ -6,7 +6,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, current_app, jsonify, render_template
 
-from ledger.events import STATES
+from ledger.log.events import STATES
 from projections import reports, user_usages
 
 from . import accounts, provider, schemas, site_agents, usages

@@ -11,9 +11,10 @@ from decimal import Decimal
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
 
-from ledger import clock, history
-from ledger.access import Caller
-from ledger.events import usage_record_uuid
+from ledger import history
+from ledger.log.events import usage_record_uuid
+from ledger.rules import clock
+from ledger.rules.access import Caller
 from projections import catalog, reports, usages
 
 from .auth import known_caller

@@ -10,8 +10,8 @@ from decimal import Decimal
 
 from flask import Blueprint, g, request
 
-from ledger.access import Caller, user_uuid
-from ledger.events import STATES
+from ledger.log.events import STATES
+from ledger.rules.access import Caller, user_uuid
 from projections import provider_catalog
 
 from . import links, pagination

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from flask import g
 
-from ledger.access import Caller
+from ledger.rules.access import Caller
 
 from . import filters, pagination
 from .auth import authenticate

@@ -3,7 +3,7 @@ among the records the caller may read (the figures of `ledger report`)."""
 
 from flask import Blueprint, g, jsonify, request
 
-from ledger import clock
+from ledger.rules import clock
 from projections import reports
 
 from .auth import authenticate

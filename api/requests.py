@@ -8,9 +8,9 @@ from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length
 
-from ledger import idempotency
-from ledger.access import Caller
+from ledger.commands import idempotency
 from ledger.log.records import canonical
+from ledger.rules.access import Caller
 
 from .errors import bad_request
 

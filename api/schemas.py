@@ -7,8 +7,8 @@ from urllib.parse import urlparse
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validates
 
-from ledger import clock
-from ledger.events import POLICIES
+from ledger.log.events import POLICIES
+from ledger.rules import clock
 
 from . import links
 from .shapes import AMOUNT, BOOLEAN, DATE, INTEGER, LINK, MOMENT, TEXT, UUID_TEXT, Field, Shape

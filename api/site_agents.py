@@ -6,9 +6,10 @@ import json
 from flask import Blueprint, g, jsonify, request
 from marshmallow import fields
 
-from ledger import clock, site_agents
-from ledger.access import user_uuid
-from ledger.usage import PermissionDenied
+from ledger.commands import site_agents
+from ledger.commands.usage import PermissionDenied
+from ledger.rules import clock
+from ledger.rules.access import user_uuid
 from projections import site_agents as view
 
 from . import pagination, schemas

@@ -3,7 +3,9 @@
 from flask import Blueprint, g, jsonify
 from marshmallow import ValidationError
 
-from ledger import clock, history, usage
+from ledger import history
+from ledger.commands import usage
+from ledger.rules import clock
 from projections import catalog, usages
 
 from . import filters, reading, schemas

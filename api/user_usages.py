@@ -3,7 +3,7 @@
 from flask import Blueprint, g
 from marshmallow import ValidationError
 
-from ledger import usage
+from ledger.commands import usage
 from projections import catalog, usages, user_usages
 
 from . import filters, reading, schemas

@@ -1,3 +1,5 @@
-from .cli import cli
+"""`python -m ledger`: the `ledger` command."""
+
+from ledger.cli import cli
 
 cli()

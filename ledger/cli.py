@@ -10,14 +10,15 @@ import uuid
 
 import click
 
+from ledger import demo, history
+from ledger.commands import catalog, tokens
+from ledger.database import Ledger
+from ledger.opening import LedgerUnusable, Mode, translated_errors, views_current
+from ledger.opening import open_ledger as open_database
+from ledger.output import emit, output_format
+from ledger.rules import clock
 from projections import catalog as catalog_view
 from projections import reports, runner, usages
-
-from . import catalog, clock, demo, history, tokens
-from .database import Ledger
-from .opening import LedgerUnusable, Mode, translated_errors, views_current
-from .opening import open_ledger as open_database
-from .output import emit, output_format
 
 # Gunicorn's advice: about two worker processes per CPU. Python runs one thread of a process at a
 # time, so processes, not threads, use the CPUs; a second thread lets a worker parse and decide a

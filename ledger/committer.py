@@ -15,9 +15,9 @@ import dataclasses
 import threading
 from collections.abc import Callable
 
-from . import idempotency
-from .database import Ledger
-from .log.records import NewEvent, StoredEvent
+from ledger.commands import idempotency
+from ledger.database import Ledger
+from ledger.log.records import NewEvent, StoredEvent
 
 
 @dataclasses.dataclass

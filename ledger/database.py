@@ -3,11 +3,12 @@
 import contextlib
 from collections.abc import Callable, Iterator
 
+from ledger import backends
+from ledger.commands import idempotency, tokens
+from ledger.errors import StreamConflict
+from ledger.log.records import NewEvent, StoredEvent
+from ledger.rules import clock, periods
 from projections import projector, runner
-
-from . import backends, clock, idempotency, periods, tokens
-from .errors import StreamConflict
-from .log.records import NewEvent, StoredEvent
 
 # How often a write whose streams moved while it was deciding is decided again.
 WRITE_ATTEMPTS = 5

@@ -9,12 +9,12 @@ import datetime as dt
 import json
 from importlib import resources
 
+from ledger.commands import tokens, usage
+from ledger.database import Ledger
+from ledger.log.events import usage_record_uuid
+from ledger.rules import clock
+from ledger.rules.access import Caller
 from projections import usages
-
-from . import clock, tokens, usage
-from .access import Caller
-from .database import Ledger
-from .events import usage_record_uuid
 
 TOKEN_LIFETIME = dt.timedelta(days=7)
 OCEAN = "7a8b9c0d1e2f4d7ec05b6c7d8e9f0a1b"  # ocean-alloc-01, Climate Institute

@@ -18,15 +18,15 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO, TextIO
 
+from ledger.backends import Connection
+from ledger.database import Ledger
+from ledger.errors import ChainBroken, StreamConflict
+from ledger.log import events
+from ledger.log.hashing import GENESIS_HASH, check_link
+from ledger.log.records import COLUMNS, StoredEvent, canonical_row
+from ledger.log.store import EventStore
+from ledger.rules import clock, periods
 from projections import catalog, runner, usages
-
-from . import clock, events, periods
-from .backends import Connection
-from .database import Ledger
-from .errors import ChainBroken, StreamConflict
-from .log.hashing import GENESIS_HASH, check_link
-from .log.records import COLUMNS, StoredEvent, canonical_row
-from .log.store import EventStore
 
 BATCH = 5000
 EXAMPLES = 3

@@ -9,11 +9,10 @@ import contextlib
 import enum
 from collections.abc import Iterator
 
+from ledger.backends import backend_for, translated
+from ledger.database import Ledger
+from ledger.errors import DatabaseError, IntegrityViolation, NotALedger, UnsupportedDatabase
 from projections import runner
-
-from .backends import backend_for, translated
-from .database import Ledger
-from .errors import DatabaseError, IntegrityViolation, NotALedger, UnsupportedDatabase
 
 
 class Mode(enum.Enum):

@@ -4,14 +4,14 @@ import hmac
 
 import sqlite_utils
 
-from ledger.access import Caller
 from ledger.backends import Connection
+from ledger.rules.access import Caller
 
 NAME = "catalog"
 
 TABLES = {
     "users": ({"id": int, "username": str, "is_staff": int, "is_support": int}, "id"),
-    # id: the seq of the event that made the token; digest: as ledger/tokens.py keeps it.
+    # id: the seq of the event that made the token; digest: as ledger/commands/tokens.py keeps it.
     "tokens": (
         {"id": int, "digest": str, "user_id": int, "source": str, "created": str, "expires_at": str, "revoked_at": str},
         "id",

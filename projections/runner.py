@@ -5,8 +5,8 @@ from collections.abc import Callable, Iterable
 
 import sqlite_utils
 
-from ledger import events as event_types
 from ledger.backends import Connection
+from ledger.log import events as event_types
 from ledger.log.records import StoredEvent
 from ledger.log.store import EventStore
 

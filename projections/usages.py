@@ -14,10 +14,10 @@ import json
 import sqlite_utils
 from sqlite_utils.db import DescIndex
 
-from ledger import clock
-from ledger.carry_forward import Chain, carried_records
 from ledger.backends import Connection
-from ledger.events import usage_record_uuid
+from ledger.log.events import usage_record_uuid
+from ledger.rules import clock
+from ledger.rules.carry_forward import Chain, carried_records
 
 from . import catalog
 

@@ -10,7 +10,7 @@ import sqlite_utils
 from sqlite_utils.db import DescIndex
 
 from ledger.backends import Connection
-from ledger.events import usage_record_uuid, user_usage_uuid
+from ledger.log.events import usage_record_uuid, user_usage_uuid
 
 from . import usages
 

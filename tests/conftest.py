@@ -13,14 +13,15 @@ import pytest
 
 import api
 from api import create_app
-from ledger import tokens
-from ledger.access import Caller
 from ledger.cli import load_catalog
+from ledger.commands import tokens
 from ledger.database import Ledger
+from ledger.rules.access import Caller
 from projections import catalog as catalog_view
 
 from .serving import free_port, stop_group
 from .world import catalog_document, token
+
 
 @pytest.fixture
 def now(monkeypatch):

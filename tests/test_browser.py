@@ -8,8 +8,8 @@ import pytest
 from playwright.sync_api import Page, sync_playwright
 
 from ledger import demo
-from ledger import tokens
-from ledger.catalog import load
+from ledger.commands import tokens
+from ledger.commands.catalog import load
 from ledger.database import Ledger
 
 from .serving import LedgerServer

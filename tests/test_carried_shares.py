@@ -5,8 +5,9 @@ import threading
 
 import pytest
 
-from ledger import clock, events
 from ledger.database import Ledger
+from ledger.log import events
+from ledger.rules import clock
 
 from .conftest import auth
 from .world import RESOURCE

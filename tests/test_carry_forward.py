@@ -9,11 +9,12 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ledger import clock, usage
-from ledger.access import Caller
 from ledger.cli import load_catalog
+from ledger.commands import usage
 from ledger.database import Ledger
-from ledger.events import usage_record_uuid
+from ledger.log.events import usage_record_uuid
+from ledger.rules import clock
+from ledger.rules.access import Caller
 from projections import runner, usages
 
 from .conftest import auth

@@ -2,9 +2,9 @@
 
 import datetime as dt
 
-from ledger import clock
-from ledger.carry_forward import Carried, Chain, carried_records
-from ledger.events import usage_record_uuid
+from ledger.log.events import usage_record_uuid
+from ledger.rules import clock
+from ledger.rules.carry_forward import Carried, Chain, carried_records
 
 from .world import PLAN_PERIOD, RESOURCE
 

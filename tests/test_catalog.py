@@ -9,17 +9,25 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from ledger import events, history, usage
-from ledger.access import Caller
-from ledger import tokens
-from ledger.catalog import parse
+from ledger import history
 from ledger.cli import cli, load_catalog
+from ledger.commands import tokens, usage
+from ledger.commands.catalog import parse
 from ledger.database import Ledger
+from ledger.log import events
 from ledger.log.records import NewEvent
+from ledger.rules.access import Caller
 
 from .conftest import auth, event_count
 from .world import (
-    CLIENT, OFFERING, PLAN_PERIOD, PROJECT, PROVIDER, RESOURCE, USERS, token,
+    CLIENT,
+    OFFERING,
+    PLAN_PERIOD,
+    PROJECT,
+    PROVIDER,
+    RESOURCE,
+    USERS,
+    token,
 )
 
 LIST = "/api/marketplace-component-usages/"

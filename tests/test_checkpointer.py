@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from ledger import events
 from ledger.backends.sqlite import checkpointer
 from ledger.database import Ledger
+from ledger.log import events
 
 
 def report(ledger: Ledger, n: int) -> None:

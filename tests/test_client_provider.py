@@ -9,22 +9,36 @@ import pytest
 from waldur_api_client import AuthenticatedClient
 from waldur_api_client.api.marketplace_offering_users import (
     marketplace_offering_users_list as list_offering_users,
+)
+from waldur_api_client.api.marketplace_offering_users import (
     marketplace_offering_users_retrieve as retrieve_offering_user,
 )
 from waldur_api_client.api.marketplace_provider_offerings import (
     marketplace_provider_offerings_list as list_offerings,
+)
+from waldur_api_client.api.marketplace_provider_offerings import (
     marketplace_provider_offerings_retrieve as retrieve_offering,
 )
 from waldur_api_client.api.marketplace_provider_resources import (
     marketplace_provider_resources_list as list_resources,
+)
+from waldur_api_client.api.marketplace_provider_resources import (
     marketplace_provider_resources_retrieve as retrieve_resource,
 )
 from waldur_api_client.api.marketplace_service_providers import marketplace_service_providers_list as list_providers
 from waldur_api_client.api.marketplace_site_agent_identities import (
     marketplace_site_agent_identities_create as create_identity,
+)
+from waldur_api_client.api.marketplace_site_agent_identities import (
     marketplace_site_agent_identities_list as list_identities,
+)
+from waldur_api_client.api.marketplace_site_agent_identities import (
     marketplace_site_agent_identities_register_service as register_service,
+)
+from waldur_api_client.api.marketplace_site_agent_identities import (
     marketplace_site_agent_identities_retrieve as retrieve_identity,
+)
+from waldur_api_client.api.marketplace_site_agent_identities import (
     marketplace_site_agent_identities_update as update_identity,
 )
 from waldur_api_client.api.marketplace_site_agent_services import (
@@ -43,11 +57,22 @@ from waldur_api_client.models.agent_dependency_request import AgentDependencyReq
 from waldur_api_client.models.provider_offering_details_field_enum import ProviderOfferingDetailsFieldEnum
 from waldur_api_client.models.resource_field_enum import ResourceFieldEnum
 
-from ledger.access import user_uuid
+from ledger.rules.access import user_uuid
 
 from .world import (
-    CLIENT, ERRED_RESOURCE, NON_READERS, OFFERING, OFFERING_USER, OTHER_OFFERING, OTHER_RESOURCE, PLANLESS_RESOURCE,
-    PROJECT, PROVIDER, RESOURCE, USERS, token,
+    CLIENT,
+    ERRED_RESOURCE,
+    NON_READERS,
+    OFFERING,
+    OFFERING_USER,
+    OTHER_OFFERING,
+    OTHER_RESOURCE,
+    PLANLESS_RESOURCE,
+    PROJECT,
+    PROVIDER,
+    RESOURCE,
+    USERS,
+    token,
 )
 
 PROVIDER_READERS = ("staff", "support", "provider-owner", "provider-manager", "offering-manager")

@@ -7,8 +7,14 @@ import pytest
 from waldur_api_client import AuthenticatedClient
 from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_count as count_usages,
+)
+from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_list as list_usages,
+)
+from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_retrieve as retrieve_usage,
+)
+from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_set_usage as set_usage,
 )
 from waldur_api_client.errors import UnexpectedStatus
@@ -17,10 +23,10 @@ from waldur_api_client.models.component_usage_field_enum import ComponentUsageFi
 from waldur_api_client.models.component_usage_o_enum import ComponentUsageOEnum
 from waldur_api_client.models.missing_usage_policy_enum import MissingUsagePolicyEnum
 
-from ledger import usage
-from ledger.access import Caller
+from ledger.commands import usage
+from ledger.rules.access import Caller
 
-from .world import OFFERING, PLAN_PERIOD, PROJECT, RESOURCE, CLIENT, token
+from .world import CLIENT, OFFERING, PLAN_PERIOD, PROJECT, RESOURCE, token
 
 
 @pytest.fixture

@@ -7,12 +7,20 @@ import pytest
 from waldur_api_client import AuthenticatedClient
 from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_retrieve as retrieve_usage,
+)
+from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_set_user_usage as set_user_usage,
+)
+from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_set_user_usages as set_user_usages,
 )
 from waldur_api_client.api.marketplace_component_user_usages import (
     marketplace_component_user_usages_count as count_user_usages,
+)
+from waldur_api_client.api.marketplace_component_user_usages import (
     marketplace_component_user_usages_list as list_user_usages,
+)
+from waldur_api_client.api.marketplace_component_user_usages import (
     marketplace_component_user_usages_retrieve as retrieve_user_usage,
 )
 from waldur_api_client.errors import UnexpectedStatus
@@ -20,8 +28,9 @@ from waldur_api_client.models import ComponentUserUsageBulkCreateRequest, Compon
 from waldur_api_client.models.component_user_usage_field_enum import ComponentUserUsageFieldEnum
 from waldur_api_client.models.component_user_usage_o_enum import ComponentUserUsageOEnum
 
-from ledger import events, usage
-from ledger.access import Caller
+from ledger.commands import usage
+from ledger.log import events
+from ledger.rules.access import Caller
 
 from .world import CLIENT, OFFERING, OFFERING_USER, PROJECT, RESOURCE, token
 

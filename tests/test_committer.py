@@ -8,12 +8,13 @@ import time
 
 import pytest
 
-from ledger import events, usage
 from ledger.backends.sqlite import connection, store
-from ledger.access import Caller
+from ledger.commands import usage
 from ledger.committer import GroupCommitter
 from ledger.database import Ledger
 from ledger.errors import DatabaseLocked, DatabaseUnavailable, StreamConflict
+from ledger.log import events
+from ledger.rules.access import Caller
 
 from .world import OTHER_RESOURCE, RESOURCE
 

@@ -9,8 +9,10 @@ import random
 
 import pytest
 
-from ledger import clock, events, history
+from ledger import history
 from ledger.database import WRITE_ATTEMPTS, Ledger
+from ledger.log import events
+from ledger.rules import clock
 
 from .serving import Answer, LedgerServer, Report, Tally, logged_tags, new_ledger, send
 from .world import OTHER_RESOURCE, RESOURCE, catalog_document, token

@@ -7,9 +7,11 @@ import json
 
 import pytest
 
-from ledger import clock, events, usage
-from ledger.access import Caller
 from ledger.cli import load_catalog
+from ledger.commands import usage
+from ledger.log import events
+from ledger.rules import clock
+from ledger.rules.access import Caller
 from projections import runner
 from projections import usages as usage_view
 from projections import user_usages as user_usage_view

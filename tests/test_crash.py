@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ledger import history, usage
-from ledger.access import Caller
+from ledger import history
+from ledger.commands import usage
 from ledger.database import Ledger
+from ledger.rules.access import Caller
 from projections import runner
 from projections import usages as usage_view
 
@@ -184,7 +185,7 @@ def test_the_ledger_writes_again_after_a_fold_failed(ledger, monkeypatch):
 # inside the append (the events inserted), or inside the fold that follows the committed append.
 KILLED_INSIDE = textwrap.dedent("""
     import os, signal, sys
-    from ledger import usage
+    from ledger.commands import usage
     from ledger.database import Ledger
     from ledger.backends.sqlite.store import SQLiteEventStore
     from projections import usages as usage_view

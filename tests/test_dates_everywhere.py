@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import clock, events
+from ledger.log import events
+from ledger.rules import clock
 
 from .conftest import auth
 from .world import RESOURCE

@@ -11,9 +11,9 @@ import urllib.request
 import pytest
 
 from ledger import demo
-from ledger.catalog import load
+from ledger.commands.catalog import load
 from ledger.database import Ledger
-from ledger.events import usage_record_uuid, usage_stream
+from ledger.log.events import usage_record_uuid, usage_stream
 from projections import usages
 
 from .serving import free_port, stop_group

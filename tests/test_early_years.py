@@ -8,10 +8,11 @@ from click.testing import CliRunner
 from waldur_api_client import AuthenticatedClient
 from waldur_api_client.api.marketplace_component_usages import marketplace_component_usages_list
 
-from ledger import clock, events
 from ledger.cli import cli
 from ledger.database import Ledger
+from ledger.log import events
 from ledger.log.records import NewEvent
+from ledger.rules import clock
 
 from .conftest import auth
 from .world import OTHER_RESOURCE, RESOURCE, token

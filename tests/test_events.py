@@ -3,9 +3,9 @@
 import pytest
 from marshmallow import fields
 
-from ledger import events
-from ledger.events import EventDataError, Strict
 from ledger.database import Ledger
+from ledger.log import events
+from ledger.log.events import EventDataError, Strict
 from ledger.log.records import NewEvent, StoredEvent
 from projections import runner
 

@@ -7,8 +7,8 @@ import click
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger.catalog import CatalogFile
 from ledger.cli import load_catalog
+from ledger.commands.catalog import CatalogFile
 
 from .world import catalog_document
 

@@ -7,8 +7,8 @@ import pytest
 from click.testing import CliRunner
 
 from ledger import demo
-from ledger.catalog import load
 from ledger.cli import cli
+from ledger.commands.catalog import load
 from ledger.database import Ledger
 
 from .test_cli import ALL_COMMANDS

@@ -7,12 +7,12 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
-from ledger import usage
-from ledger.access import Caller
 from ledger.cli import cli
+from ledger.commands import usage
 from ledger.database import Ledger
-from ledger.events import usage_record_uuid
+from ledger.log.events import usage_record_uuid
 from ledger.log.records import canonical
+from ledger.rules.access import Caller
 from projections import usages
 
 from .conftest import auth, event_count

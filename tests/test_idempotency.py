@@ -4,8 +4,8 @@ import threading
 
 import pytest
 
-from ledger import idempotency
 from ledger.backends.sqlite import store
+from ledger.commands import idempotency
 
 from .conftest import auth
 from .world import RESOURCE

@@ -9,16 +9,20 @@ import pytest
 from waldur_api_client import AuthenticatedClient
 from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_count as count_usages,
+)
+from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_list as list_usages,
+)
+from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_set_usage as set_usage,
 )
 from waldur_api_client.models import ComponentUsageCreateRequest, ComponentUsageItemRequest
 
-from ledger import usage
-from ledger.access import Caller
+from ledger.commands import usage
 from ledger.database import Ledger
 from ledger.log.hashing import chain_hash
 from ledger.log.records import canonical
+from ledger.rules.access import Caller
 
 from .conftest import auth
 from .test_history import all_records, run

@@ -6,13 +6,21 @@ import pytest
 from waldur_api_client import AuthenticatedClient
 from waldur_api_client.api.marketplace_component_user_usages import marketplace_component_user_usages_list
 
-from ledger import events
+from ledger.log import events
 
 from .conftest import auth
 from .serving import LedgerServer
 from .world import (
-    ERRED_PLAN_PERIOD, ERRED_RESOURCE, NON_READERS, OFFERING_USER, OTHER_OFFERING, OTHER_PLAN_PERIOD, OTHER_RESOURCE,
-    PLANLESS_RESOURCE, RESOURCE, token,
+    ERRED_PLAN_PERIOD,
+    ERRED_RESOURCE,
+    NON_READERS,
+    OFFERING_USER,
+    OTHER_OFFERING,
+    OTHER_PLAN_PERIOD,
+    OTHER_RESOURCE,
+    PLANLESS_RESOURCE,
+    RESOURCE,
+    token,
 )
 
 SET_USAGE = "/api/marketplace-component-usages/set_usage/"

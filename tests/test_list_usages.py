@@ -4,16 +4,30 @@ import re
 
 import pytest
 
-from ledger import usage
-from ledger.access import Caller
+from ledger.commands import usage
+from ledger.rules.access import Caller
 from projections import usages as usage_view
 
 from .conftest import (
-    assert_first_page_work_stays_flat, assert_ordered_pages_are_the_plain_ones, assert_page_is_found_without_the_catalog,
-    auth, caller_of, query_plan_of_page, sqlite_work,
+    assert_first_page_work_stays_flat,
+    assert_ordered_pages_are_the_plain_ones,
+    assert_page_is_found_without_the_catalog,
+    auth,
+    caller_of,
+    query_plan_of_page,
+    sqlite_work,
 )
 from .world import (
-    CLIENT, NON_READERS, OFFERING, OTHER_OFFERING, OTHER_RESOURCE, PROJECT, PROVIDER, READERS, RESOURCE, USERS,
+    CLIENT,
+    NON_READERS,
+    OFFERING,
+    OTHER_OFFERING,
+    OTHER_RESOURCE,
+    PROJECT,
+    PROVIDER,
+    READERS,
+    RESOURCE,
+    USERS,
 )
 
 LIST = "/api/marketplace-component-usages/"

@@ -20,12 +20,20 @@ import pytest
 from waldur_api_client import AuthenticatedClient
 from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_list as list_usages,
+)
+from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_retrieve as retrieve_usage,
+)
+from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_set_usage as set_usage,
+)
+from waldur_api_client.api.marketplace_component_usages import (
     marketplace_component_usages_set_user_usage as set_user_usage,
 )
 from waldur_api_client.api.marketplace_component_user_usages import (
     marketplace_component_user_usages_list as list_user_usages,
+)
+from waldur_api_client.api.marketplace_component_user_usages import (
     marketplace_component_user_usages_retrieve as retrieve_user_usage,
 )
 from waldur_api_client.models import (
@@ -34,8 +42,8 @@ from waldur_api_client.models import (
     ComponentUserUsageCreateRequest,
 )
 
-from ledger import events
 from ledger.database import Ledger
+from ledger.log import events
 
 from .serving import (
     Answer,

@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from ledger import usage
-from ledger.access import Caller
-from ledger.clock import parse_datetime
-from ledger.events import usage_record_uuid
+from ledger.commands import usage
+from ledger.log.events import usage_record_uuid
+from ledger.rules.access import Caller
+from ledger.rules.clock import parse_datetime
 
 from .world import CLIENT, OTHER_CLIENT, OTHER_PROJECT, OTHER_RESOURCE, PROJECT, RESOURCE, token
 

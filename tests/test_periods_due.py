@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from ledger.periods import due
+from ledger.rules.periods import due
 
 UTC = dt.timezone.utc
 MARCH_10 = dt.datetime(2026, 3, 10, 12, tzinfo=UTC)

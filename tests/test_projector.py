@@ -3,10 +3,11 @@ to hold each write acknowledged before it arrived, or answers 503."""
 
 import os
 
-from ledger import events, usage
-from ledger.access import Caller
-from ledger.database import Ledger
 from ledger.backends.sqlite.locks import Lease
+from ledger.commands import usage
+from ledger.database import Ledger
+from ledger.log import events
+from ledger.rules.access import Caller
 from projections import projector, runner
 
 from .conftest import auth

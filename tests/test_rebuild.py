@@ -8,10 +8,10 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-from ledger import usage
-from ledger.access import Caller
 from ledger.cli import cli, load_catalog
+from ledger.commands import usage
 from ledger.database import Ledger
+from ledger.rules.access import Caller
 from projections import runner
 
 from .world import OTHER_PROJECT, OTHER_RESOURCE, PROJECT, PROVIDER, RESOURCE

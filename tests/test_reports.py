@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 
-from ledger import usage
-from ledger.access import Caller
 from ledger.cli import cli
+from ledger.commands import usage
+from ledger.rules.access import Caller
 
 from .conftest import auth
 from .world import CLIENT, OFFERING, OTHER_CLIENT, OTHER_OFFERING, OTHER_PROJECT, OTHER_RESOURCE, PROJECT, RESOURCE

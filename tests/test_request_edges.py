@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from ledger import events
+from ledger.log import events
 
 from .conftest import auth
 from .serving import LedgerServer

@@ -17,15 +17,25 @@ from click.testing import CliRunner
 
 import api
 from api import create_app
-from ledger import tokens
 from ledger.cli import cli, load_catalog
+from ledger.commands import tokens
 from ledger.database import Ledger
 from projections import catalog as catalog_view
 
 from .conftest import auth
 from .world import (
-    CLIENT, NON_READERS, OFFERING, OTHER_CLIENT, OTHER_OFFERING, OTHER_PROJECT, OTHER_RESOURCE, PROJECT, READERS,
-    RESOURCE, USERS, token,
+    CLIENT,
+    NON_READERS,
+    OFFERING,
+    OTHER_CLIENT,
+    OTHER_OFFERING,
+    OTHER_PROJECT,
+    OTHER_RESOURCE,
+    PROJECT,
+    READERS,
+    RESOURCE,
+    USERS,
+    token,
 )
 
 USAGES = "/api/marketplace-component-usages/"

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from ledger import site_agents
-from ledger.access import Caller
 from ledger.cli import load_catalog
-from ledger.usage import PermissionDenied
+from ledger.commands import site_agents
+from ledger.commands.usage import PermissionDenied
+from ledger.rules.access import Caller
 
 from .conftest import auth
 from .world import OFFERING, OTHER_OFFERING, PROVIDER

@@ -12,9 +12,10 @@ from click.testing import CliRunner
 
 import api
 from api import create_app
-from ledger import demo, events
+from ledger import demo
 from ledger.cli import cli, load_catalog
 from ledger.database import Ledger
+from ledger.log import events
 from ledger.log.records import NewEvent, StoredEvent
 
 from .conftest import auth, event_count

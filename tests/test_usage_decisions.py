@@ -5,12 +5,22 @@ import datetime as dt
 
 import pytest
 
-from ledger import clock, events
-from ledger.access import Caller
-from ledger.usage import (
-    PROVIDER_BACKFILL, PermissionDenied, SetUsage, SetUserUsages, Target, UsageItem, UsageRejected, UserUsageItem,
-    UserUsageTarget, decide, decide_user_usages,
+from ledger.commands.usage import (
+    PROVIDER_BACKFILL,
+    PermissionDenied,
+    SetUsage,
+    SetUserUsages,
+    Target,
+    UsageItem,
+    UsageRejected,
+    UserUsageItem,
+    UserUsageTarget,
+    decide,
+    decide_user_usages,
 )
+from ledger.log import events
+from ledger.rules import clock
+from ledger.rules.access import Caller
 
 from .world import CLIENT, OFFERING, PLAN_PERIOD, PROJECT, PROVIDER, RESOURCE
 

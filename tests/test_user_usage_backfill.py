@@ -2,8 +2,9 @@
 
 import pytest
 
-from ledger import events, usage
-from ledger.access import Caller
+from ledger.commands import usage
+from ledger.log import events
+from ledger.rules.access import Caller
 
 from .conftest import auth
 from .world import RESOURCE

@@ -4,18 +4,33 @@ import re
 
 import pytest
 
-from ledger import clock, events, usage
-from ledger.access import Caller
+from ledger.commands import usage
 from ledger.database import Ledger
+from ledger.log import events
+from ledger.rules import clock
+from ledger.rules.access import Caller
 from projections import runner
 from projections import user_usages as user_usage_view
 
 from .conftest import (
-    assert_first_page_work_stays_flat, assert_ordered_pages_are_the_plain_ones, assert_page_is_found_without_the_catalog,
-    auth, caller_of, query_plan_of_page,
+    assert_first_page_work_stays_flat,
+    assert_ordered_pages_are_the_plain_ones,
+    assert_page_is_found_without_the_catalog,
+    auth,
+    caller_of,
+    query_plan_of_page,
 )
 from .world import (
-    CLIENT, NON_READERS, OFFERING, OFFERING_USER, OTHER_RESOURCE, PROJECT, PROVIDER, READERS, RESOURCE, WRITERS,
+    CLIENT,
+    NON_READERS,
+    OFFERING,
+    OFFERING_USER,
+    OTHER_RESOURCE,
+    PROJECT,
+    PROVIDER,
+    READERS,
+    RESOURCE,
+    WRITERS,
 )
 
 STAFF = Caller(id=1, username="staff", is_staff=True)

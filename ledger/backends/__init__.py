@@ -4,9 +4,9 @@ import contextlib
 import re
 from collections.abc import Iterator
 
-from ..errors import UnsupportedDatabase
-from .contract import Backend, Connection, ProjectorLease
-from .sqlite import SQLiteBackend, driver_errors
+from ledger.backends.contract import Backend, Connection, ProjectorLease
+from ledger.backends.sqlite import SQLiteBackend, driver_errors
+from ledger.errors import UnsupportedDatabase
 
 __all__ = ["Backend", "Connection", "ProjectorLease", "backend_for", "translated"]
 

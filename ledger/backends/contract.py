@@ -5,7 +5,7 @@ import abc
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
-from ..log.store import EventStore
+from ledger.log.store import EventStore
 
 
 class Cursor(Protocol):

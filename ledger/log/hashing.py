@@ -4,8 +4,8 @@ import contextlib
 import hashlib
 from json.encoder import encode_basestring
 
-from ..errors import ChainBroken
-from .records import COLUMNS, StoredEvent, canonical, stored_event
+from ledger.errors import ChainBroken
+from ledger.log.records import COLUMNS, StoredEvent, canonical, stored_event
 
 GENESIS_HASH = "0" * 64
 

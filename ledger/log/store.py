@@ -12,13 +12,13 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
-from .. import clock
-from ..errors import StreamConflict
-from .hashing import GENESIS_HASH, check_row, row_hash
-from .records import COLUMNS, Decision, NewEvent, StoredEvent, stored_event
+from ledger.errors import StreamConflict
+from ledger.log.hashing import GENESIS_HASH, check_row, row_hash
+from ledger.log.records import COLUMNS, Decision, NewEvent, StoredEvent, stored_event
+from ledger.rules import clock
 
 if TYPE_CHECKING:  # the backends' contract names the store, so only a type checker reads this one
-    from ..backends.contract import Connection
+    from ledger.backends.contract import Connection
 
 READ_BATCH = 2000
 

@@ -23,10 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ledger import events, usage  # noqa: E402
-from ledger.access import Caller  # noqa: E402
+from ledger import usage  # noqa: E402
 from ledger.cli import load_catalog  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
+from ledger.log import events
+from ledger.rules.access import Caller  # noqa: E402
 
 PROVIDER, CLIENT = uuid.UUID(int=1).hex, uuid.UUID(int=2).hex
 PROJECT, OFFERING = uuid.UUID(int=3).hex, uuid.UUID(int=4).hex

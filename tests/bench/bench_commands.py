@@ -37,9 +37,10 @@ sys.path.insert(0, str(ROOT))
 from eventsourcing.application import AggregateNotFoundError, Application  # noqa: E402
 from eventsourcing.domain import Aggregate, event  # noqa: E402
 
-from ledger import catalog, usage  # noqa: E402
-from ledger.access import Caller  # noqa: E402
+from ledger import usage  # noqa: E402
+from ledger.commands import catalog
 from ledger.database import Ledger  # noqa: E402
+from ledger.rules.access import Caller  # noqa: E402
 from tests.bench.bench_rebuild import catalog_document, resource_uuid  # noqa: E402
 from tests.bench.without_usage_views import leave_out_usage_views  # noqa: E402
 

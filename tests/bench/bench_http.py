@@ -32,9 +32,10 @@ from statistics import median
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from ledger import clock, events  # noqa: E402
+from ledger import events  # noqa: E402
 from ledger.cli import DEFAULT_THREADS, DEFAULT_WORKERS, load_catalog  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
+from ledger.rules import clock
 from projections import runner  # noqa: E402
 
 PROVIDER, CLIENT, PROJECT, OFFERING = (f"{n:032x}" for n in (1, 2, 3, 4))

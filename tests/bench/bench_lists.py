@@ -23,10 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from api import create_app  # noqa: E402
-from ledger import events, usage  # noqa: E402
-from ledger.access import Caller  # noqa: E402
+from ledger import usage  # noqa: E402
 from ledger.cli import load_catalog  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
+from ledger.log import events
+from ledger.rules.access import Caller  # noqa: E402
 from projections import runner  # noqa: E402
 from tests.bench.bench_http import OFFERING, OWNER_TOKEN, TOKEN, catalog, fill, resource_uuid  # noqa: E402
 

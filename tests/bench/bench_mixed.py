@@ -31,9 +31,10 @@ from statistics import median, quantiles
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from ledger import clock, events  # noqa: E402
+from ledger import events  # noqa: E402
 from ledger.cli import DEFAULT_WORKERS, load_catalog  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
+from ledger.rules import clock
 from tests.bench.bench_http import OFFERING, TOKEN, TYPES, catalog, fill, resource_uuid  # noqa: E402
 from tests.serving import USAGE_RECORD, LedgerServer, Report, call, read_usage, send  # noqa: E402
 

@@ -22,9 +22,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from ledger import catalog, clock, events  # noqa: E402
-from ledger.database import Ledger  # noqa: E402
+from ledger import events  # noqa: E402
 from ledger.backends.sqlite.connection import connect  # noqa: E402
+from ledger.commands import catalog
+from ledger.database import Ledger  # noqa: E402
+from ledger.rules import clock
 from projections import runner  # noqa: E402
 
 BATCH = 50_000

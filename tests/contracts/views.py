@@ -5,7 +5,7 @@ A backend's subclass provides the fixture `ledger`: an initialised, empty ledger
 
 import pytest
 
-from ledger import clock, periods
+from ledger.rules import clock, periods
 from projections import runner, usages
 
 

@@ -3,12 +3,12 @@
 import os
 import sqlite3
 
-from ...errors import NotALedger
-from ..contract import Backend
-from . import checkpointer, connection
-from .driver_errors import translated
-from .locks import Lease
-from .store import SQLiteEventStore
+from ledger.backends.contract import Backend
+from ledger.backends.sqlite import checkpointer, connection
+from ledger.backends.sqlite.driver_errors import translated
+from ledger.backends.sqlite.locks import Lease
+from ledger.backends.sqlite.store import SQLiteEventStore
+from ledger.errors import NotALedger
 
 
 class SQLiteBackend(Backend):

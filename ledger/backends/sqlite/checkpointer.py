@@ -16,8 +16,8 @@ import logging
 import sqlite3
 import threading
 
-from .connection import connect
-from .locks import WriterLock
+from ledger.backends.sqlite.connection import connect
+from ledger.backends.sqlite.locks import WriterLock
 
 INTERVAL_SECONDS = 0.1
 RESTART_PAGES = 4000

@@ -4,7 +4,7 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator
 
-from ...errors import DatabaseError, DatabaseLocked, DatabaseUnavailable, IntegrityViolation
+from ledger.errors import DatabaseError, DatabaseLocked, DatabaseUnavailable, IntegrityViolation
 
 BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 

@@ -6,8 +6,8 @@ import os
 import time
 from collections.abc import Iterator
 
-from ...errors import DatabaseLocked
-from . import connection
+from ledger.backends.sqlite import connection
+from ledger.errors import DatabaseLocked
 
 LOCK_POLL_SECONDS = 0.0005
 

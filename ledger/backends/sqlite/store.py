@@ -7,13 +7,13 @@ from collections.abc import Iterable, Iterator
 
 import sqlite_utils
 
-from ...errors import StreamConflict
-from ...log.hashing import GENESIS_HASH
-from ...log.records import COLUMNS, StoredEvent, stored_event
-from ...log.store import READ_BATCH, EventStore
-from .connection import durable_commits
-from .driver_errors import translated
-from .locks import WriterLock
+from ledger.backends.sqlite.connection import durable_commits
+from ledger.backends.sqlite.driver_errors import translated
+from ledger.backends.sqlite.locks import WriterLock
+from ledger.errors import StreamConflict
+from ledger.log.hashing import GENESIS_HASH
+from ledger.log.records import COLUMNS, StoredEvent, stored_event
+from ledger.log.store import READ_BATCH, EventStore
 
 SELECTED = ", ".join(COLUMNS)
 

@@ -10,8 +10,8 @@ gets nothing ends the chain. The usage view reads a chain, asks here, and writes
 import dataclasses
 import datetime as dt
 
-from . import clock, plans
-from .events import usage_record_uuid
+from ledger.log.events import usage_record_uuid
+from ledger.rules import clock, plans
 
 CARRYING_POLICIES = ("reuse", "zero")
 

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 
 from marshmallow import Schema, ValidationError, fields, validate
 
-from . import clock
-from .log.records import NewEvent, StoredEvent
+from ledger.log.records import NewEvent, StoredEvent
+from ledger.rules import clock
 
 UUID_HEX = validate.Regexp(r"^[0-9a-f]{32}$", error="not a 32-digit lowercase hex UUID")
 STATES = ("Creating", "OK", "Erred", "Updating", "Terminating", "Terminated")
@@ -76,7 +76,7 @@ def known_zone(name: str) -> None:
         raise ValidationError("not a known time zone") from None
 
 
-# How a token is kept (ledger/tokens.py): "hmac-sha256:<hex>", or "sha256:<hex>" from an older ledger.
+# How a token is kept (ledger/commands/tokens.py): "hmac-sha256:<hex>", or "sha256:<hex>" from an older ledger.
 TOKEN_DIGEST = validate.Regexp(r"^(hmac-sha256|sha256):[0-9a-f]{64}$", error="not a token digest")
 
 

@@ -7,13 +7,13 @@ agent registers again on every cycle; what it says again unchanged appends nothi
 import dataclasses
 import uuid
 
+from ledger.commands.usage import PermissionDenied
+from ledger.database import Ledger
+from ledger.log import events
+from ledger.log.records import NewEvent
+from ledger.rules import clock
+from ledger.rules.access import Caller
 from projections import provider_catalog, site_agents
-
-from . import clock, events
-from .access import Caller
-from .database import Ledger
-from .log.records import NewEvent
-from .usage import PermissionDenied
 
 AGENT_NAMESPACE = uuid.UUID("5e7a9c1b-0d4f-4b8e-a2c6-61676e747321")
 # Said again on every cycle with the time of the call: not a change of the registration.

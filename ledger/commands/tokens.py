@@ -15,11 +15,11 @@ import secrets
 
 import sqlite_utils
 
+from ledger.backends import Connection
+from ledger.log import events
+from ledger.log.records import NewEvent
+from ledger.rules import clock
 from projections import catalog as catalog_view
-
-from . import clock, events
-from .backends import Connection
-from .log.records import NewEvent
 
 KEY_NAME = "token_hmac"
 TOKEN_BYTES = 20  # 40 hex digits, as Waldur's own tokens

@@ -5,11 +5,13 @@ from decimal import Decimal, InvalidOperation
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from . import clock, events, tokens
-from .backends import Connection
-from .database import Ledger
-from .log.records import NewEvent, canonical
-from .log.store import EventStore
+from ledger.backends import Connection
+from ledger.commands import tokens
+from ledger.database import Ledger
+from ledger.log import events
+from ledger.log.records import NewEvent, canonical
+from ledger.log.store import EventStore
+from ledger.rules import clock
 
 COMPONENT_TYPE = validate.Regexp(r"^[a-zA-Z0-9_\-/:]+$", error="Enter a valid component type.")
 # Waldur's own length limits, so that nothing in the catalog is longer than Waldur would hold
@@ -292,7 +294,7 @@ def check_claims(catalog: dict, conn: Connection, problems: list[str]) -> None:
 
 def decide(catalog: dict, store: EventStore, occurred_at: str, token_key: bytes, actor_id: int | None = None) -> list[NewEvent]:
     """The catalog events that bring the log to what the file says; none for what is unchanged.
-    Tokens are kept as digests under `token_key` (ledger/tokens.py)."""
+    Tokens are kept as digests under `token_key` (ledger/commands/tokens.py)."""
     decided = []
 
     def define(stream: str, event_type: str, data: dict) -> None:

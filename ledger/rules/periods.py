@@ -2,9 +2,10 @@
 
 import datetime as dt
 
-from . import clock, events
-from .log.records import NewEvent
-from .log.store import EventStore
+from ledger.log import events
+from ledger.log.records import NewEvent
+from ledger.log.store import EventStore
+from ledger.rules import clock
 
 
 def period_stream(period: dt.date) -> str:

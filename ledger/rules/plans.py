@@ -2,7 +2,7 @@
 
 import datetime as dt
 
-from . import clock
+from ledger.rules import clock
 
 
 def covering_plan_period(plan_periods: list[dict], period: dt.date, zone: str | None = None) -> dict | None:

@@ -11,8 +11,8 @@ import hashlib
 
 import sqlite_utils
 
-from . import clock
-from .backends import Connection
+from ledger.backends import Connection
+from ledger.rules import clock
 
 RETENTION_DAYS = 36
 

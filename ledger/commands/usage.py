@@ -4,12 +4,13 @@ import dataclasses
 import datetime as dt
 from decimal import Decimal
 
-from . import clock, events, idempotency, plans
+from ledger.commands import idempotency
+from ledger.database import Ledger
+from ledger.log import events
+from ledger.log.records import Decision, NewEvent, StoredEvent
+from ledger.rules import clock, plans
+from ledger.rules.access import Caller
 from projections import catalog, usages, user_usages
-
-from .access import Caller
-from .database import Ledger
-from .log.records import Decision, NewEvent, StoredEvent
 
 WRITABLE_STATES = ("OK", "Updating", "Terminating")
 REPORTABLE_BILLING_TYPES = ("usage", "limit", "one")
