@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ledger import usage  # noqa: E402
+from ledger.commands import usage  # noqa: E402
 from ledger.cli import load_catalog  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
 from ledger.log import events

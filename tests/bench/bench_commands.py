@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from eventsourcing.application import AggregateNotFoundError, Application  # noqa: E402
 from eventsourcing.domain import Aggregate, event  # noqa: E402
 
-from ledger import usage  # noqa: E402
+from ledger.commands import usage  # noqa: E402
 from ledger.commands import catalog
 from ledger.database import Ledger  # noqa: E402
 from ledger.rules.access import Caller  # noqa: E402

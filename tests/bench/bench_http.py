@@ -32,7 +32,7 @@ from statistics import median
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from ledger import events  # noqa: E402
+from ledger.log import events  # noqa: E402
 from ledger.cli import DEFAULT_THREADS, DEFAULT_WORKERS, load_catalog  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
 from ledger.rules import clock

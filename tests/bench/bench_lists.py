@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from api import create_app  # noqa: E402
-from ledger import usage  # noqa: E402
+from ledger.commands import usage  # noqa: E402
 from ledger.cli import load_catalog  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
 from ledger.log import events

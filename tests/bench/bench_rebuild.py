@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from ledger import events  # noqa: E402
+from ledger.log import events  # noqa: E402
 from ledger.backends.sqlite.connection import connect  # noqa: E402
 from ledger.commands import catalog
 from ledger.database import Ledger  # noqa: E402

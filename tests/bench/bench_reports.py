@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from api import create_app  # noqa: E402
-from ledger import clock  # noqa: E402
+from ledger.rules import clock  # noqa: E402
 from ledger.cli import load_catalog  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
 from projections import reports  # noqa: E402
