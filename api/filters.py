@@ -89,7 +89,7 @@ def user_usage_filters() -> dict:
     filters = record_filters(errors)
     if args.get("username"):
         filters["username"] = text_filter("username", errors)
-    # Waldur's name (what its clients send) and SPEC's spelling of it.
+    # Waldur's name (what its clients send), and the spelling without the double underscore.
     for name in ("component_usage__billing_period", "component_usage_billing_period"):
         if name in args:
             try:

@@ -4,7 +4,7 @@ Builds the log once with EventStore.append in big batches (usage reports over ma
 no catalog: both operations work on the raw log), then runs each operation in a fresh
 subprocess, so that its peak resident memory (VmHWM, Linux) is its own. The peak is taken when
 a tenth of the events are done and again at the end: constant memory means they are about equal.
-Targets (issue 7): export >= 100k events/s, verify >= 50k events/s.
+Targets: export >= 100k events/s, verify >= 50k events/s.
 
     .venv/bin/python tests/bench/bench_history.py
     .venv/bin/python tests/bench/bench_history.py --events 200000 --db /tmp/bench.db
