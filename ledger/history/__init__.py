@@ -20,13 +20,13 @@ from typing import BinaryIO, TextIO
 
 from projections import catalog, runner, usages
 
-from . import clock, events, periods
-from .backends import Connection
-from .database import Ledger
-from .errors import ChainBroken, StreamConflict
-from .log.hashing import GENESIS_HASH, check_link
-from .log.records import COLUMNS, StoredEvent, canonical_row
-from .log.store import EventStore
+from .. import clock, events, periods
+from ..backends import Connection
+from ..database import Ledger
+from ..errors import ChainBroken, StreamConflict
+from ..log.hashing import GENESIS_HASH, check_link
+from ..log.records import COLUMNS, StoredEvent, canonical_row
+from ..log.store import EventStore
 
 BATCH = 5000
 EXAMPLES = 3
