@@ -230,7 +230,7 @@ def rebuild(ctx):
     click.echo(f"rebuilt views from {ledger.store.count()} event(s)")
 
 
-# History tools (ledger/history.py): their output goes to stdout, their progress bars to stderr.
+# History tools (ledger/history/): their output goes to stdout, their progress bars to stderr.
 progress_bar = functools.partial(click.progressbar, file=sys.stderr)
 
 
