@@ -84,6 +84,7 @@ class Projector:
 
     def __init__(self, store: EventStore, lease: ProjectorLease):
         self.store, self.lease = store, lease
+        store.prepare_folding()
         self.appended = threading.Event()  # set by this process's writers: fold now
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="projector", daemon=True)

@@ -102,6 +102,7 @@ def catch_up(store: EventStore, until: int | None = None, progress: Callable[[in
 def rebuild(store: EventStore, until: int | None = None, progress: Callable[[int], None] | None = None) -> None:
     """Drops every view and replays the log into fresh ones, in one transaction: readers see
     the old views until the new ones are complete."""
+    store.prepare_folding()
     with store.transaction():
         drop(store.db)
         create(store.db)

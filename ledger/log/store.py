@@ -56,6 +56,10 @@ class EventStore(abc.ABC):
     def prepare_group_commits(self) -> None:
         """Readies the connection for transactions of many savepoints each, as the group committer makes."""
 
+    def prepare_folding(self) -> None:
+        """Readies the connection for folding many events into the views (a rebuild, the projector):
+        e.g. a page cache that holds the views' indexes. Nothing to do for a backend that needs nothing."""
+
     @abc.abstractmethod
     def forgo_durability(self) -> None:
         """Lets commits skip waiting for the disk altogether: for a scratch database thrown away afterwards."""

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from ledger.log import events  # noqa: E402
 from ledger.backends.sqlite.connection import connect  # noqa: E402
+from ledger.backends.sqlite.store import FOLDING_CACHE_KIB  # noqa: E402
 from ledger.commands import catalog
 from ledger.database import Ledger  # noqa: E402
 from ledger.rules import clock
@@ -108,6 +109,7 @@ def raw_inserts(source: str, target: str) -> tuple[float, int]:
     """Inserts every view row of `source` into the same, empty, tables of `target`, in batches."""
     Ledger(target).init()
     conn, rows_written, elapsed = connect(target), 0, 0.0
+    conn.execute(f"PRAGMA cache_size=-{FOLDING_CACHE_KIB}")  # the page cache the rebuild folds with
     read = connect(source)
     for table in (name for projection in runner.PROJECTIONS for name in projection.TABLES):
         conn.execute(f"DELETE FROM {table}")
