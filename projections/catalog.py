@@ -2,57 +2,13 @@
 
 import hmac
 
-import sqlite_utils
-
 from ledger.backends import Connection
 from ledger.rules.access import Caller
 
 NAME = "catalog"
 
-TABLES = {
-    "users": ({"id": int, "username": str, "is_staff": int, "is_support": int}, "id"),
-    # id: the seq of the event that made the token; digest: as ledger/commands/tokens.py keeps it.
-    "tokens": (
-        {"id": int, "digest": str, "user_id": int, "source": str, "created": str, "expires_at": str, "revoked_at": str},
-        "id",
-    ),
-    "customers": ({"uuid": str, "name": str}, "uuid"),
-    "projects": ({"uuid": str, "name": str, "customer_uuid": str}, "uuid"),
-    "offerings": ({"uuid": str, "name": str, "customer_uuid": str}, "uuid"),
-    "components": (
-        {"offering_uuid": str, "type": str, "name": str, "measured_unit": str,
-         "billing_type": str, "limit_period": str, "limit_amount": str},
-        ("offering_uuid", "type"),
-    ),
-    "offering_users": ({"uuid": str, "offering_uuid": str, "username": str, "user_id": int}, "uuid"),
-    "resources": (
-        {"uuid": str, "name": str, "offering_uuid": str, "project_uuid": str, "state": str, "terminated_at": str,
-         "backend_id": str},
-        "uuid",
-    ),
-    "plan_periods": ({"uuid": str, "resource_uuid": str, "start": str, "end": str}, "uuid"),
-    "roles": (
-        {"username": str, "scope": str, "scope_uuid": str, "role": str},
-        ("username", "scope", "scope_uuid", "role"),
-    ),
-}
-
-
-def create(db: sqlite_utils.Database) -> bool:
-    """Creates the tables; True when a table of an older shape had to be dropped (the views need a rebuild)."""
-    outdated = "tokens" in db.table_names() and "digest" not in db["tokens"].columns_dict
-    if outdated:  # keyed by a token's SHA-256, before token ids, expiry and revocation
-        db["tokens"].drop()
-    for table, (columns, pk) in TABLES.items():
-        db[table].create(columns, pk=pk, if_not_exists=True)
-    db["users"].create_index(["username"], unique=True, if_not_exists=True)
-    db["tokens"].create_index(["digest"], unique=True, if_not_exists=True)
-    db["tokens"].create_index(["user_id"], if_not_exists=True)
-    db["plan_periods"].create_index(["resource_uuid", "start"], if_not_exists=True)
-    db["roles"].create_index(["scope", "scope_uuid"], if_not_exists=True)
-    if "backend_id" not in db["resources"].columns_dict:  # views made before resources had backend ids
-        db["resources"].add_column("backend_id", str, not_null_default="")
-    return outdated
+TABLES = ("users", "tokens", "customers", "projects", "offerings", "components", "offering_users", "resources",
+          "plan_periods", "roles")
 
 
 def _user_defined(conn, event):

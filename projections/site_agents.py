@@ -2,35 +2,12 @@
 
 import json
 
-import sqlite_utils
-
 from ledger.backends import Connection
 
 from .provider_catalog import filtered, provider_scope
 
 NAME = "site_agents"
 TABLES = ("agent_identities", "agent_services", "agent_processors")
-
-IDENTITY_COLUMNS = {
-    "uuid": str, "offering_uuid": str, "name": str, "version": str, "dependencies": str,
-    "config_file_path": str, "config_file_content": str, "last_restarted": str, "created_by": int,
-    "created": str, "modified": str,
-}
-SERVICE_COLUMNS = {"uuid": str, "identity_uuid": str, "name": str, "mode": str, "created": str, "modified": str}
-PROCESSOR_COLUMNS = {
-    "uuid": str, "service_uuid": str, "name": str, "backend_type": str, "backend_version": str,
-    "created": str, "modified": str,
-}
-
-
-def create(db: sqlite_utils.Database) -> None:
-    db["agent_identities"].create(IDENTITY_COLUMNS, pk="uuid", if_not_exists=True)
-    db["agent_identities"].create_index(["offering_uuid", "name"], if_not_exists=True)
-    db["agent_services"].create(SERVICE_COLUMNS, pk="uuid", if_not_exists=True)
-    db["agent_services"].create_index(["identity_uuid"], if_not_exists=True)
-    db["agent_processors"].create(PROCESSOR_COLUMNS, pk="uuid", if_not_exists=True)
-    db["agent_processors"].create_index(["service_uuid"], if_not_exists=True)
-
 
 def _upsert(conn, table: str, row: dict, created_only: tuple = ()) -> None:
     """Inserts a row, or updates every column of it but `created` and `created_only` ones."""

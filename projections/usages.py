@@ -11,9 +11,6 @@ rule which carried records it should hold, and writes them.
 import datetime as dt
 import json
 
-import sqlite_utils
-from sqlite_utils.db import DescIndex
-
 from ledger.backends import Connection
 from ledger.log.events import usage_record_uuid
 from ledger.rules import clock
@@ -24,62 +21,12 @@ from . import catalog
 NAME = "usages"
 TABLES = ("component_usages", "billing_periods")
 
-COLUMNS = {
-    "uuid": str, "resource_uuid": str, "offering_uuid": str, "provider_uuid": str,
-    "project_uuid": str, "customer_uuid": str, "type": str, "billing_period": str,
-    "plan_period_uuid": str, "usage": str, "description": str, "missing_usage_policy": str,
-    "date": str, "created": str, "modified_by": int, "carried": int,
-}
-CARRIED_FIELDS = (
+# Every column but the row id (projections/schema.py), as commands and the carry-forward rule see a record.
+COLUMNS = (
     "uuid", "resource_uuid", "offering_uuid", "provider_uuid", "project_uuid", "customer_uuid", "type",
     "billing_period", "plan_period_uuid", "usage", "description", "missing_usage_policy", "date", "created",
     "modified_by", "carried",
 )
-
-# Each filter's column followed by the default order (date DESC, type, uuid), so that a filtered
-# page is read straight off an index instead of sorting every matching row. The indexes hold that
-# order reversed (date, type DESC, uuid DESC) and are read backwards: a new report has the latest
-# date, so it lands at the end of its part of an index, where SQLite fills pages before it splits
-# them; at the start, as in a (date DESC, ...) index, pages split half-empty and each write
-# rewrote about a fifth more pages. `type` alone gets no index: a report's items share a
-# resource and a date but not a type, so an index led by type takes a page per item on every
-# write; offering + type (the site agents' filter) keeps one. A resource has a few records a
-# month, so its filter sorts them off the record-key index, which writes need anyway: a second
-# index led by the resource cost one more random page per record written.
-ORDER_KEY = ["date", DescIndex("type"), DescIndex("uuid")]
-INDEXES = (
-    ORDER_KEY,
-    ["offering_uuid", *ORDER_KEY],
-    ["offering_uuid", "type", "date", DescIndex("uuid")],
-    ["resource_uuid", "type", "billing_period"],
-    ["project_uuid", *ORDER_KEY],
-    ["customer_uuid", *ORDER_KEY],
-    ["provider_uuid", *ORDER_KEY],
-    ["billing_period", *ORDER_KEY],
-)
-
-
-def index_name(columns: list) -> str:
-    return "_".join(["idx_component_usages", *(f"{c}_desc" if isinstance(c, DescIndex) else c for c in columns)])
-
-
-# Indexes that earlier versions of the view had: a database made by one loses them when opened.
-RETIRED_INDEXES = (
-    "idx_component_usages_resource_uuid_date_type_uuid",
-    *(f"idx_component_usages_{prefix}date_type_uuid"
-      for prefix in ("", "offering_uuid_", "project_uuid_", "customer_uuid_", "provider_uuid_", "billing_period_")),
-    "idx_component_usages_offering_uuid_type_date_uuid",
-)
-
-
-def create(db: sqlite_utils.Database) -> None:
-    db["billing_periods"].create({"billing_period": str, "starts_at": str, "timezone": str}, pk="billing_period",
-                                 if_not_exists=True)
-    db["component_usages"].create(COLUMNS, pk="uuid", if_not_exists=True)
-    for name in RETIRED_INDEXES:
-        db.execute(f"DROP INDEX IF EXISTS {name}")
-    for columns in INDEXES:
-        db["component_usages"].create_index(columns, index_name=index_name(columns), if_not_exists=True)
 
 
 def _usage_reported(conn, event) -> bool:
@@ -151,11 +98,11 @@ def _resource_defined(conn, event):
 def _chain_records(conn, resource_uuid: str, component_type: str, first: dt.date, last: str) -> dict[str, dict]:
     """The records of one (resource, component) from billing period `first` through `last`, by billing period."""
     rows = conn.execute(
-        f"SELECT {', '.join(CARRIED_FIELDS)} FROM component_usages"
+        f"SELECT {', '.join(COLUMNS)} FROM component_usages"
         " WHERE resource_uuid = ? AND type = ? AND billing_period BETWEEN ? AND ?",
         (resource_uuid, component_type, first.isoformat(), last),
     )
-    return {record["billing_period"]: record for record in (dict(zip(CARRIED_FIELDS, row)) for row in rows)}
+    return {record["billing_period"]: record for record in (dict(zip(COLUMNS, row)) for row in rows)}
 
 
 def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date, whole_chain: bool = False) -> bool:
@@ -176,9 +123,9 @@ def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date,
             conn.execute("DELETE FROM component_usages WHERE uuid = ?", (change.uuid,))
         else:
             conn.execute(
-                f"INSERT OR REPLACE INTO component_usages ({', '.join(CARRIED_FIELDS)})"
-                f" VALUES ({', '.join('?' for _ in CARRIED_FIELDS)})",
-                [change.record[name] for name in CARRIED_FIELDS],
+                f"INSERT OR REPLACE INTO component_usages ({', '.join(COLUMNS)})"
+                f" VALUES ({', '.join('?' for _ in COLUMNS)})",
+                [change.record[name] for name in COLUMNS],
             )
     return bool(changes)
 

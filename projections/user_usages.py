@@ -6,9 +6,6 @@ order without sorting every user usage (1.2 s a page for 400,000 of them, 8.7 s 
 owner). Everything else (placement, billing period, visibility) is read through the parent.
 """
 
-import sqlite_utils
-from sqlite_utils.db import DescIndex
-
 from ledger.backends import Connection
 from ledger.log.events import usage_record_uuid, user_usage_uuid
 
@@ -16,28 +13,6 @@ from . import usages
 
 NAME = "user_usages"
 TABLES = ("component_user_usages",)
-
-COLUMNS = {
-    "uuid": str, "component_usage_uuid": str, "username": str, "usage": str, "user_uuid": str,
-    "created": str, "modified": str, "date": str, "type": str,
-}
-# Stored reversed and read backwards, as the usage view's date indexes are (projections/usages.py).
-ORDER_INDEX = ["date", DescIndex("type"), DescIndex("uuid")]
-
-
-def create(db: sqlite_utils.Database) -> None:
-    table = db["component_user_usages"]
-    table.create(COLUMNS, pk="uuid", if_not_exists=True)
-    if "date" not in table.columns_dict:  # a view made before the copy: fill it from the parents
-        table.add_column("date", str)
-        table.add_column("type", str)
-        db.execute(
-            "UPDATE component_user_usages SET date = u.date, type = u.type FROM component_usages u"
-            " WHERE u.uuid = component_user_usages.component_usage_uuid"
-        )
-    table.create_index(["component_usage_uuid", "username"], unique=True, if_not_exists=True)
-    table.create_index(["username"], if_not_exists=True)
-    table.create_index(ORDER_INDEX, index_name="idx_component_user_usages_date_type_desc_uuid_desc", if_not_exists=True)
 
 
 def _user_usage_reported(conn, event) -> bool:

@@ -88,7 +88,7 @@ def test_rebuild_up_to_the_head_equals_a_full_rebuild(generated_log):
 def test_dropped_views_are_rebuilt_when_the_ledger_opens(generated_log, db_path):
     before = snapshot(generated_log.conn)
     with generated_log.store.transaction():
-        runner.drop(generated_log.db)
+        runner.drop(generated_log.conn)
     reopened = Ledger(db_path)
     reopened.init()
     after = snapshot(reopened.conn)
