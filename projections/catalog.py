@@ -5,6 +5,8 @@ import hmac
 from ledger.backends import Connection
 from ledger.rules.access import Caller
 
+from . import sql
+
 NAME = "catalog"
 
 TABLES = ("users", "tokens", "customers", "projects", "offerings", "components", "offering_users", "resources",
@@ -13,16 +15,16 @@ TABLES = ("users", "tokens", "customers", "projects", "offerings", "components",
 
 def _user_defined(conn, event):
     data = event.data
-    conn.execute(
-        "INSERT OR REPLACE INTO users (id, username, is_staff, is_support) VALUES (?, ?, ?, ?)",
-        (data["id"], data["username"], data["is_staff"], data["is_support"]),
-    )
+    sql.replace(conn, "users", {"id": data["id"], "username": data["username"], "is_staff": int(data["is_staff"]),
+                                "is_support": int(data["is_support"])}, keys=("id", "username"))
     # The catalog's token replaces the previous catalog token; issued tokens stay. The same token
     # defined again (the user changed otherwise) stays as it was, revoked if it was.
-    conn.execute(
-        "DELETE FROM tokens WHERE user_id = ? AND source = 'catalog' AND digest IS NOT ?", (data["id"], data["token_digest"])
-    )
-    if data["token_digest"]:
+    if not data["token_digest"]:
+        conn.execute("DELETE FROM tokens WHERE user_id = ? AND source = 'catalog'", (data["id"],))
+    else:
+        conn.execute(
+            "DELETE FROM tokens WHERE user_id = ? AND source = 'catalog' AND digest <> ?", (data["id"], data["token_digest"])
+        )
         conn.execute(
             "INSERT INTO tokens (id, digest, user_id, source, created) VALUES (?, ?, ?, 'catalog', ?)"
             " ON CONFLICT (digest) DO NOTHING",
@@ -32,10 +34,9 @@ def _user_defined(conn, event):
 
 def _token_issued(conn, event):
     data = event.data
-    conn.execute(
-        "INSERT OR REPLACE INTO tokens (id, digest, user_id, source, created, expires_at) VALUES (?, ?, ?, 'issued', ?, ?)",
-        (event.seq, data["token_digest"], data["user_id"], event.occurred_at, data["expires_at"]),
-    )
+    sql.replace(conn, "tokens", {"id": event.seq, "digest": data["token_digest"], "user_id": data["user_id"],
+                                 "source": "issued", "created": event.occurred_at, "expires_at": data["expires_at"]},
+                keys=("id", "digest"))
 
 
 def _token_revoked(conn, event):
@@ -48,23 +49,17 @@ def _token_revoked(conn, event):
 
 def _customer_defined(conn, event):
     data = event.data
-    conn.execute("INSERT OR REPLACE INTO customers (uuid, name) VALUES (?, ?)", (data["uuid"], data["name"]))
+    sql.upsert(conn, "customers", {"uuid": data["uuid"], "name": data["name"]})
 
 
 def _project_defined(conn, event):
     data = event.data
-    conn.execute(
-        "INSERT OR REPLACE INTO projects (uuid, name, customer_uuid) VALUES (?, ?, ?)",
-        (data["uuid"], data["name"], data["customer_uuid"]),
-    )
+    sql.upsert(conn, "projects", {key: data[key] for key in ("uuid", "name", "customer_uuid")})
 
 
 def _offering_defined(conn, event):
     data = event.data
-    conn.execute(
-        "INSERT OR REPLACE INTO offerings (uuid, name, customer_uuid) VALUES (?, ?, ?)",
-        (data["uuid"], data["name"], data["customer_uuid"]),
-    )
+    sql.upsert(conn, "offerings", {key: data[key] for key in ("uuid", "name", "customer_uuid")})
     conn.execute("DELETE FROM components WHERE offering_uuid = ?", (data["uuid"],))
     conn.executemany(
         "INSERT INTO components (offering_uuid, type, name, measured_unit, billing_type, limit_period, limit_amount)"
@@ -79,10 +74,7 @@ def _offering_defined(conn, event):
 
 def _offering_user_defined(conn, event):
     data = event.data
-    conn.execute(
-        "INSERT OR REPLACE INTO offering_users (uuid, offering_uuid, username, user_id) VALUES (?, ?, ?, ?)",
-        (data["uuid"], data["offering_uuid"], data["username"], data["user_id"]),
-    )
+    sql.upsert(conn, "offering_users", {key: data[key] for key in ("uuid", "offering_uuid", "username", "user_id")})
 
 
 def _resource_defined(conn, event):
@@ -101,7 +93,7 @@ def _resource_defined(conn, event):
     )
     conn.execute("DELETE FROM plan_periods WHERE resource_uuid = ?", (data["uuid"],))
     conn.executemany(
-        "INSERT INTO plan_periods (uuid, resource_uuid, start, end) VALUES (?, ?, ?, ?)",
+        'INSERT INTO plan_periods (uuid, resource_uuid, start, "end") VALUES (?, ?, ?, ?)',
         [(p["uuid"], data["uuid"], p["start"], p["end"]) for p in data["plan_periods"]],
     )
 
@@ -109,7 +101,8 @@ def _resource_defined(conn, event):
 def _role_granted(conn, event):
     data = event.data
     conn.execute(
-        "INSERT OR IGNORE INTO roles (username, scope, scope_uuid, role) VALUES (?, ?, ?, ?)",
+        "INSERT INTO roles (username, scope, scope_uuid, role) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (username, scope, scope_uuid, role) DO NOTHING",
         (data["username"], data["scope"], data["scope_uuid"], data["role"]),
     )
 
@@ -170,10 +163,11 @@ TOKEN_COLUMNS = ("id", "user_id", "username", "source", "created", "expires_at",
 
 def tokens(conn: Connection, user_id: int | None = None) -> list[dict]:
     """Every token (never its digest), oldest first; only one user's with `user_id`."""
+    one_user = "" if user_id is None else " WHERE t.user_id = ?"
     rows = conn.execute(
         "SELECT t.id, t.user_id, u.username, t.source, t.created, t.expires_at, t.revoked_at"
-        " FROM tokens t JOIN users u ON u.id = t.user_id WHERE ? IS NULL OR t.user_id = ? ORDER BY t.id",
-        (user_id, user_id),
+        f" FROM tokens t JOIN users u ON u.id = t.user_id{one_user} ORDER BY t.id",
+        () if user_id is None else (user_id,),
     )
     return [dict(zip(TOKEN_COLUMNS, row)) for row in rows]
 
@@ -185,13 +179,13 @@ def _record(cursor, columns: tuple[str, ...]) -> dict | None:
 
 def plan_period(conn: Connection, uuid: str) -> dict | None:
     return _record(
-        conn.execute("SELECT uuid, resource_uuid, start, end FROM plan_periods WHERE uuid = ?", (uuid,)),
+        conn.execute('SELECT uuid, resource_uuid, start, "end" FROM plan_periods WHERE uuid = ?', (uuid,)),
         ("uuid", "resource_uuid", "start", "end"),
     )
 
 
 def plan_periods(conn: Connection, resource_uuid: str) -> list[dict]:
-    rows = conn.execute("SELECT uuid, start, end FROM plan_periods WHERE resource_uuid = ? ORDER BY start", (resource_uuid,))
+    rows = conn.execute('SELECT uuid, start, "end" FROM plan_periods WHERE resource_uuid = ? ORDER BY start', (resource_uuid,))
     return [dict(zip(("uuid", "start", "end"), row)) for row in rows]
 
 

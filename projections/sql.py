@@ -1,4 +1,5 @@
-"""The few pieces of the views' SQL that differ between the dialects the backends speak, by name.
+"""The few pieces of the views' SQL that differ between the dialects the backends speak, by name,
+and SQLite's INSERT OR REPLACE in the SQL that both take.
 
 Everything else the views write is taken by SQLite and PostgreSQL alike: `?` parameters (a
 backend's connection translates them), `INSERT ... ON CONFLICT`, `UPDATE ... FROM`, integers
@@ -58,3 +59,20 @@ DIALECTS = {dialect.name: dialect for dialect in (SQLITE, POSTGRESQL)}
 def dialect(conn: Connection) -> Dialect:
     """The dialect a connection speaks: the one it names, else SQLite's (sqlite3's connection names none)."""
     return DIALECTS[getattr(conn, "dialect", SQLITE.name)]
+
+
+def upsert(conn: Connection, table: str, row: dict, key: tuple[str, ...] = ("uuid",), kept: tuple[str, ...] = ()) -> None:
+    """Inserts a row, or updates the row under its `key` with every column but `kept` ones."""
+    columns = list(row)
+    updated = [column for column in columns if column not in {*key, *kept}]
+    conn.execute(
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in updated)}",
+        list(row.values()),
+    )
+
+
+def replace(conn: Connection, table: str, row: dict, keys: tuple[str, ...]) -> None:
+    """Inserts a row in place of every row sharing one of its unique `keys` (columns) with it."""
+    conn.execute(f"DELETE FROM {table} WHERE {' OR '.join(f'{key} = ?' for key in keys)}", [row[key] for key in keys])
+    conn.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
