@@ -22,9 +22,8 @@ def _user_defined(conn, event):
     if not data["token_digest"]:
         conn.execute("DELETE FROM tokens WHERE user_id = ? AND source = 'catalog'", (data["id"],))
     else:
-        conn.execute(
-            "DELETE FROM tokens WHERE user_id = ? AND source = 'catalog' AND digest <> ?", (data["id"], data["token_digest"])
-        )
+        conn.execute("DELETE FROM tokens WHERE user_id = ? AND source = 'catalog' AND digest <> ?",
+                     (data["id"], data["token_digest"]))
         conn.execute(
             "INSERT INTO tokens (id, digest, user_id, source, created) VALUES (?, ?, ?, 'catalog', ?)"
             " ON CONFLICT (digest) DO NOTHING",

@@ -61,7 +61,8 @@ def dialect(conn: Connection) -> Dialect:
     return DIALECTS[getattr(conn, "dialect", SQLITE.name)]
 
 
-def upsert(conn: Connection, table: str, row: dict, key: tuple[str, ...] = ("uuid",), kept: tuple[str, ...] = ()) -> None:
+def upsert(conn: Connection, table: str, row: dict, key: tuple[str, ...] = ("uuid",),
+           kept: tuple[str, ...] = ()) -> None:
     """Inserts a row, or updates the row under its `key` with every column but `kept` ones."""
     columns = list(row)
     updated = [column for column in columns if column not in {*key, *kept}]

@@ -1,8 +1,9 @@
 """The views on PostgreSQL: made from the schema, folded from the demo's log, they hold the rows that
 the same fold holds on SQLite, and the reads over them answer alike.
 
-The fixture `postgresql_views` is the one place that names the PostgreSQL connection: a throwaway
-server and a test-only connection (tests/postgresql.py) until the PostgreSQL backend gives its own.
+The fixture `postgresql_connection` is the one place that names the PostgreSQL connection: a
+throwaway server and a test-only connection (tests/postgresql.py) until the PostgreSQL backend
+gives its own. The tests are marked `postgresql` (`pytest -m postgresql` runs them alone).
 """
 
 import datetime as dt
@@ -19,6 +20,8 @@ from projections import catalog, provider_catalog, reports, runner, schema, usag
 from projections import site_agents as site_agent_view
 
 from . import postgresql
+
+pytestmark = pytest.mark.postgresql
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +60,20 @@ def register_site_agent(ledger: Ledger) -> None:
 
 
 @pytest.fixture(scope="module")
-def postgresql_views(tmp_path_factory, demo_ledger):
-    """A PostgreSQL connection whose views, made from the schema, have folded the demo ledger's log."""
+def postgresql_connection(tmp_path_factory):
+    """A connection to an empty PostgreSQL database: the one fixture to point at the backend's own."""
     with postgresql.server(str(tmp_path_factory.mktemp("postgresql") / "data")) as uri:
         conn = postgresql.Connection(uri)
-        runner.create(conn)
-        runner.apply(conn, demo_ledger.store.read(after=0))
         yield conn
         conn.close()
+
+
+@pytest.fixture(scope="module")
+def postgresql_views(postgresql_connection, demo_ledger):
+    """The PostgreSQL connection, its views made from the schema and folded from the demo ledger's log."""
+    runner.create(postgresql_connection)
+    runner.apply(postgresql_connection, demo_ledger.store.read(after=0))
+    return postgresql_connection
 
 
 def rows(conn, table: schema.Table) -> list[tuple]:
