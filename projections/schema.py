@@ -15,14 +15,15 @@ from . import sql
 @dataclasses.dataclass(frozen=True)
 class Table:
     """A table: its columns by kind (text, integer, blob, or row_id: an autoincrementing id that is
-    the primary key), its key (the primary key, or a unique one beside a row id), and its indexes,
-    each a tuple of columns, any of them followed by " DESC"."""
+    the primary key), its key (the primary key, or a unique one beside a row id), its indexes, each
+    a tuple of columns, any of them followed by " DESC", and the columns that may hold no NULL."""
 
     name: str
     columns: dict[str, str]
     key: tuple[str, ...]
     indexes: tuple[tuple[str, ...], ...] = ()
     unique: tuple[tuple[str, ...], ...] = ()
+    required: tuple[str, ...] = ()
 
 
 def _column(term: str) -> str:
@@ -39,6 +40,7 @@ def statements(table: Table, dialect: sql.Dialect) -> list[str]:
     """The DDL making a table and its indexes where they are missing."""
     columns = [
         f'"{name}" {dialect.types[kind]}{" PRIMARY KEY" if kind == "row_id" else ""}'
+        f'{" NOT NULL" if name in table.required else ""}'
         for name, kind in table.columns.items()
     ]
     keyed = "UNIQUE" if "row_id" in table.columns.values() else "PRIMARY KEY"

@@ -28,7 +28,7 @@ class TokenError(ValueError):
     """A token command that cannot be carried out (an unknown user or token, a past expiry)."""
 
 
-KEYS = schema.Table("ledger_keys", {"name": "text", "value": "blob"}, ("name",))
+KEYS = schema.Table("ledger_keys", {"name": "text", "value": "blob"}, ("name",), required=("value",))
 
 
 def create(conn: Connection) -> None:
