@@ -42,9 +42,9 @@ class Ledger:
         """Creates the log and the views if missing, and brings the views up to the log."""
         with self.store.transaction():
             self.store.create_schema()
-            outdated = runner.create(self.db)
-            idempotency.create(self.db)
-            tokens.create(self.db)
+            outdated = runner.create(self.conn)
+            idempotency.create(self.conn)
+            tokens.create(self.conn)
             if outdated:  # a view of an older release's shape: folded again from the log, once
                 runner.rebuild(self.store)
         self.reach_views()

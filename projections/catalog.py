@@ -2,71 +2,28 @@
 
 import hmac
 
-import sqlite_utils
-
 from ledger.backends import Connection
 from ledger.rules.access import Caller
 
+from . import sql
+
 NAME = "catalog"
 
-TABLES = {
-    "users": ({"id": int, "username": str, "is_staff": int, "is_support": int}, "id"),
-    # id: the seq of the event that made the token; digest: as ledger/commands/tokens.py keeps it.
-    "tokens": (
-        {"id": int, "digest": str, "user_id": int, "source": str, "created": str, "expires_at": str, "revoked_at": str},
-        "id",
-    ),
-    "customers": ({"uuid": str, "name": str}, "uuid"),
-    "projects": ({"uuid": str, "name": str, "customer_uuid": str}, "uuid"),
-    "offerings": ({"uuid": str, "name": str, "customer_uuid": str}, "uuid"),
-    "components": (
-        {"offering_uuid": str, "type": str, "name": str, "measured_unit": str,
-         "billing_type": str, "limit_period": str, "limit_amount": str},
-        ("offering_uuid", "type"),
-    ),
-    "offering_users": ({"uuid": str, "offering_uuid": str, "username": str, "user_id": int}, "uuid"),
-    "resources": (
-        {"uuid": str, "name": str, "offering_uuid": str, "project_uuid": str, "state": str, "terminated_at": str,
-         "backend_id": str},
-        "uuid",
-    ),
-    "plan_periods": ({"uuid": str, "resource_uuid": str, "start": str, "end": str}, "uuid"),
-    "roles": (
-        {"username": str, "scope": str, "scope_uuid": str, "role": str},
-        ("username", "scope", "scope_uuid", "role"),
-    ),
-}
-
-
-def create(db: sqlite_utils.Database) -> bool:
-    """Creates the tables; True when a table of an older shape had to be dropped (the views need a rebuild)."""
-    outdated = "tokens" in db.table_names() and "digest" not in db["tokens"].columns_dict
-    if outdated:  # keyed by a token's SHA-256, before token ids, expiry and revocation
-        db["tokens"].drop()
-    for table, (columns, pk) in TABLES.items():
-        db[table].create(columns, pk=pk, if_not_exists=True)
-    db["users"].create_index(["username"], unique=True, if_not_exists=True)
-    db["tokens"].create_index(["digest"], unique=True, if_not_exists=True)
-    db["tokens"].create_index(["user_id"], if_not_exists=True)
-    db["plan_periods"].create_index(["resource_uuid", "start"], if_not_exists=True)
-    db["roles"].create_index(["scope", "scope_uuid"], if_not_exists=True)
-    if "backend_id" not in db["resources"].columns_dict:  # views made before resources had backend ids
-        db["resources"].add_column("backend_id", str, not_null_default="")
-    return outdated
+TABLES = ("users", "tokens", "customers", "projects", "offerings", "components", "offering_users", "resources",
+          "plan_periods", "roles")
 
 
 def _user_defined(conn, event):
     data = event.data
-    conn.execute(
-        "INSERT OR REPLACE INTO users (id, username, is_staff, is_support) VALUES (?, ?, ?, ?)",
-        (data["id"], data["username"], data["is_staff"], data["is_support"]),
-    )
+    sql.replace(conn, "users", {"id": data["id"], "username": data["username"], "is_staff": int(data["is_staff"]),
+                                "is_support": int(data["is_support"])}, keys=("id", "username"))
     # The catalog's token replaces the previous catalog token; issued tokens stay. The same token
     # defined again (the user changed otherwise) stays as it was, revoked if it was.
-    conn.execute(
-        "DELETE FROM tokens WHERE user_id = ? AND source = 'catalog' AND digest IS NOT ?", (data["id"], data["token_digest"])
-    )
-    if data["token_digest"]:
+    if not data["token_digest"]:
+        conn.execute("DELETE FROM tokens WHERE user_id = ? AND source = 'catalog'", (data["id"],))
+    else:
+        conn.execute("DELETE FROM tokens WHERE user_id = ? AND source = 'catalog' AND digest <> ?",
+                     (data["id"], data["token_digest"]))
         conn.execute(
             "INSERT INTO tokens (id, digest, user_id, source, created) VALUES (?, ?, ?, 'catalog', ?)"
             " ON CONFLICT (digest) DO NOTHING",
@@ -76,10 +33,9 @@ def _user_defined(conn, event):
 
 def _token_issued(conn, event):
     data = event.data
-    conn.execute(
-        "INSERT OR REPLACE INTO tokens (id, digest, user_id, source, created, expires_at) VALUES (?, ?, ?, 'issued', ?, ?)",
-        (event.seq, data["token_digest"], data["user_id"], event.occurred_at, data["expires_at"]),
-    )
+    sql.replace(conn, "tokens", {"id": event.seq, "digest": data["token_digest"], "user_id": data["user_id"],
+                                 "source": "issued", "created": event.occurred_at, "expires_at": data["expires_at"]},
+                keys=("id", "digest"))
 
 
 def _token_revoked(conn, event):
@@ -92,23 +48,17 @@ def _token_revoked(conn, event):
 
 def _customer_defined(conn, event):
     data = event.data
-    conn.execute("INSERT OR REPLACE INTO customers (uuid, name) VALUES (?, ?)", (data["uuid"], data["name"]))
+    sql.upsert(conn, "customers", {"uuid": data["uuid"], "name": data["name"]})
 
 
 def _project_defined(conn, event):
     data = event.data
-    conn.execute(
-        "INSERT OR REPLACE INTO projects (uuid, name, customer_uuid) VALUES (?, ?, ?)",
-        (data["uuid"], data["name"], data["customer_uuid"]),
-    )
+    sql.upsert(conn, "projects", {key: data[key] for key in ("uuid", "name", "customer_uuid")})
 
 
 def _offering_defined(conn, event):
     data = event.data
-    conn.execute(
-        "INSERT OR REPLACE INTO offerings (uuid, name, customer_uuid) VALUES (?, ?, ?)",
-        (data["uuid"], data["name"], data["customer_uuid"]),
-    )
+    sql.upsert(conn, "offerings", {key: data[key] for key in ("uuid", "name", "customer_uuid")})
     conn.execute("DELETE FROM components WHERE offering_uuid = ?", (data["uuid"],))
     conn.executemany(
         "INSERT INTO components (offering_uuid, type, name, measured_unit, billing_type, limit_period, limit_amount)"
@@ -123,10 +73,7 @@ def _offering_defined(conn, event):
 
 def _offering_user_defined(conn, event):
     data = event.data
-    conn.execute(
-        "INSERT OR REPLACE INTO offering_users (uuid, offering_uuid, username, user_id) VALUES (?, ?, ?, ?)",
-        (data["uuid"], data["offering_uuid"], data["username"], data["user_id"]),
-    )
+    sql.upsert(conn, "offering_users", {key: data[key] for key in ("uuid", "offering_uuid", "username", "user_id")})
 
 
 def _resource_defined(conn, event):
@@ -145,7 +92,7 @@ def _resource_defined(conn, event):
     )
     conn.execute("DELETE FROM plan_periods WHERE resource_uuid = ?", (data["uuid"],))
     conn.executemany(
-        "INSERT INTO plan_periods (uuid, resource_uuid, start, end) VALUES (?, ?, ?, ?)",
+        'INSERT INTO plan_periods (uuid, resource_uuid, start, "end") VALUES (?, ?, ?, ?)',
         [(p["uuid"], data["uuid"], p["start"], p["end"]) for p in data["plan_periods"]],
     )
 
@@ -153,7 +100,8 @@ def _resource_defined(conn, event):
 def _role_granted(conn, event):
     data = event.data
     conn.execute(
-        "INSERT OR IGNORE INTO roles (username, scope, scope_uuid, role) VALUES (?, ?, ?, ?)",
+        "INSERT INTO roles (username, scope, scope_uuid, role) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (username, scope, scope_uuid, role) DO NOTHING",
         (data["username"], data["scope"], data["scope_uuid"], data["role"]),
     )
 
@@ -214,10 +162,11 @@ TOKEN_COLUMNS = ("id", "user_id", "username", "source", "created", "expires_at",
 
 def tokens(conn: Connection, user_id: int | None = None) -> list[dict]:
     """Every token (never its digest), oldest first; only one user's with `user_id`."""
+    one_user = "" if user_id is None else " WHERE t.user_id = ?"
     rows = conn.execute(
         "SELECT t.id, t.user_id, u.username, t.source, t.created, t.expires_at, t.revoked_at"
-        " FROM tokens t JOIN users u ON u.id = t.user_id WHERE ? IS NULL OR t.user_id = ? ORDER BY t.id",
-        (user_id, user_id),
+        f" FROM tokens t JOIN users u ON u.id = t.user_id{one_user} ORDER BY t.id",
+        () if user_id is None else (user_id,),
     )
     return [dict(zip(TOKEN_COLUMNS, row)) for row in rows]
 
@@ -229,13 +178,13 @@ def _record(cursor, columns: tuple[str, ...]) -> dict | None:
 
 def plan_period(conn: Connection, uuid: str) -> dict | None:
     return _record(
-        conn.execute("SELECT uuid, resource_uuid, start, end FROM plan_periods WHERE uuid = ?", (uuid,)),
+        conn.execute('SELECT uuid, resource_uuid, start, "end" FROM plan_periods WHERE uuid = ?', (uuid,)),
         ("uuid", "resource_uuid", "start", "end"),
     )
 
 
 def plan_periods(conn: Connection, resource_uuid: str) -> list[dict]:
-    rows = conn.execute("SELECT uuid, start, end FROM plan_periods WHERE resource_uuid = ? ORDER BY start", (resource_uuid,))
+    rows = conn.execute('SELECT uuid, start, "end" FROM plan_periods WHERE resource_uuid = ? ORDER BY start', (resource_uuid,))
     return [dict(zip(("uuid", "start", "end"), row)) for row in rows]
 
 

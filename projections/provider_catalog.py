@@ -10,7 +10,7 @@ from ledger.backends import Connection
 def provider_scope(scopes: dict | None, offering: str = "o") -> tuple[str, list]:
     """SQL over an offerings table aliased `offering` for what provider-side `scopes` may read."""
     if scopes is None:
-        return "1", []
+        return "TRUE", []
     providers, offerings = scopes["provider_uuid"], scopes["offering_uuid"]
     return (
         f"({offering}.customer_uuid IN ({', '.join('?' * len(providers)) or 'NULL'})"

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from ledger.backends import Connection
 
-from . import usages
+from . import sql, usages
 
 # What a report can be grouped by: the record's column naming the group, and the catalog table of its names.
 GROUPS = {
@@ -30,7 +30,7 @@ def period_totals(conn: Connection, scopes: dict | None, period: dt.date, by: st
     records it adds up, among the records matching `filters` (as for a usage list) that `scopes`
     may read; by group name, then type."""
     column, table = GROUPS[by]
-    clause, params = usages.where(scopes, {**(filters or {}), "billing_period": period.isoformat()})
+    clause, params = usages.where(conn, scopes, {**(filters or {}), "billing_period": period.isoformat()})
     rows = conn.execute(f"SELECT u.{column}, u.offering_uuid, u.type, u.usage FROM component_usages u WHERE {clause}",
                         params)
     components = _components(conn)
@@ -49,7 +49,7 @@ def monthly_totals(conn: Connection, scopes: dict | None, filters: dict,
                    first: dt.date, last: dt.date) -> list[dict]:
     """The usage per billing period from `first` through `last` and component type, of the records
     matching `filters` (as for a usage list) that `scopes` may read; by type, then period."""
-    clause, params = usages.where(scopes, filters)
+    clause, params = usages.where(conn, scopes, filters)
     rows = conn.execute(
         f"SELECT u.offering_uuid, u.type, u.billing_period, u.usage FROM component_usages u"
         f" WHERE {clause} AND u.billing_period BETWEEN ? AND ?",
@@ -86,6 +86,6 @@ def _components(conn: Connection) -> dict[tuple[str, str], tuple[str, str]]:
 
 
 def _names(conn: Connection, table: str, uuids: set[str]) -> dict[str, str]:
-    rows = conn.execute(f"SELECT uuid, name FROM {table} WHERE uuid IN (SELECT value FROM json_each(?))",
+    rows = conn.execute(f"SELECT uuid, name FROM {table} WHERE uuid IN ({sql.dialect(conn).json_values})",
                         (json.dumps(sorted(uuids)),))
     return dict(rows.fetchall())

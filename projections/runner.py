@@ -3,46 +3,41 @@
 import itertools
 from collections.abc import Callable, Iterable
 
-import sqlite_utils
-
 from ledger.backends import Connection
 from ledger.log import events as event_types
 from ledger.log.records import StoredEvent
 from ledger.log.store import EventStore
 
-from . import catalog, site_agents, usages, user_usages
+from . import catalog, schema, site_agents, usages, user_usages
 
-# A projection is a module with NAME, TABLES, create(db) and HANDLERS (event type -> fold function).
+# A projection is a module with NAME, TABLES (named in projections/schema.py) and HANDLERS (event type -> fold function).
 # In order of dependence: a later view may read an earlier one while folding.
 PROJECTIONS = (catalog, usages, user_usages, site_agents)
 REBUILD_BATCH = 5000
 
 
-def create(db: sqlite_utils.Database) -> bool:
-    """Creates the views and their checkpoints; True when a view of an older shape was dropped, so
+def create(conn: Connection) -> bool:
+    """Creates the views and their checkpoints; True when a table of an older shape was dropped, so
     that the views must be rebuilt from the log."""
-    checkpoints = db["projection_checkpoints"]
-    checkpoints.create({"name": str, "position": int, "rows_changed_at": int}, pk="name", if_not_exists=True)
-    if "rows_changed_at" not in checkpoints.columns_dict:  # made before the column: as of its position
-        checkpoints.add_column("rows_changed_at", int)
-        db.execute("UPDATE projection_checkpoints SET rows_changed_at = position")
+    outdated = schema.create(conn, [schema.CHECKPOINTS])
     # A view added to a ledger starts where the others stand: the events it folds are as new as it is.
-    start = db.conn.execute("SELECT MIN(position) FROM projection_checkpoints").fetchone()[0] or 0
-    outdated = False
-    for projection in PROJECTIONS:
-        outdated = projection.create(db) is True or outdated
-        db.conn.execute(
-            "INSERT OR IGNORE INTO projection_checkpoints (name, position, rows_changed_at) VALUES (?, ?, 0)",
-            (projection.NAME, start),
-        )
+    start = conn.execute("SELECT MIN(position) FROM projection_checkpoints").fetchone()[0] or 0
+    outdated = schema.create(conn, tables()) or outdated
+    conn.executemany(
+        "INSERT INTO projection_checkpoints (name, position, rows_changed_at) VALUES (?, ?, 0)"
+        " ON CONFLICT (name) DO NOTHING",
+        [(projection.NAME, start) for projection in PROJECTIONS],
+    )
     return outdated
 
 
-def drop(db: sqlite_utils.Database) -> None:
-    for projection in PROJECTIONS:
-        for table in projection.TABLES:
-            db[table].drop(ignore=True)
-    db["projection_checkpoints"].drop(ignore=True)
+def tables() -> list[schema.Table]:
+    """Every view's tables, in the order of the views."""
+    return [schema.TABLES[name] for projection in PROJECTIONS for name in projection.TABLES]
+
+
+def drop(conn: Connection) -> None:
+    schema.drop(conn, [*tables(), schema.CHECKPOINTS])
 
 
 def apply(conn: Connection, events: Iterable[StoredEvent]) -> None:
@@ -104,8 +99,8 @@ def rebuild(store: EventStore, until: int | None = None, progress: Callable[[int
     the old views until the new ones are complete."""
     store.prepare_folding()
     with store.transaction():
-        drop(store.db)
-        create(store.db)
+        drop(store.conn)
+        create(store.conn)
         catch_up(store, until=until, progress=progress)
         # Every row is made anew, under new row ids: nothing counted from the old rows holds.
         store.conn.execute("UPDATE projection_checkpoints SET rows_changed_at = position")

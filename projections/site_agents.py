@@ -2,71 +2,39 @@
 
 import json
 
-import sqlite_utils
-
 from ledger.backends import Connection
 
+from . import sql
 from .provider_catalog import filtered, provider_scope
 
 NAME = "site_agents"
 TABLES = ("agent_identities", "agent_services", "agent_processors")
 
-IDENTITY_COLUMNS = {
-    "uuid": str, "offering_uuid": str, "name": str, "version": str, "dependencies": str,
-    "config_file_path": str, "config_file_content": str, "last_restarted": str, "created_by": int,
-    "created": str, "modified": str,
-}
-SERVICE_COLUMNS = {"uuid": str, "identity_uuid": str, "name": str, "mode": str, "created": str, "modified": str}
-PROCESSOR_COLUMNS = {
-    "uuid": str, "service_uuid": str, "name": str, "backend_type": str, "backend_version": str,
-    "created": str, "modified": str,
-}
-
-
-def create(db: sqlite_utils.Database) -> None:
-    db["agent_identities"].create(IDENTITY_COLUMNS, pk="uuid", if_not_exists=True)
-    db["agent_identities"].create_index(["offering_uuid", "name"], if_not_exists=True)
-    db["agent_services"].create(SERVICE_COLUMNS, pk="uuid", if_not_exists=True)
-    db["agent_services"].create_index(["identity_uuid"], if_not_exists=True)
-    db["agent_processors"].create(PROCESSOR_COLUMNS, pk="uuid", if_not_exists=True)
-    db["agent_processors"].create_index(["service_uuid"], if_not_exists=True)
-
-
-def _upsert(conn, table: str, row: dict, created_only: tuple = ()) -> None:
-    """Inserts a row, or updates every column of it but `created` and `created_only` ones."""
-    columns = list(row)
-    kept = {"uuid", "created", *created_only}
-    conn.execute(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-        f" ON CONFLICT (uuid) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in columns if c not in kept)}",
-        list(row.values()),
-    )
-
 
 def _identity_registered(conn, event):
     data = event.data
-    _upsert(conn, "agent_identities", {
+    sql.upsert(conn, "agent_identities", {
         **{key: data[key] for key in ("uuid", "offering_uuid", "name", "version", "config_file_path",
                                       "config_file_content", "last_restarted")},
         "dependencies": json.dumps(data["dependencies"]), "created_by": event.actor_id,
         "created": event.recorded_at, "modified": event.recorded_at,
-    }, created_only=("created_by",))
+    }, kept=("created", "created_by"))
 
 
 def _service_registered(conn, event):
     data = event.data
-    _upsert(conn, "agent_services", {
+    sql.upsert(conn, "agent_services", {
         **{key: data[key] for key in ("uuid", "identity_uuid", "name", "mode")},
         "created": event.recorded_at, "modified": event.recorded_at,
-    })
+    }, kept=("created",))
 
 
 def _processor_registered(conn, event):
     data = event.data
-    _upsert(conn, "agent_processors", {
+    sql.upsert(conn, "agent_processors", {
         **{key: data[key] for key in ("uuid", "service_uuid", "name", "backend_type", "backend_version")},
         "created": event.recorded_at, "modified": event.recorded_at,
-    })
+    }, kept=("created",))
 
 
 HANDLERS = {

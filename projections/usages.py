@@ -11,75 +11,22 @@ rule which carried records it should hold, and writes them.
 import datetime as dt
 import json
 
-import sqlite_utils
-from sqlite_utils.db import DescIndex
-
 from ledger.backends import Connection
 from ledger.log.events import usage_record_uuid
 from ledger.rules import clock
 from ledger.rules.carry_forward import Chain, carried_records
 
-from . import catalog
+from . import catalog, sql
 
 NAME = "usages"
 TABLES = ("component_usages", "billing_periods")
 
-COLUMNS = {
-    "uuid": str, "resource_uuid": str, "offering_uuid": str, "provider_uuid": str,
-    "project_uuid": str, "customer_uuid": str, "type": str, "billing_period": str,
-    "plan_period_uuid": str, "usage": str, "description": str, "missing_usage_policy": str,
-    "date": str, "created": str, "modified_by": int, "carried": int,
-}
-CARRIED_FIELDS = (
+# Every column but the row id (projections/schema.py), as commands and the carry-forward rule see a record.
+COLUMNS = (
     "uuid", "resource_uuid", "offering_uuid", "provider_uuid", "project_uuid", "customer_uuid", "type",
     "billing_period", "plan_period_uuid", "usage", "description", "missing_usage_policy", "date", "created",
     "modified_by", "carried",
 )
-
-# Each filter's column followed by the default order (date DESC, type, uuid), so that a filtered
-# page is read straight off an index instead of sorting every matching row. The indexes hold that
-# order reversed (date, type DESC, uuid DESC) and are read backwards: a new report has the latest
-# date, so it lands at the end of its part of an index, where SQLite fills pages before it splits
-# them; at the start, as in a (date DESC, ...) index, pages split half-empty and each write
-# rewrote about a fifth more pages. `type` alone gets no index: a report's items share a
-# resource and a date but not a type, so an index led by type takes a page per item on every
-# write; offering + type (the site agents' filter) keeps one. A resource has a few records a
-# month, so its filter sorts them off the record-key index, which writes need anyway: a second
-# index led by the resource cost one more random page per record written.
-ORDER_KEY = ["date", DescIndex("type"), DescIndex("uuid")]
-INDEXES = (
-    ORDER_KEY,
-    ["offering_uuid", *ORDER_KEY],
-    ["offering_uuid", "type", "date", DescIndex("uuid")],
-    ["resource_uuid", "type", "billing_period"],
-    ["project_uuid", *ORDER_KEY],
-    ["customer_uuid", *ORDER_KEY],
-    ["provider_uuid", *ORDER_KEY],
-    ["billing_period", *ORDER_KEY],
-)
-
-
-def index_name(columns: list) -> str:
-    return "_".join(["idx_component_usages", *(f"{c}_desc" if isinstance(c, DescIndex) else c for c in columns)])
-
-
-# Indexes that earlier versions of the view had: a database made by one loses them when opened.
-RETIRED_INDEXES = (
-    "idx_component_usages_resource_uuid_date_type_uuid",
-    *(f"idx_component_usages_{prefix}date_type_uuid"
-      for prefix in ("", "offering_uuid_", "project_uuid_", "customer_uuid_", "provider_uuid_", "billing_period_")),
-    "idx_component_usages_offering_uuid_type_date_uuid",
-)
-
-
-def create(db: sqlite_utils.Database) -> None:
-    db["billing_periods"].create({"billing_period": str, "starts_at": str, "timezone": str}, pk="billing_period",
-                                 if_not_exists=True)
-    db["component_usages"].create(COLUMNS, pk="uuid", if_not_exists=True)
-    for name in RETIRED_INDEXES:
-        db.execute(f"DROP INDEX IF EXISTS {name}")
-    for columns in INDEXES:
-        db["component_usages"].create_index(columns, index_name=index_name(columns), if_not_exists=True)
 
 
 def _usage_reported(conn, event) -> bool:
@@ -98,7 +45,8 @@ def _usage_reported(conn, event) -> bool:
         " ON CONFLICT (uuid) DO UPDATE SET plan_period_uuid = excluded.plan_period_uuid, usage = excluded.usage,"
         " description = excluded.description, missing_usage_policy = excluded.missing_usage_policy,"
         " date = excluded.date, modified_by = excluded.modified_by,"
-        " created = CASE WHEN carried THEN excluded.created ELSE created END, carried = 0",
+        " created = CASE WHEN component_usages.carried <> 0 THEN excluded.created ELSE component_usages.created END,"
+        " carried = 0",
         (
             usage_record_uuid(data["resource_uuid"], data["type"], data["billing_period"]),
             data["type"], data["billing_period"], data["plan_period_uuid"], data["amount"], data["description"],
@@ -113,7 +61,8 @@ def _usage_reported(conn, event) -> bool:
 def _billing_period_started(conn, event):
     data = event.data
     conn.execute(
-        "INSERT OR IGNORE INTO billing_periods (billing_period, starts_at, timezone) VALUES (?, ?, ?)",
+        "INSERT INTO billing_periods (billing_period, starts_at, timezone) VALUES (?, ?, ?)"
+        " ON CONFLICT (billing_period) DO NOTHING",
         (data["billing_period"], data["starts_at"], data["timezone"]),
     )
     # Every chain whose latest record before this month keeps going continues into it.
@@ -141,7 +90,7 @@ def _resource_defined(conn, event):
     )
     # Termination (or its reversal) changes which months may receive carried values: walk every chain again.
     chains = conn.execute(
-        "SELECT type, MIN(billing_period) FROM component_usages WHERE resource_uuid = ? AND NOT carried GROUP BY type",
+        "SELECT type, MIN(billing_period) FROM component_usages WHERE resource_uuid = ? AND carried = 0 GROUP BY type",
         (resource_uuid,),
     ).fetchall()
     for component_type, first in chains:
@@ -151,11 +100,11 @@ def _resource_defined(conn, event):
 def _chain_records(conn, resource_uuid: str, component_type: str, first: dt.date, last: str) -> dict[str, dict]:
     """The records of one (resource, component) from billing period `first` through `last`, by billing period."""
     rows = conn.execute(
-        f"SELECT {', '.join(CARRIED_FIELDS)} FROM component_usages"
+        f"SELECT {', '.join(COLUMNS)} FROM component_usages"
         " WHERE resource_uuid = ? AND type = ? AND billing_period BETWEEN ? AND ?",
         (resource_uuid, component_type, first.isoformat(), last),
     )
-    return {record["billing_period"]: record for record in (dict(zip(CARRIED_FIELDS, row)) for row in rows)}
+    return {record["billing_period"]: record for record in (dict(zip(COLUMNS, row)) for row in rows)}
 
 
 def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date, whole_chain: bool = False) -> bool:
@@ -175,11 +124,7 @@ def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date,
         if change.record is None:
             conn.execute("DELETE FROM component_usages WHERE uuid = ?", (change.uuid,))
         else:
-            conn.execute(
-                f"INSERT OR REPLACE INTO component_usages ({', '.join(CARRIED_FIELDS)})"
-                f" VALUES ({', '.join('?' for _ in CARRIED_FIELDS)})",
-                [change.record[name] for name in CARRIED_FIELDS],
-            )
+            sql.upsert(conn, "component_usages", {name: change.record[name] for name in COLUMNS})
     return bool(changes)
 
 
@@ -227,7 +172,7 @@ RECORD_KEYS = (
 )
 ORDER_COLUMNS = {
     "billing_period": "u.billing_period",
-    "usage": "CAST(u.usage AS REAL)",
+    "usage": "CAST(u.usage AS {real})",  # a dialect's floating-point type (see order_by)
     "missing_usage_policy": "u.missing_usage_policy",
 }
 DEFAULT_ORDER = "u.date DESC, u.type, u.uuid"
@@ -239,21 +184,21 @@ KEPT_FILTERS = frozenset({
 })
 
 
-def visibility(scopes: dict[str, list[str]] | None) -> tuple[str, list]:
+def visibility(conn: Connection, scopes: dict[str, list[str]] | None) -> tuple[str, list]:
     """A WHERE clause limiting records to those a caller may read; None means every record."""
     if scopes is None:
-        return "1", []
+        return "TRUE", []
     clauses, params = [], []
     for column, values in scopes.items():
         if values:
-            clauses.append(f"u.{column} IN (SELECT value FROM json_each(?))")
+            clauses.append(f"u.{column} IN ({sql.dialect(conn).json_values})")
             params.append(json.dumps(values))
-    return f"({' OR '.join(clauses) or '0'})", params
+    return f"({' OR '.join(clauses) or 'FALSE'})", params
 
 
-def where(scopes: dict | None, filters: dict) -> tuple[str, list]:
+def where(conn: Connection, scopes: dict | None, filters: dict) -> tuple[str, list]:
     """Visibility and filters as one WHERE clause. `filters` maps a filter name to its parsed value."""
-    clause, params = visibility(scopes)
+    clause, params = visibility(conn, scopes)
     clauses = [clause]
     for column in ("uuid", "resource_uuid", "offering_uuid", "project_uuid", "customer_uuid", "type", "billing_period"):
         if column in filters:
@@ -273,14 +218,16 @@ def where(scopes: dict | None, filters: dict) -> tuple[str, list]:
         clauses.append("u.date < ?")
         params.append((filters["date_before"] + dt.timedelta(days=1)).isoformat())
     if "missing_usage_policy" in filters:
-        clauses.append("u.missing_usage_policy IN (SELECT value FROM json_each(?))")
+        clauses.append(f"u.missing_usage_policy IN ({sql.dialect(conn).json_values})")
         params.append(json.dumps(filters["missing_usage_policy"]))
     return " AND ".join(clauses), params
 
 
-def order_by(keys: list[str], columns: dict[str, str] = ORDER_COLUMNS, default: str = DEFAULT_ORDER) -> str:
+def order_by(conn: Connection, keys: list[str], columns: dict[str, str] = ORDER_COLUMNS,
+             default: str = DEFAULT_ORDER) -> str:
     """`keys` are ordering names of `columns`, each with an optional leading '-'; the default order breaks ties."""
-    terms = [f"{columns[key.lstrip('-')]}{' DESC' if key.startswith('-') else ''}" for key in keys]
+    real = sql.dialect(conn).real
+    terms = [f"{columns[key.lstrip('-')].format(real=real)}{' DESC' if key.startswith('-') else ''}" for key in keys]
     return ", ".join(terms + [default])
 
 
@@ -291,14 +238,15 @@ def count(conn: Connection, scopes: dict | None, filters: dict) -> int:
 def count_since(conn: Connection, scopes: dict | None, filters: dict, mark: int = 0) -> tuple[int, int]:
     """The count of matching records past a row mark (0: of all), and the mark of the last record.
 
-    Rows get ever greater row ids as they are added, so a count kept with its mark grows by the
-    count past it until a row is removed (projections/runner.py). That count reads the rows past
-    the mark alone (NOT INDEXED: by row id, not through a filter's index).
+    Rows get ever greater row ids (`id`) as they are added, so a count kept with its mark grows by
+    the count past it until a row is removed (projections/runner.py). That count reads the rows
+    past the mark alone (SQLite's NOT INDEXED: by row id, not through a filter's index).
     """
-    clause, params = where(visible_scopes(conn, scopes, filters), filters)
-    table, past = ("component_usages u NOT INDEXED", "u.rowid > ? AND ") if mark else ("component_usages u", "")
+    clause, params = where(conn, visible_scopes(conn, scopes, filters), filters)
+    not_indexed = sql.dialect(conn).not_indexed
+    table, past = (f"component_usages u{not_indexed}", "u.id > ? AND ") if mark else ("component_usages u", "")
     return conn.execute(
-        f"SELECT (SELECT COUNT(*) FROM {table} WHERE {past}{clause}), (SELECT MAX(rowid) FROM component_usages)",
+        f"SELECT (SELECT COUNT(*) FROM {table} WHERE {past}{clause}), (SELECT MAX(id) FROM component_usages)",
         [mark, *params] if mark else params,
     ).fetchone()
 
@@ -335,15 +283,16 @@ def records(conn: Connection, scopes: dict | None, filters: dict, order: list[st
     if scopes is not None and not order and 0 < len(scoped) <= MAX_SCOPES_MERGED:
         clause, params = _first_of_each_scope(conn, scoped, filters, offset + limit)
     else:
-        clause, params = where(scopes, filters)
+        clause, params = where(conn, scopes, filters)
     # The page's records are found (and sorted, for an ordering given) on their own table; only the
     # page's rows are joined to the catalog. Joined while sorting, every matching record was looked
     # up in five tables before all but a page of them were dropped: 2.3 s for `o=-usage` at a
     # million records, 0.3 s without.
-    terms = order_by(order)
+    terms = order_by(conn, order)
     page = f"SELECT u.uuid FROM component_usages u WHERE {clause} ORDER BY {terms} LIMIT ? OFFSET ?"
     rows = conn.execute(
-        f"{RECORD_COLUMNS} FROM ({page}) page CROSS JOIN component_usages u ON u.uuid = page.uuid{RECORD_JOINS}"
+        f"{RECORD_COLUMNS} FROM ({page}) page {sql.dialect(conn).ordered_join} component_usages u"
+        f" ON u.uuid = page.uuid{RECORD_JOINS}"
         f" ORDER BY {terms}",
         [*params, limit, offset],
     )
@@ -353,7 +302,7 @@ def records(conn: Connection, scopes: dict | None, filters: dict, order: list[st
 def _first_of_each_scope(conn: Connection, scoped: list[tuple[str, str]], filters: dict,
                          count: int) -> tuple[str, list]:
     """A WHERE clause for the first `count` filtered records (in the default order) of each scope."""
-    clause, params = where(None, filters)
+    clause, params = where(conn, None, filters)
     selects, all_params = [], []
     for column, value in scoped:
         # A scope without records (a provider's own customer as a consumer, say) is left out: read
@@ -362,10 +311,10 @@ def _first_of_each_scope(conn: Connection, scoped: list[tuple[str, str]], filter
             continue
         selects.append(
             f"SELECT uuid FROM (SELECT u.uuid FROM component_usages u WHERE u.{column} = ? AND {clause}"
-            f" ORDER BY {DEFAULT_ORDER} LIMIT ?)"
+            f" ORDER BY {DEFAULT_ORDER} LIMIT ?) first"
         )
         all_params += [value, *params, count]
-    return (f"u.uuid IN ({' UNION '.join(selects)})", all_params) if selects else ("0", [])
+    return (f"u.uuid IN ({' UNION '.join(selects)})", all_params) if selects else ("FALSE", [])
 
 
 def carried_from(conn: Connection, resource_uuid: str, component_type: str, billing_period: str) -> str | None:
@@ -373,7 +322,7 @@ def carried_from(conn: Connection, resource_uuid: str, component_type: str, bill
     reported one before it (a carried chain runs unbroken from it). None for a reported record."""
     row = conn.execute(
         "SELECT carried, (SELECT MAX(billing_period) FROM component_usages s WHERE s.resource_uuid = u.resource_uuid"
-        " AND s.type = u.type AND s.billing_period < u.billing_period AND NOT s.carried)"
+        " AND s.type = u.type AND s.billing_period < u.billing_period AND s.carried = 0)"
         " FROM component_usages u WHERE resource_uuid = ? AND type = ? AND billing_period = ?",
         (resource_uuid, component_type, billing_period),
     ).fetchone()

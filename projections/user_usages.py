@@ -6,38 +6,13 @@ order without sorting every user usage (1.2 s a page for 400,000 of them, 8.7 s 
 owner). Everything else (placement, billing period, visibility) is read through the parent.
 """
 
-import sqlite_utils
-from sqlite_utils.db import DescIndex
-
 from ledger.backends import Connection
 from ledger.log.events import usage_record_uuid, user_usage_uuid
 
-from . import usages
+from . import sql, usages
 
 NAME = "user_usages"
 TABLES = ("component_user_usages",)
-
-COLUMNS = {
-    "uuid": str, "component_usage_uuid": str, "username": str, "usage": str, "user_uuid": str,
-    "created": str, "modified": str, "date": str, "type": str,
-}
-# Stored reversed and read backwards, as the usage view's date indexes are (projections/usages.py).
-ORDER_INDEX = ["date", DescIndex("type"), DescIndex("uuid")]
-
-
-def create(db: sqlite_utils.Database) -> None:
-    table = db["component_user_usages"]
-    table.create(COLUMNS, pk="uuid", if_not_exists=True)
-    if "date" not in table.columns_dict:  # a view made before the copy: fill it from the parents
-        table.add_column("date", str)
-        table.add_column("type", str)
-        db.execute(
-            "UPDATE component_user_usages SET date = u.date, type = u.type FROM component_usages u"
-            " WHERE u.uuid = component_user_usages.component_usage_uuid"
-        )
-    table.create_index(["component_usage_uuid", "username"], unique=True, if_not_exists=True)
-    table.create_index(["username"], if_not_exists=True)
-    table.create_index(ORDER_INDEX, index_name="idx_component_user_usages_date_type_desc_uuid_desc", if_not_exists=True)
 
 
 def _user_usage_reported(conn, event) -> bool:
@@ -77,7 +52,7 @@ RECORD_COLUMNS = (
     " uu.created, uu.modified, r.name, u.resource_uuid, o.name, u.offering_uuid, p.name, u.project_uuid,"
     " cu.name, u.customer_uuid, u.type, u.date, u.billing_period"
 )
-# User usages `uu` with their parents `u`: JOIN, or CROSS JOIN to read the user usages first (in order).
+# User usages `uu` with their parents `u`: JOIN, or a join in order (SQLite's CROSS JOIN) to read the user usages first.
 WITH_PARENTS = "component_user_usages uu {join} component_usages u ON u.uuid = uu.component_usage_uuid"
 RECORD_SELECT = f"{RECORD_COLUMNS} FROM {WITH_PARENTS}{usages.RECORD_JOINS}"
 RECORD_KEYS = (
@@ -87,7 +62,7 @@ RECORD_KEYS = (
 )
 ORDER_COLUMNS = {
     "component_usage__billing_period": "u.billing_period",
-    "usage": "CAST(uu.usage AS REAL)",
+    "usage": "CAST(uu.usage AS {real})",
     "username": "uu.username",
 }
 # The parent's date and type, as copied into the row (see the module's docstring).
@@ -96,20 +71,20 @@ DEFAULT_ORDER = "uu.date DESC, uu.type, uu.uuid"
 KEPT_FILTERS = usages.KEPT_FILTERS | {"username", "component_usage_billing_period"}
 
 
-def where(scopes: dict | None, filters: dict) -> tuple[str, list]:
+def where(conn: Connection, scopes: dict | None, filters: dict) -> tuple[str, list]:
     """Visibility and the parent record's filters, through the parent; then this view's own filters.
 
     `filters` holds the usage view's filters plus `uuid` (of the user usage record), `username`
     (a case-insensitive substring) and `component_usage_billing_period`.
     """
     own = ("uuid", "username", "component_usage_billing_period")
-    clause, params = usages.where(scopes, {name: value for name, value in filters.items() if name not in own})
+    clause, params = usages.where(conn, scopes, {name: value for name, value in filters.items() if name not in own})
     clauses = [clause]
     if "uuid" in filters:
         clauses.append("uu.uuid = ?")
         params.append(filters["uuid"])
     if "username" in filters:
-        clauses.append("instr(lower(uu.username), lower(?)) > 0")
+        clauses.append(sql.dialect(conn).contains.format("lower(uu.username)", "lower(?)"))
         params.append(filters["username"])
     if "component_usage_billing_period" in filters:
         clauses.append("u.billing_period = ?")
@@ -125,20 +100,26 @@ def count_since(conn: Connection, scopes: dict | None, filters: dict, mark: int 
     """As usages.count_since. Counted over the user usages, each looked up in its parent: read from
     the parents' side, through a provider's index, each of a million parents took a lookup of its
     user usages."""
-    clause, params = where(usages.visible_scopes(conn, scopes, filters), filters)
-    source = WITH_PARENTS.format(join=_parent_join(filters))
+    clause, params = where(conn, usages.visible_scopes(conn, scopes, filters), filters)
+    dialect = sql.dialect(conn)
+    source = WITH_PARENTS.format(join=_parent_join(conn, filters))
     if mark:  # the user usages past the mark, by row id, each looked up in its parent
-        source = "component_user_usages uu NOT INDEXED CROSS JOIN component_usages u ON u.uuid = uu.component_usage_uuid"
-        clause, params = f"uu.rowid > ? AND {clause}", [mark, *params]
+        source = (f"component_user_usages uu{dialect.not_indexed} {dialect.ordered_join} component_usages u"
+                  " ON u.uuid = uu.component_usage_uuid")
+        clause, params = f"uu.id > ? AND {clause}", [mark, *params]
     return conn.execute(
-        f"SELECT (SELECT COUNT(*) FROM {source} WHERE {clause}), (SELECT MAX(rowid) FROM component_user_usages)",
+        f"SELECT (SELECT COUNT(*) FROM {source} WHERE {clause}), (SELECT MAX(id) FROM component_user_usages)",
         params,
     ).fetchone()
 
 
-def _parent_join(filters: dict) -> str:
-    """How to join the parents: after the user usages (CROSS JOIN), unless a filter names a few parents."""
-    return "JOIN" if "resource_uuid" in filters or "uuid" in filters else "CROSS JOIN"
+def _few_parents(filters: dict) -> bool:
+    return "resource_uuid" in filters or "uuid" in filters
+
+
+def _parent_join(conn: Connection, filters: dict) -> str:
+    """How to join the parents: after the user usages (in order), unless a filter names a few parents."""
+    return "JOIN" if _few_parents(filters) else sql.dialect(conn).ordered_join
 
 
 def records(conn: Connection, scopes: dict | None, filters: dict, order: list[str],
@@ -153,39 +134,41 @@ def records(conn: Connection, scopes: dict | None, filters: dict, order: list[st
     """
     scopes = usages.visible_scopes(conn, scopes, filters)
     scoped = [(column, value) for column, values in (scopes or {}).items() for value in values]
-    join = _parent_join(filters)  # with CROSS JOIN, SQLite reads the user usages first, in index order
-    if scopes is not None and not order and join == "CROSS JOIN" and len(scoped) <= usages.MAX_SCOPES_MERGED:
-        clause, params = _first_of_each_scope(scoped, filters, offset + limit)
+    join = _parent_join(conn, filters)  # in SQLite's CROSS JOIN, the user usages are read first, in index order
+    if scopes is not None and not order and not _few_parents(filters) and len(scoped) <= usages.MAX_SCOPES_MERGED:
+        clause, params = _first_of_each_scope(conn, scoped, filters, offset + limit)
         join = "JOIN"
     else:
-        clause, params = where(scopes, filters)
+        clause, params = where(conn, scopes, filters)
     # As for usage records, only the page's rows are joined to the catalog (see usages.records).
-    terms = usages.order_by(order, ORDER_COLUMNS, DEFAULT_ORDER)
+    terms = usages.order_by(conn, order, ORDER_COLUMNS, DEFAULT_ORDER)
     page = f"SELECT uu.uuid FROM {WITH_PARENTS.format(join=join)} WHERE {clause} ORDER BY {terms} LIMIT ? OFFSET ?"
     rows = conn.execute(
-        f"{RECORD_COLUMNS} FROM ({page}) page CROSS JOIN component_user_usages uu ON uu.uuid = page.uuid"
+        f"{RECORD_COLUMNS} FROM ({page}) page {sql.dialect(conn).ordered_join} component_user_usages uu"
+        " ON uu.uuid = page.uuid"
         f" JOIN component_usages u ON u.uuid = uu.component_usage_uuid{usages.RECORD_JOINS} ORDER BY {terms}",
         [*params, limit, offset],
     )
     return [dict(zip(RECORD_KEYS, row)) for row in rows]
 
 
-def _first_of_each_scope(scoped: list[tuple[str, str]], filters: dict, count: int) -> tuple[str, list]:
+def _first_of_each_scope(conn: Connection, scoped: list[tuple[str, str]], filters: dict,
+                         count: int) -> tuple[str, list]:
     """A WHERE clause for the first `count` filtered user usages (in the default order) of each scope.
 
     Each scope's parents are read in order off the scope's index; only the user usages of parents
     with the same date and type are sorted among themselves.
     """
-    clause, params = where(None, filters)
+    clause, params = where(conn, None, filters)
     selects, all_params = [], []
     for column, value in scoped:
         selects.append(
             "SELECT uuid FROM (SELECT uu.uuid FROM component_usages u"
             " JOIN component_user_usages uu ON uu.component_usage_uuid = u.uuid"
-            f" WHERE u.{column} = ? AND {clause} ORDER BY u.date DESC, u.type, uu.uuid LIMIT ?)"
+            f" WHERE u.{column} = ? AND {clause} ORDER BY u.date DESC, u.type, uu.uuid LIMIT ?) first"
         )
         all_params += [value, *params, count]
-    return (f"uu.uuid IN ({' UNION '.join(selects)})", all_params) if selects else ("0", [])
+    return (f"uu.uuid IN ({' UNION '.join(selects)})", all_params) if selects else ("FALSE", [])
 
 
 def held_usage(conn: Connection, uuid: str) -> str | None:

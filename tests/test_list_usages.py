@@ -270,9 +270,9 @@ def add_records(ledger, count: int, start: int = 0) -> None:
 
 def plain_page(conn, scopes, filters, limit, offset, order=()):
     """The page as one query over every visible record would give it."""
-    clause, params = usage_view.where(scopes, filters)
+    clause, params = usage_view.where(conn, scopes, filters)
     return [row[0] for row in conn.execute(
-        f"{usage_view.RECORD_SELECT} WHERE {clause} ORDER BY {usage_view.order_by(list(order))} LIMIT ? OFFSET ?",
+        f"{usage_view.RECORD_SELECT} WHERE {clause} ORDER BY {usage_view.order_by(conn, list(order))} LIMIT ? OFFSET ?",
         [*params, limit, offset],
     )]
 
@@ -317,7 +317,7 @@ def test_the_work_of_a_callers_first_page_does_not_grow_with_the_records_they_se
 
 
 def plain_count(conn, scopes, filters):
-    clause, params = usage_view.where(scopes, filters)
+    clause, params = usage_view.where(conn, scopes, filters)
     return conn.execute(f"SELECT COUNT(*) FROM component_usages u WHERE {clause}", params).fetchone()[0]
 
 

@@ -523,8 +523,8 @@ def crowd(ledger, now):
 
 def plain_user_usages(conn, scopes, filters, limit, offset, order=()):
     """The page as one query over every visible user usage, ordered by the parents' own columns."""
-    clause, params = user_usage_view.where(scopes, filters)
-    terms = user_usage_view.usages.order_by(list(order), user_usage_view.ORDER_COLUMNS, "u.date DESC, u.type, uu.uuid")
+    clause, params = user_usage_view.where(conn, scopes, filters)
+    terms = user_usage_view.usages.order_by(conn, list(order), user_usage_view.ORDER_COLUMNS, "u.date DESC, u.type, uu.uuid")
     return [row[0] for row in conn.execute(
         f"{user_usage_view.RECORD_SELECT.format(join='JOIN')} WHERE {clause} ORDER BY {terms} LIMIT ? OFFSET ?",
         [*params, limit, offset],
@@ -532,7 +532,7 @@ def plain_user_usages(conn, scopes, filters, limit, offset, order=()):
 
 
 def plain_user_usage_count(conn, scopes, filters):
-    clause, params = user_usage_view.where(scopes, filters)
+    clause, params = user_usage_view.where(conn, scopes, filters)
     return conn.execute(
         "SELECT COUNT(*) FROM component_user_usages uu JOIN component_usages u ON u.uuid = uu.component_usage_uuid"
         f" WHERE {clause}", params,

@@ -9,10 +9,9 @@ import dataclasses
 import datetime as dt
 import hashlib
 
-import sqlite_utils
-
 from ledger.backends import Connection
 from ledger.rules import clock
+from projections import schema
 
 RETENTION_DAYS = 36
 
@@ -44,12 +43,15 @@ class Replayed(Exception):
         self.status = status
 
 
-def create(db: sqlite_utils.Database) -> None:
-    db["idempotency_keys"].create(
-        {"user_id": int, "key": str, "request_hash": str, "status": int, "created": str},
-        pk=("user_id", "key"), if_not_exists=True,
-    )
-    db["idempotency_keys"].create_index(["created"], if_not_exists=True)
+TABLE = schema.Table(
+    "idempotency_keys",
+    {"user_id": "integer", "key": "text", "request_hash": "text", "status": "integer", "created": "text"},
+    ("user_id", "key"), indexes=(("created",),),
+)
+
+
+def create(conn: Connection) -> None:
+    schema.make(conn, TABLE)
 
 
 def check(conn: Connection, key: Key) -> None:

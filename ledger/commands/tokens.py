@@ -13,13 +13,12 @@ import hashlib
 import hmac
 import secrets
 
-import sqlite_utils
-
 from ledger.backends import Connection
 from ledger.log import events
 from ledger.log.records import NewEvent
 from ledger.rules import clock
 from projections import catalog as catalog_view
+from projections import schema
 
 KEY_NAME = "token_hmac"
 TOKEN_BYTES = 20  # 40 hex digits, as Waldur's own tokens
@@ -29,10 +28,14 @@ class TokenError(ValueError):
     """A token command that cannot be carried out (an unknown user or token, a past expiry)."""
 
 
-def create(db: sqlite_utils.Database) -> None:
+KEYS = schema.Table("ledger_keys", {"name": "text", "value": "blob"}, ("name",), required=("value",))
+
+
+def create(conn: Connection) -> None:
     """The table of this database's keys, and its token key, made once; rebuilds never touch it."""
-    db.execute("CREATE TABLE IF NOT EXISTS ledger_keys (name TEXT PRIMARY KEY, value BLOB NOT NULL)")
-    db.execute("INSERT OR IGNORE INTO ledger_keys (name, value) VALUES (?, ?)", (KEY_NAME, secrets.token_bytes(32)))
+    schema.make(conn, KEYS)
+    conn.execute("INSERT INTO ledger_keys (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                 (KEY_NAME, secrets.token_bytes(32)))
 
 
 def key(conn: Connection) -> bytes:

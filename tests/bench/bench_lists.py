@@ -40,7 +40,7 @@ QUERIES = {"no filter": "", "offering + type": f"offering_uuid={OFFERING}&type=c
 
 def fill_user_usages(ledger: Ledger, count: int) -> None:
     """Two users' shares of every k-th record, so that `count` of them spread over every month."""
-    records = [row[0] for row in ledger.conn.execute("SELECT uuid FROM component_usages ORDER BY rowid")]
+    records = [row[0] for row in ledger.conn.execute("SELECT uuid FROM component_usages ORDER BY id")]
     step = max(1, len(records) * 2 // max(count, 1))
     batch = []
     for n, record in enumerate(records[::step][: count // 2]):
