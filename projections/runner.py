@@ -16,13 +16,14 @@ PROJECTIONS = (catalog, usages, user_usages, site_agents)
 REBUILD_BATCH = 5000
 
 
-def create(conn: Connection) -> bool:
+def create(conn: Connection, read_indexes: bool = True) -> bool:
     """Creates the views and their checkpoints; True when a table of an older shape was dropped, so
-    that the views must be rebuilt from the log."""
+    that the views must be rebuilt from the log. Without `read_indexes`, the indexes only reads use
+    are left for later (see rebuild)."""
     outdated = schema.create(conn, [schema.CHECKPOINTS])
     # A view added to a ledger starts where the others stand: the events it folds are as new as it is.
     start = conn.execute("SELECT MIN(position) FROM projection_checkpoints").fetchone()[0] or 0
-    outdated = schema.create(conn, tables()) or outdated
+    outdated = schema.create(conn, tables(), read_indexes) or outdated
     conn.executemany(
         "INSERT INTO projection_checkpoints (name, position, rows_changed_at) VALUES (?, ?, 0)"
         " ON CONFLICT (name) DO NOTHING",
@@ -100,7 +101,8 @@ def rebuild(store: EventStore, until: int | None = None, progress: Callable[[int
     store.prepare_folding()
     with store.transaction():
         drop(store.conn)
-        create(store.conn)
+        create(store.conn, read_indexes=False)
         catch_up(store, until=until, progress=progress)
+        schema.make_read_indexes(store.conn, tables())  # made once from all the rows, not row by row
         # Every row is made anew, under new row ids: nothing counted from the old rows holds.
         store.conn.execute("UPDATE projection_checkpoints SET rows_changed_at = position")

@@ -24,6 +24,9 @@ class Table:
     indexes: tuple[tuple[str, ...], ...] = ()
     unique: tuple[tuple[str, ...], ...] = ()
     required: tuple[str, ...] = ()
+    # Indexes that only reads use, not the fold's own statements: a rebuild makes them after folding,
+    # which at a million records takes a fraction of keeping them up to date row by row.
+    read_indexes: tuple[tuple[str, ...], ...] = ()
 
 
 def _column(term: str) -> str:
@@ -36,8 +39,9 @@ def index_name(table: str, columns: tuple[str, ...]) -> str:
     return "_".join(["idx", table, *(term.replace(" DESC", "_desc") for term in columns)])
 
 
-def statements(table: Table, dialect: sql.Dialect) -> list[str]:
-    """The DDL making a table and its indexes where they are missing."""
+def statements(table: Table, dialect: sql.Dialect, read_indexes: bool = True) -> list[str]:
+    """The DDL making a table and its indexes where they are missing (without `read_indexes`, those
+    only reads use are left to `make_read_indexes`)."""
     columns = [
         f'"{name}" {dialect.types[kind]}{" PRIMARY KEY" if kind == "row_id" else ""}'
         f'{" NOT NULL" if name in table.required else ""}'
@@ -47,18 +51,29 @@ def statements(table: Table, dialect: sql.Dialect) -> list[str]:
     columns.append(f"{keyed} ({', '.join(map(_column, table.key))})")
     ddl = [f'CREATE TABLE IF NOT EXISTS "{table.name}" ({", ".join(columns)})']
     for unique, indexes in ((True, table.unique), (False, table.indexes)):
-        ddl += [
-            f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {index_name(table.name, index)}"
-            f' ON "{table.name}" ({", ".join(map(_column, index))})'
-            for index in indexes
-        ]
-    return ddl
+        ddl += index_statements(table, indexes, unique)
+    return ddl + (index_statements(table, table.read_indexes) if read_indexes else [])
 
 
-def make(conn: Connection, table: Table) -> None:
+def index_statements(table: Table, indexes: tuple[tuple[str, ...], ...], unique: bool = False) -> list[str]:
+    return [
+        f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {index_name(table.name, index)}"
+        f' ON "{table.name}" ({", ".join(map(_column, index))})'
+        for index in indexes
+    ]
+
+
+def make(conn: Connection, table: Table, read_indexes: bool = True) -> None:
     """Creates a table and its indexes where they are missing."""
-    for statement in statements(table, sql.dialect(conn)):
+    for statement in statements(table, sql.dialect(conn), read_indexes):
         conn.execute(statement)
+
+
+def make_read_indexes(conn: Connection, tables: list[Table]) -> None:
+    """Creates the indexes only reads use, where they are missing."""
+    for table in tables:
+        for statement in index_statements(table, table.read_indexes):
+            conn.execute(statement)
 
 
 def columns(conn: Connection, name: str) -> list[str]:
@@ -66,7 +81,7 @@ def columns(conn: Connection, name: str) -> list[str]:
     return [row[0] for row in conn.execute(sql.dialect(conn).columns, (name,))]
 
 
-def create(conn: Connection, tables: list[Table]) -> bool:
+def create(conn: Connection, tables: list[Table], read_indexes: bool = True) -> bool:
     """Creates tables where missing, first dropping those of another shape; True when one was dropped."""
     for name in RETIRED_INDEXES:
         conn.execute(f"DROP INDEX IF EXISTS {name}")
@@ -76,7 +91,7 @@ def create(conn: Connection, tables: list[Table]) -> bool:
         if found and set(found) != set(table.columns):
             conn.execute(f'DROP TABLE "{table.name}"')
             outdated = True
-        make(conn, table)
+        make(conn, table, read_indexes)
     return outdated
 
 
@@ -129,11 +144,10 @@ TABLES = {table.name: table for table in (
         "project_uuid": "text", "customer_uuid": "text", "type": "text", "billing_period": "text",
         "plan_period_uuid": "text", "usage": "text", "description": "text", "missing_usage_policy": "text",
         "date": "text", "created": "text", "modified_by": "integer", "carried": "integer",
-    }, ("uuid",), indexes=(
+    }, ("uuid",), indexes=(("resource_uuid", "type", "billing_period"),), read_indexes=(
         ORDER_KEY,
         ("offering_uuid", *ORDER_KEY),
         ("offering_uuid", "type", "date", "uuid DESC"),
-        ("resource_uuid", "type", "billing_period"),
         ("project_uuid", *ORDER_KEY),
         ("customer_uuid", *ORDER_KEY),
         ("provider_uuid", *ORDER_KEY),
@@ -144,7 +158,7 @@ TABLES = {table.name: table for table in (
     Table("component_user_usages", {
         "id": "row_id", "uuid": "text", "component_usage_uuid": "text", "username": "text", "usage": "text",
         "user_uuid": "text", "created": "text", "modified": "text", "date": "text", "type": "text",
-    }, ("uuid",), indexes=(("username",), ORDER_KEY), unique=(("component_usage_uuid", "username"),)),
+    }, ("uuid",), read_indexes=(("username",), ORDER_KEY), unique=(("component_usage_uuid", "username"),)),
     Table("agent_identities", {
         "uuid": "text", "offering_uuid": "text", "name": "text", "version": "text", "dependencies": "text",
         "config_file_path": "text", "config_file_content": "text", "last_restarted": "text", "created_by": "integer",
