@@ -1,6 +1,10 @@
 """Event data is validated on append and on read; old shapes are upcast on read."""
 
+import uuid
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from marshmallow import fields
 
 from ledger.database import Ledger
@@ -175,3 +179,8 @@ def test_the_stricter_schemas_accept_what_the_ledger_writes():
 def test_the_schemas_take_exact_json_types_and_real_dates(event_type, data, field):
     with pytest.raises(EventDataError, match=field):
         events.new("s", 1, event_type, data, "t")
+
+
+@given(st.text())
+def test_a_records_uuid_is_the_uuid5_of_its_key_in_the_ledgers_namespace(name):
+    assert events.name_uuid(name) == uuid.uuid5(events.RECORD_NAMESPACE, name).hex
