@@ -1,0 +1,192 @@
+"""The event store in PostgreSQL: the events table, its guards, the append lock, and the queries over it.
+
+Appends are serialised by a transaction-scoped advisory lock, taken first in every write
+transaction: seq is the head + 1 under it, and the lock is let go only once the transaction is
+visible, so seq is gapless in commit order and no reader ever sees seq N+1 before N.
+"""
+
+import contextlib
+from collections.abc import Iterable, Iterator
+
+from psycopg import errors
+
+from ledger.backends.postgres.connection import Connection
+from ledger.backends.postgres.driver_errors import translated
+from ledger.errors import StreamConflict
+from ledger.log.hashing import GENESIS_HASH
+from ledger.log.records import COLUMNS, StoredEvent, stored_event
+from ledger.log.store import READ_BATCH, EventStore
+
+SELECTED = ", ".join(COLUMNS)
+# The advisory lock key every write transaction of a database queues on (the SQLite writer lock's role).
+APPEND_LOCK = 0x6C6564676572  # "ledger"
+
+# Streams compare byte by byte (COLLATE "C"), as in SQLite: prefix ranges and "greatest stream" agree.
+SCHEMA = (
+    """CREATE TABLE events (
+        seq BIGINT PRIMARY KEY,
+        event_id TEXT NOT NULL UNIQUE,
+        stream TEXT COLLATE "C" NOT NULL,
+        version BIGINT NOT NULL,
+        type TEXT NOT NULL,
+        schema_version INTEGER NOT NULL,
+        occurred_at TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        actor_id BIGINT,
+        data TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        UNIQUE (stream, version)
+    )""",
+    "CREATE INDEX events_recorded_at ON events (recorded_at)",
+    """CREATE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'the event log is append-only' USING ERRCODE = 'integrity_constraint_violation';
+        END
+    $$""",
+    "CREATE TRIGGER events_no_update BEFORE UPDATE ON events FOR EACH ROW EXECUTE FUNCTION events_append_only()",
+    "CREATE TRIGGER events_no_delete BEFORE DELETE ON events FOR EACH ROW EXECUTE FUNCTION events_append_only()",
+    "CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events EXECUTE FUNCTION events_append_only()",
+)
+
+
+class PostgresEventStore(EventStore):
+    """The log as the `events` table of a PostgreSQL database, its writers queued on an advisory lock."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.horizon: int | None = None  # see stream_versions
+
+    def create_schema(self) -> None:
+        """Creates the log unless it exists; nodes starting together create it once, in turn under the append lock."""
+        with self.transaction():
+            if self.conn.execute("SELECT to_regclass('events')").fetchone()[0] is not None:
+                return
+            for statement in SCHEMA:
+                self.conn.execute(statement)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self.conn.in_transaction:
+            yield
+            return
+        with translated():
+            self.conn.execute("BEGIN")
+            try:
+                self.conn.execute("SELECT pg_advisory_xact_lock(?)", (APPEND_LOCK,))
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with translated():
+            self.conn.execute("SAVEPOINT part")
+            try:
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK TO part")
+                raise
+            finally:
+                self.conn.execute("RELEASE part")
+
+    def prepare_group_commits(self) -> None:
+        """Nothing to ready: a savepoint costs the server no file of its own."""
+
+    @translated()
+    def forgo_durability(self) -> None:
+        self.conn.execute("SET synchronous_commit = off")
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        if self.conn.in_transaction:
+            yield
+            return
+        with translated():
+            self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                yield
+            finally:
+                self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        """Holds nothing of its own: the append lock lasts a transaction, and the connection is its owner's."""
+
+    def sync_log(self) -> None:
+        """Nothing to flush: every commit waited for the server's log to reach its disk (synchronous_commit)."""
+
+    @translated()
+    def stream_versions(self, streams: Iterable[str]) -> dict[str, int]:
+        """As the contract says, in one query."""
+        streams = list(dict.fromkeys(streams))
+        versions = dict.fromkeys(streams, 0)
+        bound = "" if self.horizon is None else f" AND seq <= {int(self.horizon)}"
+        versions.update(self.conn.execute(
+            f"SELECT stream, MAX(version) FROM events WHERE stream = ANY(?){bound} GROUP BY stream", (streams,)
+        ))
+        return versions
+
+    @translated()
+    def last_event(self, stream: str) -> StoredEvent | None:
+        row = self.conn.execute(
+            f"SELECT {SELECTED} FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1", (stream,)
+        ).fetchone()
+        return stored_event(row) if row else None
+
+    @translated()
+    def last_of_greatest_stream(self, prefix: str) -> StoredEvent | None:
+        row = self.conn.execute(
+            f"SELECT {SELECTED} FROM events WHERE stream >= ? AND stream < ? ORDER BY stream DESC, version DESC LIMIT 1",
+            (prefix, prefix + "\uffff"),
+        ).fetchone()
+        return stored_event(row) if row else None
+
+    @translated()
+    def head(self) -> tuple[int, str]:
+        row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    @translated()
+    def event_hash(self, seq: int) -> str | None:
+        row = self.conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
+        return row[0] if row else None
+
+    @translated()
+    def insert_rows(self, rows: list[tuple]) -> None:
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        try:
+            self.conn.executemany(f"INSERT INTO events ({SELECTED}) VALUES ({placeholders})", rows)
+        except errors.UniqueViolation as error:
+            raise StreamConflict(str(error)) from error
+
+    def read_rows(self, after: int = 0, until: int | None = None, batch: int = READ_BATCH) -> Iterator[tuple]:
+        position = after
+        bound = "" if until is None else f" AND seq <= {int(until)}"
+        while True:
+            with translated():
+                rows = self.conn.execute(
+                    f"SELECT {SELECTED} FROM events WHERE seq > ?{bound} ORDER BY seq LIMIT ?", (position, batch)
+                ).fetchall()
+            if not rows:
+                return
+            yield from rows
+            position = rows[-1][0]
+
+    def read_stream(self, stream: str) -> Iterator[StoredEvent]:
+        with translated():
+            rows = self.conn.execute(f"SELECT {SELECTED} FROM events WHERE stream = ? ORDER BY version", (stream,))
+            yield from map(stored_event, rows)
+
+    def read_streams(self, prefix: str) -> Iterator[StoredEvent]:
+        with translated():
+            rows = self.conn.execute(
+                f"SELECT {SELECTED} FROM events WHERE stream >= ? AND stream < ? ORDER BY seq", (prefix, prefix + "\uffff")
+            )
+            yield from map(stored_event, rows)
+
+    @translated()
+    def seq_at(self, recorded_at: str) -> int:
+        row = self.conn.execute("SELECT MIN(seq) FROM events WHERE recorded_at > ?", (recorded_at,)).fetchone()
+        return self.head()[0] if row[0] is None else row[0] - 1
