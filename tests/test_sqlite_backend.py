@@ -91,11 +91,11 @@ class TestSQLiteLease(LeaseContract):
         closed(store)
 
 
-def test_a_path_is_a_sqlite_ledger_and_a_url_is_refused():
+def test_a_path_is_a_sqlite_ledger_and_a_url_of_no_backend_is_refused():
     assert isinstance(backend_for("ledger.db"), SQLiteBackend)
     assert isinstance(backend_for("/var/lib/ledger/ledger.db"), SQLiteBackend)
     with pytest.raises(UnsupportedDatabase, match="URL"):
-        backend_for("postgresql://ledger@localhost/ledger")
+        backend_for("mysql://ledger@localhost/ledger")
 
 
 def test_driver_errors_become_the_ledgers_own_with_their_messages(tmp_path):
