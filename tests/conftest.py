@@ -13,6 +13,7 @@ import pytest
 
 import api
 from api import create_app
+from ledger.backends.postgres import connection as postgres_connection
 from ledger.cli import load_catalog
 from ledger.commands import tokens
 from ledger.database import Ledger
@@ -185,5 +186,6 @@ def postgres_server():
 
 @pytest.fixture
 def postgres_url(postgres_server):
-    """The URL of a new, empty PostgreSQL database."""
-    return postgres_server.new_database()
+    """The URL of a new, empty PostgreSQL database; the pools of the test's connections are closed after it."""
+    yield postgres_server.new_database()
+    postgres_connection.close_pools()

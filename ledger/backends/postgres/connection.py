@@ -107,8 +107,11 @@ def _pooled(url: str, read_only: bool) -> tuple[psycopg.Connection, ConnectionPo
 
 
 @atexit.register
-def _close_pools() -> None:
-    """Closes this process's pools at exit; a forked child leaves its parent's alone."""
-    for (pid, _, _), pool in list(_pools.items()):
-        if pid == os.getpid():
-            pool.close()
+def close_pools() -> None:
+    """Closes this process's pools (a forked child leaves its parent's alone): at exit, or when done
+    with the databases they reach; a later connection opens a new pool."""
+    with _pools_lock:
+        for key, pool in list(_pools.items()):
+            if key[0] == os.getpid():
+                pool.close()
+                del _pools[key]
