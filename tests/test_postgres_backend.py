@@ -15,7 +15,7 @@ from ledger.errors import (DatabaseLocked, DatabaseUnavailable, IntegrityViolati
                            TransactionAborted)
 
 from .contracts.lease import TAKEOVER_SECONDS, LeaseContract, taken_within
-from .contracts.store import EventStoreContract, event
+from .contracts.store import EventStoreContract, SQLHooks, event
 
 
 def opened_store(url: str) -> PostgresEventStore:
@@ -36,7 +36,7 @@ def store(postgres_url):
     closed(opened)
 
 
-class TestPostgresEventStore(EventStoreContract):
+class TestPostgresEventStore(SQLHooks, EventStoreContract):
     @pytest.fixture
     def second_store(self, store, postgres_url):
         second = PostgresEventStore(connection.connect(postgres_url))
@@ -49,35 +49,15 @@ class TestPostgresEventStore(EventStoreContract):
         yield opened
         closed(opened)
 
-    def update_event(self, store, seq, column, value):
-        with driver_errors.translated():
-            store.conn.execute(f"UPDATE events SET {column} = ? WHERE seq = ?", (value, seq))
-
-    def delete_event(self, store, seq):
-        with driver_errors.translated():
-            store.conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
-
     def drop_guards(self, store):
         for name in ("update", "delete", "truncate"):
             store.conn.execute(f"DROP TRIGGER events_no_{name} ON events")
 
-    def stored_data_text(self, store, seq):
-        return store.conn.execute("SELECT data FROM events WHERE seq = ?", (seq,)).fetchone()[0]
-
 
 class TestPostgresLease(LeaseContract):
     @pytest.fixture
-    def leases(self, postgres_url):
-        store, made = opened_store(postgres_url), []
-
-        def lease():
-            made.append(PostgresBackend(postgres_url).projector_lease(store))
-            return made[-1]
-
-        yield lease
-        for lease in made:
-            lease.release()
-        closed(store)
+    def backend(self, postgres_url):
+        return PostgresBackend(postgres_url)
 
 
 def test_postgresql_urls_choose_the_postgres_backend():

@@ -12,12 +12,7 @@ from psycopg import errors
 
 from ledger.backends.postgres.connection import Connection
 from ledger.backends.postgres.driver_errors import translated
-from ledger.errors import StreamConflict
-from ledger.log.hashing import GENESIS_HASH
-from ledger.log.records import COLUMNS, StoredEvent, stored_event
-from ledger.log.store import READ_BATCH, EventStore
-
-SELECTED = ", ".join(COLUMNS)
+from ledger.backends.sql import SQLEventStore
 # The advisory lock key every write transaction of a database queues on (the SQLite writer lock's role).
 APPEND_LOCK = 0x6C6564676572  # "ledger"
 
@@ -50,8 +45,11 @@ SCHEMA = (
 )
 
 
-class PostgresEventStore(EventStore):
+class PostgresEventStore(SQLEventStore):
     """The log as the `events` table of a PostgreSQL database, its writers queued on an advisory lock."""
+
+    translated = staticmethod(translated)
+    duplicate = errors.UniqueViolation
 
     def __init__(self, conn: Connection):
         self.conn = conn
@@ -79,18 +77,6 @@ class PostgresEventStore(EventStore):
                 self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def savepoint(self) -> Iterator[None]:
-        with translated():
-            self.conn.execute("SAVEPOINT part")
-            try:
-                yield
-            except BaseException:
-                self.conn.execute("ROLLBACK TO part")
-                raise
-            finally:
-                self.conn.execute("RELEASE part")
 
     def prepare_group_commits(self) -> None:
         """Nothing to ready: a savepoint costs the server no file of its own."""
@@ -127,66 +113,3 @@ class PostgresEventStore(EventStore):
             f"SELECT stream, MAX(version) FROM events WHERE stream = ANY(?){bound} GROUP BY stream", (streams,)
         ))
         return versions
-
-    @translated()
-    def last_event(self, stream: str) -> StoredEvent | None:
-        row = self.conn.execute(
-            f"SELECT {SELECTED} FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1", (stream,)
-        ).fetchone()
-        return stored_event(row) if row else None
-
-    @translated()
-    def last_of_greatest_stream(self, prefix: str) -> StoredEvent | None:
-        row = self.conn.execute(
-            f"SELECT {SELECTED} FROM events WHERE stream >= ? AND stream < ? ORDER BY stream DESC, version DESC LIMIT 1",
-            (prefix, prefix + "\uffff"),
-        ).fetchone()
-        return stored_event(row) if row else None
-
-    @translated()
-    def head(self) -> tuple[int, str]:
-        row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        return (row[0], row[1]) if row else (0, GENESIS_HASH)
-
-    @translated()
-    def event_hash(self, seq: int) -> str | None:
-        row = self.conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
-        return row[0] if row else None
-
-    @translated()
-    def insert_rows(self, rows: list[tuple]) -> None:
-        placeholders = ", ".join("?" for _ in COLUMNS)
-        try:
-            self.conn.executemany(f"INSERT INTO events ({SELECTED}) VALUES ({placeholders})", rows)
-        except errors.UniqueViolation as error:
-            raise StreamConflict(str(error)) from error
-
-    def read_rows(self, after: int = 0, until: int | None = None, batch: int = READ_BATCH) -> Iterator[tuple]:
-        position = after
-        bound = "" if until is None else f" AND seq <= {int(until)}"
-        while True:
-            with translated():
-                rows = self.conn.execute(
-                    f"SELECT {SELECTED} FROM events WHERE seq > ?{bound} ORDER BY seq LIMIT ?", (position, batch)
-                ).fetchall()
-            if not rows:
-                return
-            yield from rows
-            position = rows[-1][0]
-
-    def read_stream(self, stream: str) -> Iterator[StoredEvent]:
-        with translated():
-            rows = self.conn.execute(f"SELECT {SELECTED} FROM events WHERE stream = ? ORDER BY version", (stream,))
-            yield from map(stored_event, rows)
-
-    def read_streams(self, prefix: str) -> Iterator[StoredEvent]:
-        with translated():
-            rows = self.conn.execute(
-                f"SELECT {SELECTED} FROM events WHERE stream >= ? AND stream < ? ORDER BY seq", (prefix, prefix + "\uffff")
-            )
-            yield from map(stored_event, rows)
-
-    @translated()
-    def seq_at(self, recorded_at: str) -> int:
-        row = self.conn.execute("SELECT MIN(seq) FROM events WHERE recorded_at > ?", (recorded_at,)).fetchone()
-        return self.head()[0] if row[0] is None else row[0] - 1
