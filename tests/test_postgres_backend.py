@@ -236,3 +236,18 @@ def test_a_read_only_connection_never_writes(store, postgres_url):
         reader.execute("CREATE TABLE notes (n INTEGER)")
     reader.close()
 
+
+
+def test_a_connection_whose_session_ended_gives_its_place_in_the_pool_back(postgres_url, monkeypatch):
+    monkeypatch.setattr(connection, "POOL_SIZE", 1)
+    connection.close_pools()
+    first = connection.connect(postgres_url)
+    look = connection.direct(postgres_url)
+    look.execute("SELECT pg_terminate_backend(?)", (first.raw.info.backend_pid,))
+    look.close()
+    with pytest.raises(DatabaseUnavailable), translated():
+        first.execute("SELECT 1")
+    first.close()
+    second = connection.connect(postgres_url)  # within the pool's timeout: the broken one's place is free
+    assert second.execute("SELECT 1").fetchone() == (1,)
+    second.close()

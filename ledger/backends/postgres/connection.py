@@ -63,8 +63,7 @@ class Connection:
         if self.pid != os.getpid():
             return  # inherited by fork: closing would end the parent's session on the shared socket
         if self.pool is not None:
-            if not self.raw.closed:
-                self.pool.putconn(self.raw)
+            self.pool.putconn(self.raw)  # a broken one too: the pool replaces it, and counts its place free
         else:
             self.raw.close()
 
