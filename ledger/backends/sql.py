@@ -13,10 +13,23 @@ SELECTED = ", ".join(COLUMNS)
 
 class SQLEventStore(EventStore):
     """An event store over a SQL database's `events` table; a backend's subclass names its driver's
-    errors (`translated`, `duplicate`) and provides transactions, the schema, and what differs."""
+    errors (`translated`, `duplicate`), how it begins a snapshot, and provides transactions, the schema, and what differs."""
 
     translated: Callable[[], contextlib.AbstractContextManager[None]]  # the backend's error translation
     duplicate: type[Exception]  # the driver's error for a stream version or event id already taken
+    begin_snapshot: str  # the statement that opens a read transaction
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        if self.conn.in_transaction:
+            yield
+            return
+        with self.translated():
+            self.conn.execute(self.begin_snapshot)
+            try:
+                yield
+            finally:
+                self.conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:

@@ -50,6 +50,7 @@ class PostgresEventStore(SQLEventStore):
 
     translated = staticmethod(translated)
     duplicate = errors.UniqueViolation
+    begin_snapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
     def __init__(self, conn: Connection):
         self.conn = conn
@@ -84,18 +85,6 @@ class PostgresEventStore(SQLEventStore):
     @translated()
     def forgo_durability(self) -> None:
         self.conn.execute("SET synchronous_commit = off")
-
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[None]:
-        if self.conn.in_transaction:
-            yield
-            return
-        with translated():
-            self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            try:
-                yield
-            finally:
-                self.conn.execute("COMMIT")
 
     def close(self) -> None:
         """Holds nothing of its own: the append lock lasts a transaction, and the connection is its owner's."""

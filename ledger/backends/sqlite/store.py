@@ -18,6 +18,7 @@ class SQLiteEventStore(SQLEventStore):
 
     translated = staticmethod(translated)
     duplicate = sqlite3.IntegrityError
+    begin_snapshot = "BEGIN DEFERRED"  # a read transaction: its snapshot is taken at its first read
 
     @translated()
     def __init__(self, conn: sqlite3.Connection):
@@ -77,18 +78,6 @@ class SQLiteEventStore(SQLEventStore):
     @translated()
     def forgo_durability(self) -> None:
         self.conn.execute("PRAGMA synchronous=OFF")
-
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[None]:
-        if self.conn.in_transaction:
-            yield
-            return
-        with translated():
-            self.conn.execute("BEGIN DEFERRED")
-            try:
-                yield
-            finally:
-                self.conn.execute("COMMIT")
 
     def close(self) -> None:
         """Closes the writer lock's file; the connection is its owner's to close."""
