@@ -251,3 +251,19 @@ def test_a_connection_whose_session_ended_gives_its_place_in_the_pool_back(postg
     second = connection.connect(postgres_url)  # within the pool's timeout: the broken one's place is free
     assert second.execute("SELECT 1").fetchone() == (1,)
     second.close()
+
+
+def test_a_session_given_back_to_the_pool_loses_what_it_set(postgres_url, monkeypatch):
+    monkeypatch.setattr(connection, "POOL_SIZE", 1)
+    connection.close_pools()
+    scratch = opened_store(postgres_url)
+    scratch.forgo_durability()
+    assert scratch.conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+    backend_pid = scratch.conn.raw.info.backend_pid
+    closed(scratch)
+    again = connection.connect(postgres_url)
+    assert again.raw.info.backend_pid == backend_pid  # the same session, from the pool of one
+    assert again.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    timeout_ms = again.execute("SELECT setting FROM pg_settings WHERE name = 'lock_timeout'").fetchone()[0]
+    assert int(timeout_ms) == connection.LOCK_TIMEOUT_SECONDS * 1000  # what every session starts with stays
+    again.close()
