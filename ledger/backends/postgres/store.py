@@ -1,4 +1,4 @@
-"""The event store in PostgreSQL: the events table, its guards, the append lock, and the queries over it.
+"""The event store in PostgreSQL: the events table, its guards, its transactions under the append lock, and the version query.
 
 Appends are serialised by a transaction-scoped advisory lock, taken first in every write
 transaction: seq is the head + 1 under it, and the lock is let go only once the transaction is
@@ -13,6 +13,7 @@ from psycopg import errors
 from ledger.backends.postgres.connection import Connection
 from ledger.backends.postgres.driver_errors import translated
 from ledger.backends.sql import SQLEventStore
+
 # The advisory lock key every write transaction of a database queues on (the SQLite writer lock's role).
 APPEND_LOCK = 0x6C6564676572  # "ledger"
 
@@ -33,7 +34,6 @@ SCHEMA = (
         hash TEXT NOT NULL,
         UNIQUE (stream, version)
     )""",
-    "CREATE INDEX events_recorded_at ON events (recorded_at)",
     """CREATE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             RAISE EXCEPTION 'the event log is append-only' USING ERRCODE = 'integrity_constraint_violation';

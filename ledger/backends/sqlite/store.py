@@ -1,4 +1,4 @@
-"""The event store in SQLite: the events table, its guards, and the queries over it."""
+"""The event store in SQLite: the events table, its guards, its transactions under the writer lock, and the version query."""
 
 import contextlib
 import os
