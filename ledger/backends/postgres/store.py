@@ -1,4 +1,4 @@
-"""The event store in PostgreSQL: the events table, its guards, its transactions under the append lock, and the version query.
+"""The event store in PostgreSQL: the events table, its guards, transactions under the append lock.
 
 Appends are serialised by a transaction-scoped advisory lock, taken first in every write
 transaction: seq is the head + 1 under it, and the lock is let go only once the transaction is

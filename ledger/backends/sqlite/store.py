@@ -1,4 +1,4 @@
-"""The event store in SQLite: the events table, its guards, its transactions under the writer lock, and the version query."""
+"""The event store in SQLite: the events table, its guards, transactions under the writer lock, durability."""
 
 import contextlib
 import os
