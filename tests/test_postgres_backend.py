@@ -192,7 +192,8 @@ def test_the_lease_holder_names_its_pid_for_operators(postgres_url):
 
 
 def test_a_lease_whose_session_ended_is_taken_by_another(postgres_url):
-    first, second = PostgresBackend(postgres_url).projector_lease(None), PostgresBackend(postgres_url).projector_lease(None)
+    backend = PostgresBackend(postgres_url)
+    first, second = backend.projector_lease(None), backend.projector_lease(None)
     assert first.acquire()
     look = connection.direct(postgres_url)
     look.execute("SELECT pg_terminate_backend(?)", (first.conn.raw.info.backend_pid,))

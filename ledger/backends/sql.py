@@ -12,8 +12,9 @@ SELECTED = ", ".join(COLUMNS)
 
 
 class SQLEventStore(EventStore):
-    """An event store over a SQL database's `events` table; a backend's subclass names its driver's
-    errors (`translated`, `duplicate`), how it begins a snapshot, and provides transactions, the schema, and what differs."""
+    """An event store over a SQL database's `events` table. A backend's subclass names its driver's
+    errors (`translated`, `duplicate`) and how it begins a snapshot, and provides its transactions,
+    its schema, and what it queries its own way."""
 
     translated: Callable[[], contextlib.AbstractContextManager[None]]  # the backend's error translation
     duplicate: type[Exception]  # the driver's error for a stream version or event id already taken

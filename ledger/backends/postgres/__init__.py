@@ -27,7 +27,7 @@ class PostgresBackend(Backend):
         return True
 
     def _missing(self) -> bool:
-        """Whether the server answers and holds no database of the location's name (asked of its maintenance database)."""
+        """Whether the server answers and holds no database of the location's name (asks its `postgres` database)."""
         name = conninfo.conninfo_to_dict(self.location).get("dbname")
         try:
             look = connection.direct(conninfo.make_conninfo(self.location, dbname="postgres"))
