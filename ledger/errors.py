@@ -9,6 +9,13 @@ class StreamConflict(StoreError):
     """An append expected a stream version that another writer has already taken."""
 
 
+class TransactionAborted(StreamConflict):
+    """The database aborted a write that raced another (a serialization failure, a deadlock).
+
+    A conflict like a stream moved under a decision: the write is decided and appended again.
+    """
+
+
 class ChainBroken(StoreError):
     """An event's hash does not follow from its content and its predecessor."""
 

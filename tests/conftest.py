@@ -13,6 +13,7 @@ import pytest
 
 import api
 from api import create_app
+from ledger.backends.postgres import connection as postgres_connection
 from ledger.cli import load_catalog
 from ledger.commands import tokens
 from ledger.database import Ledger
@@ -171,3 +172,20 @@ def assert_page_is_found_without_the_catalog(conn, fetch_page) -> None:
     """The plan that finds the page of `fetch_page()` looks nothing up in the catalog tables (resources
     r, offerings o, projects p, customers cu, components c): only the page's own rows are joined to them."""
     assert not re.search(r"SEARCH (r|o|p|cu|c) ", query_plan_of_page(conn, fetch_page))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server for the whole session, started on first use (tests/postgres.py)."""
+    from .postgres import Server  # imported on first use: a session without PostgreSQL tests starts none
+
+    server = Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """The URL of a new, empty PostgreSQL database; the pools of the test's connections are closed after it."""
+    yield postgres_server.new_database()
+    postgres_connection.close_pools()

@@ -77,6 +77,12 @@ def test_only_the_sqlite_backend_imports_sqlite3():
                   if "sqlite3" in imported and not within(name, ("ledger.backends.sqlite",))) == []
 
 
+def test_only_the_postgres_backend_imports_its_driver():
+    assert sorted(name for name, imported in IMPORTS.items()
+                  if any(within(i, ("psycopg", "psycopg_pool")) for i in imported)
+                  and not within(name, ("ledger.backends.postgres",))) == []
+
+
 def test_no_modules_import_each_other_in_a_circle():
     graph = {name: {i for i in imported if i in IMPORTS and i != name} for name, imported in IMPORTS.items()}
     # A package's __init__ re-exporting its own modules is not a circle of concepts.

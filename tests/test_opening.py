@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from ledger.backends.sqlite import connection
 from ledger.cli import cli
 
+from .serving import free_port
 from .world import RESOURCE
 
 # Every command that must find an existing ledger, as a user types it after `--db PATH`.
@@ -59,13 +60,23 @@ def test_a_missing_database_is_refused_and_nothing_is_created(tmp_path, command)
 
 
 @pytest.mark.parametrize("command", ["init", *NEEDS_A_LEDGER])
-def test_a_database_named_by_url_is_refused_in_one_line(tmp_path, monkeypatch, command):
+def test_a_database_named_by_a_url_of_no_backend_is_refused_in_one_line(tmp_path, monkeypatch, command):
     monkeypatch.chdir(tmp_path)
-    url = "postgresql://ledger@localhost/ledger"
+    url = "mysql://ledger@localhost/ledger"
     result = run(url, ["init"] if command == "init" else NEEDS_A_LEDGER[command])
     assert_one_line_error(result, url)
-    assert "no backend for a database named by URL" in result.output
+    assert "no backend for a database named by this URL" in result.output
     assert os.listdir(tmp_path) == []
+
+
+def test_a_postgresql_server_that_does_not_answer_is_refused_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    url = f"postgresql://ledger@127.0.0.1:{free_port()}/ledger"
+    result = run(url, NEEDS_A_LEDGER["verify"])
+    assert_one_line_error(result, url)
+    assert "connection" in result.output and "refused" in result.output
+    assert os.listdir(tmp_path) == []
+
 
 def test_export_to_a_file_from_a_missing_database_writes_no_file(tmp_path):
     result = run(tmp_path / "mistyped.db", ["export", "--output", str(tmp_path / "out.jsonl")])

@@ -12,7 +12,7 @@ from ledger.database import Ledger
 from ledger.errors import DatabaseLocked, DatabaseUnavailable, IntegrityViolation, UnsupportedDatabase
 
 from .contracts.lease import LeaseContract
-from .contracts.store import EventStoreContract, event
+from .contracts.store import EventStoreContract, SQLHooks, event
 from .contracts.views import ViewsContract
 
 
@@ -27,7 +27,7 @@ def closed(store: SQLiteEventStore) -> None:
     store.conn.close()
 
 
-class TestSQLiteEventStore(EventStoreContract):
+class TestSQLiteEventStore(SQLHooks, EventStoreContract):
     @pytest.fixture
     def path(self, tmp_path):
         return str(tmp_path / "events.db")
@@ -50,20 +50,9 @@ class TestSQLiteEventStore(EventStoreContract):
         yield opened
         closed(opened)
 
-    def update_event(self, store, seq, column, value):
-        with driver_errors.translated():
-            store.conn.execute(f"UPDATE events SET {column} = ? WHERE seq = ?", (value, seq))
-
-    def delete_event(self, store, seq):
-        with driver_errors.translated():
-            store.conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
-
     def drop_guards(self, store):
         for (name,) in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
             store.conn.execute(f"DROP TRIGGER {name}")
-
-    def stored_data_text(self, store, seq):
-        return store.conn.execute("SELECT data FROM events WHERE seq = ?", (seq,)).fetchone()[0]
 
 
 class TestSQLiteViews(ViewsContract):
@@ -77,25 +66,15 @@ class TestSQLiteViews(ViewsContract):
 
 class TestSQLiteLease(LeaseContract):
     @pytest.fixture
-    def leases(self, tmp_path):
-        path = str(tmp_path / "ledger.db")
-        store, made = opened_store(path), []
-
-        def lease():
-            made.append(SQLiteBackend(path).projector_lease(store))
-            return made[-1]
-
-        yield lease
-        for lease in made:
-            lease.release()
-        closed(store)
+    def backend(self, tmp_path):
+        return SQLiteBackend(str(tmp_path / "ledger.db"))
 
 
-def test_a_path_is_a_sqlite_ledger_and_a_url_is_refused():
+def test_a_path_is_a_sqlite_ledger_and_a_url_of_no_backend_is_refused():
     assert isinstance(backend_for("ledger.db"), SQLiteBackend)
     assert isinstance(backend_for("/var/lib/ledger/ledger.db"), SQLiteBackend)
     with pytest.raises(UnsupportedDatabase, match="URL"):
-        backend_for("postgresql://ledger@localhost/ledger")
+        backend_for("mysql://ledger@localhost/ledger")
 
 
 def test_driver_errors_become_the_ledgers_own_with_their_messages(tmp_path):

@@ -5,7 +5,10 @@ import re
 from collections.abc import Iterator
 
 from ledger.backends.contract import Backend, Connection, ProjectorLease
-from ledger.backends.sqlite import SQLiteBackend, driver_errors
+from ledger.backends.postgres import SCHEMES, PostgresBackend
+from ledger.backends.postgres import driver_errors as postgres_errors
+from ledger.backends.sqlite import SQLiteBackend
+from ledger.backends.sqlite import driver_errors as sqlite_errors
 from ledger.errors import UnsupportedDatabase
 
 __all__ = ["Backend", "Connection", "ProjectorLease", "backend_for", "translated"]
@@ -15,9 +18,12 @@ URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def backend_for(db: str) -> Backend:
-    """The backend of a `--db` value: a file path is a SQLite ledger; a URL names a server none serves yet."""
+    """The backend of a `--db` value: a file path is a SQLite ledger, a postgresql:// URL a PostgreSQL one."""
+    if db.startswith(SCHEMES):
+        return PostgresBackend(db)
     if URL_SCHEME.match(db):
-        raise UnsupportedDatabase("no backend for a database named by URL; give the path of a SQLite file")
+        raise UnsupportedDatabase(
+            "no backend for a database named by this URL; give a postgresql:// URL or the path of a SQLite file")
     return SQLiteBackend(db)
 
 
@@ -25,5 +31,5 @@ def backend_for(db: str) -> Backend:
 def translated() -> Iterator[None]:
     """Raises the ledger's own error for a driver's error of any backend raised inside: for the edges
     where SQL run on a backend's connection past its event store (the views') meets an operator."""
-    with driver_errors.translated():
+    with sqlite_errors.translated(), postgres_errors.translated():
         yield

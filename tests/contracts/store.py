@@ -16,6 +16,7 @@ import uuid
 
 import pytest
 
+from ledger.backends import translated
 from ledger.errors import ChainBroken, IntegrityViolation, StreamConflict
 from ledger.log.hashing import GENESIS_HASH
 from ledger.log.records import Decision, NewEvent
@@ -393,6 +394,21 @@ class EventStoreContract(abc.ABC):
         with pytest.raises(ChainBroken) as broken:
             store.verify_chain()
         assert broken.value.seq == 2
+
+
+class SQLHooks:
+    """The hooks of a backend whose connection runs SQL with `?` parameters on an `events` table."""
+
+    def update_event(self, store, seq, column, value):
+        with translated():
+            store.conn.execute(f"UPDATE events SET {column} = ? WHERE seq = ?", (value, seq))
+
+    def delete_event(self, store, seq):
+        with translated():
+            store.conn.execute("DELETE FROM events WHERE seq = ?", (seq,))
+
+    def stored_data_text(self, store, seq):
+        return store.conn.execute("SELECT data FROM events WHERE seq = ?", (seq,)).fetchone()[0]
 
 
 def attempt(store: EventStore, events: list[NewEvent]):

@@ -1,4 +1,4 @@
-"""The event store in SQLite: the events table, its guards, and the queries over it."""
+"""The event store in SQLite: the events table, its guards, transactions under the writer lock, durability."""
 
 import contextlib
 import os
@@ -7,23 +7,22 @@ from collections.abc import Iterable, Iterator
 
 import sqlite_utils
 
+from ledger.backends.sql import SQLEventStore
 from ledger.backends.sqlite.connection import durable_commits
 from ledger.backends.sqlite.driver_errors import translated
 from ledger.backends.sqlite.locks import WriterLock
-from ledger.errors import StreamConflict
-from ledger.log.hashing import GENESIS_HASH
-from ledger.log.records import COLUMNS, StoredEvent, stored_event
-from ledger.log.store import READ_BATCH, EventStore
-
-SELECTED = ", ".join(COLUMNS)
 
 
 # The page cache of a connection that folds the views, in KiB.
 FOLDING_CACHE_KIB = 64 * 1024
 
 
-class SQLiteEventStore(EventStore):
+class SQLiteEventStore(SQLEventStore):
     """The log as the `events` table of a SQLite database, its writers queued on a lock file beside it."""
+
+    translated = staticmethod(translated)
+    duplicate = sqlite3.IntegrityError
+    begin_snapshot = "BEGIN DEFERRED"  # a read transaction: its snapshot is taken at its first read
 
     @translated()
     def __init__(self, conn: sqlite3.Connection):
@@ -73,18 +72,6 @@ class SQLiteEventStore(EventStore):
                 raise
             self.conn.execute("COMMIT")
 
-    @contextlib.contextmanager
-    def savepoint(self) -> Iterator[None]:
-        with translated():
-            self.conn.execute("SAVEPOINT part")
-            try:
-                yield
-            except BaseException:
-                self.conn.execute("ROLLBACK TO part")
-                raise
-            finally:
-                self.conn.execute("RELEASE part")
-
     @translated()
     def prepare_group_commits(self) -> None:
         # Each savepoint keeps a copy of every page it changes. Past 64 KiB of copies SQLite moves
@@ -101,18 +88,6 @@ class SQLiteEventStore(EventStore):
     @translated()
     def forgo_durability(self) -> None:
         self.conn.execute("PRAGMA synchronous=OFF")
-
-    @contextlib.contextmanager
-    def snapshot(self) -> Iterator[None]:
-        if self.conn.in_transaction:
-            yield
-            return
-        with translated():
-            self.conn.execute("BEGIN DEFERRED")
-            try:
-                yield
-            finally:
-                self.conn.execute("COMMIT")
 
     def close(self) -> None:
         """Closes the writer lock's file; the connection is its owner's to close."""
@@ -150,66 +125,3 @@ class SQLiteEventStore(EventStore):
                 chunk,
             ))
         return versions
-
-    @translated()
-    def last_event(self, stream: str) -> StoredEvent | None:
-        row = self.conn.execute(
-            f"SELECT {SELECTED} FROM events WHERE stream = ? ORDER BY version DESC LIMIT 1", (stream,)
-        ).fetchone()
-        return stored_event(row) if row else None
-
-    @translated()
-    def last_of_greatest_stream(self, prefix: str) -> StoredEvent | None:
-        row = self.conn.execute(
-            f"SELECT {SELECTED} FROM events WHERE stream >= ? AND stream < ? ORDER BY stream DESC, version DESC LIMIT 1",
-            (prefix, prefix + "\uffff"),
-        ).fetchone()
-        return stored_event(row) if row else None
-
-    @translated()
-    def head(self) -> tuple[int, str]:
-        row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
-        return (row[0], row[1]) if row else (0, GENESIS_HASH)
-
-    @translated()
-    def event_hash(self, seq: int) -> str | None:
-        row = self.conn.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
-        return row[0] if row else None
-
-    @translated()
-    def insert_rows(self, rows: list[tuple]) -> None:
-        placeholders = ", ".join("?" for _ in COLUMNS)
-        try:
-            self.conn.executemany(f"INSERT INTO events ({SELECTED}) VALUES ({placeholders})", rows)
-        except sqlite3.IntegrityError as error:
-            raise StreamConflict(str(error)) from error
-
-    def read_rows(self, after: int = 0, until: int | None = None, batch: int = READ_BATCH) -> Iterator[tuple]:
-        position = after
-        bound = "" if until is None else f" AND seq <= {int(until)}"
-        while True:
-            with translated():
-                rows = self.conn.execute(
-                    f"SELECT {SELECTED} FROM events WHERE seq > ?{bound} ORDER BY seq LIMIT ?", (position, batch)
-                ).fetchall()
-            if not rows:
-                return
-            yield from rows
-            position = rows[-1][0]
-
-    def read_stream(self, stream: str) -> Iterator[StoredEvent]:
-        with translated():
-            yield from map(stored_event, self.conn.execute(
-                f"SELECT {SELECTED} FROM events WHERE stream = ? ORDER BY version", (stream,)
-            ))
-
-    def read_streams(self, prefix: str) -> Iterator[StoredEvent]:
-        with translated():
-            yield from map(stored_event, self.conn.execute(
-                f"SELECT {SELECTED} FROM events WHERE stream >= ? AND stream < ? ORDER BY seq", (prefix, prefix + "\uffff")
-            ))
-
-    @translated()
-    def seq_at(self, recorded_at: str) -> int:
-        row = self.conn.execute("SELECT MIN(seq) FROM events WHERE recorded_at > ?", (recorded_at,)).fetchone()
-        return self.head()[0] if row[0] is None else row[0] - 1

@@ -1,0 +1,270 @@
+"""The PostgreSQL backend on a real server: the contracts' suites, and what is PostgreSQL's own (the
+append lock's commit order, the database's refusal of changes to the log, the lease's session, driver errors)."""
+
+import os
+import threading
+
+import psycopg
+import pytest
+
+from ledger.backends import backend_for, translated
+from ledger.backends.postgres import PostgresBackend, connection, driver_errors
+from ledger.backends.postgres.connection import placeholders
+from ledger.backends.postgres.store import PostgresEventStore
+from ledger.errors import (DatabaseLocked, DatabaseUnavailable, IntegrityViolation, NotALedger, StreamConflict,
+                           TransactionAborted)
+
+from .contracts.lease import TAKEOVER_SECONDS, LeaseContract, taken_within
+from .contracts.store import EventStoreContract, SQLHooks, event
+
+
+def opened_store(url: str) -> PostgresEventStore:
+    store = PostgresEventStore(connection.connect(url))
+    store.create_schema()
+    return store
+
+
+def closed(store: PostgresEventStore) -> None:
+    store.close()
+    store.conn.close()
+
+
+@pytest.fixture
+def store(postgres_url):
+    opened = opened_store(postgres_url)
+    yield opened
+    closed(opened)
+
+
+class TestPostgresEventStore(SQLHooks, EventStoreContract):
+    @pytest.fixture
+    def second_store(self, store, postgres_url):
+        second = PostgresEventStore(connection.connect(postgres_url))
+        yield second
+        closed(second)
+
+    @pytest.fixture
+    def another_log(self, postgres_server):
+        opened = opened_store(postgres_server.new_database())
+        yield opened
+        closed(opened)
+
+    def drop_guards(self, store):
+        for name in ("update", "delete", "truncate"):
+            store.conn.execute(f"DROP TRIGGER events_no_{name} ON events")
+
+
+class TestPostgresLease(LeaseContract):
+    @pytest.fixture
+    def backend(self, postgres_url):
+        return PostgresBackend(postgres_url)
+
+
+def test_postgresql_urls_choose_the_postgres_backend():
+    assert isinstance(backend_for("postgresql://ledger@db.example:5432/ledger"), PostgresBackend)
+    assert isinstance(backend_for("postgres://ledger@localhost/ledger"), PostgresBackend)
+
+
+def test_question_marks_become_parameters_outside_quotes_and_percent_signs_stay_literal():
+    assert placeholders("SELECT ? WHERE a = '?' AND b LIKE 'x%' AND c = ?") == (
+        "SELECT %s WHERE a = '?' AND b LIKE 'x%%' AND c = %s")
+    assert placeholders("""SELECT 'it''s ?', "col?" , ?""") == """SELECT 'it''s ?', "col?" , %s"""
+
+
+def test_connections_speak_the_write_sides_sql(store):
+    conn = store.conn
+    assert conn.execute("SELECT ?, '?', 'a%b' || ?", (1, "c")).fetchone() == (1, "?", "a%bc")
+    conn.execute("CREATE TABLE notes (n INTEGER, text TEXT)")
+    conn.executemany("INSERT INTO notes VALUES (?, ?)", [(1, "one"), (2, "two")])
+    assert [tuple(row) for row in conn.execute("SELECT n, text FROM notes ORDER BY n")] == [(1, "one"), (2, "two")]
+    assert not conn.in_transaction
+    with store.transaction():
+        assert conn.in_transaction
+
+
+def test_concurrent_appenders_keep_seq_gapless_and_the_chain_intact(postgres_url):
+    stores = [opened_store(postgres_url) for _ in range(6)]
+    start = threading.Barrier(len(stores))
+
+    def append_many(index, store):
+        start.wait()
+        for version in range(1, 26):
+            store.append([event(f"writer-{index}", version), event(f"writer-{index}-twin", version)])
+
+    threads = [threading.Thread(target=append_many, args=item) for item in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    reader = stores[0]
+    assert [e.seq for e in reader.read()] == list(range(1, 6 * 25 * 2 + 1))
+    assert reader.verify_chain() == 300
+    for store in stores:
+        closed(store)
+
+
+def test_a_reader_never_sees_a_later_seq_before_an_earlier_one_commits(postgres_url):
+    stores = [opened_store(postgres_url) for _ in range(4)]
+    reader, writers = stores[0], stores[1:]
+    done, seen_gaps = threading.Event(), []
+
+    def watch():
+        while not done.is_set():
+            seqs = [row[0] for row in reader.conn.execute("SELECT seq FROM events ORDER BY seq")]
+            if seqs != list(range(1, len(seqs) + 1)):
+                seen_gaps.append(seqs)
+
+    def append_many(index, store):
+        for version in range(1, 31):
+            store.append([event(f"stream-{index}", version)])
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    threads = [threading.Thread(target=append_many, args=item) for item in enumerate(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    done.set()
+    watcher.join(timeout=60)
+    assert seen_gaps == []
+    assert reader.count() == 90
+    for store in stores:
+        closed(store)
+
+
+def test_the_database_refuses_update_delete_and_truncate_of_the_log(store):
+    store.append([event("a", 1)])
+    for statement in ("UPDATE events SET data = '{}'", "DELETE FROM events", "TRUNCATE events"):
+        with pytest.raises(IntegrityViolation, match="append-only") as refused:
+            with driver_errors.translated():
+                store.conn.execute(statement)
+        assert isinstance(refused.value.__cause__, psycopg.IntegrityError)
+    assert store.count() == 1
+
+
+def test_nodes_starting_together_make_the_log_once(postgres_url):
+    stores = [PostgresEventStore(connection.connect(postgres_url)) for _ in range(5)]
+    start, failures = threading.Barrier(len(stores)), []
+
+    def create(store):
+        start.wait()
+        try:
+            store.create_schema()
+        except Exception as error:  # noqa: BLE001 - collected for the assertion below
+            failures.append(error)
+
+    threads = [threading.Thread(target=create, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    stores[0].append([event("a", 1)])
+    assert stores[4].count() == 1
+    for store in stores:
+        closed(store)
+
+
+def test_a_snapshot_sees_the_log_as_of_its_first_read(store, postgres_url):
+    other = opened_store(postgres_url)
+    store.append([event("a", 1)])
+    with store.snapshot():
+        assert store.count() == 1
+        other.append([event("a", 2)])
+        assert store.count() == 1
+    assert store.count() == 2
+    closed(other)
+
+
+def test_the_lease_holder_names_its_pid_for_operators(postgres_url):
+    lease = PostgresBackend(postgres_url).projector_lease(None)
+    assert lease.acquire()
+    look = connection.direct(postgres_url)
+    (holder,) = look.execute(
+        "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = 1886547818"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    ).fetchone()
+    assert holder.startswith(f"ledger projector pid {os.getpid()} on ")
+    lease.release()
+    look.close()
+
+
+def test_a_lease_whose_session_ended_is_taken_by_another(postgres_url):
+    backend = PostgresBackend(postgres_url)
+    first, second = backend.projector_lease(None), backend.projector_lease(None)
+    assert first.acquire()
+    look = connection.direct(postgres_url)
+    look.execute("SELECT pg_terminate_backend(?)", (first.conn.raw.info.backend_pid,))
+    look.close()
+    assert taken_within(second, TAKEOVER_SECONDS)
+    assert not first.acquire() and not first.held  # its holder finds out when it next asks
+    second.release()
+    assert first.acquire()
+    first.release()
+
+
+def test_driver_errors_become_the_ledgers_own(store):
+    with pytest.raises(DatabaseUnavailable, match="does not exist"), store.transaction():
+        store.conn.execute("SELECT * FROM missing")
+    assert not store.conn.in_transaction
+    assert type(driver_errors.neutral(psycopg.errors.SerializationFailure("raced"))) is TransactionAborted
+    assert type(driver_errors.neutral(psycopg.errors.DeadlockDetected("raced"))) is TransactionAborted
+    assert issubclass(TransactionAborted, StreamConflict)  # so that a write decides and appends again
+    assert type(driver_errors.neutral(psycopg.errors.LockNotAvailable("busy"))) is DatabaseLocked
+    with pytest.raises(DatabaseUnavailable), translated():
+        psycopg.connect("postgresql://nobody@127.0.0.1:1/none", connect_timeout=2)
+
+
+def test_a_database_with_other_tables_is_not_a_ledger_and_an_empty_one_may_become_one(postgres_url, postgres_server):
+    backend = PostgresBackend(postgres_url)
+    assert backend.exists() and backend.writable()
+    backend.check_ledger(empty_allowed=True)
+    with pytest.raises(NotALedger, match="empty"):
+        backend.check_ledger(empty_allowed=False)
+    look = connection.direct(postgres_url)
+    look.execute("CREATE TABLE unrelated (n INTEGER)")
+    look.close()
+    with pytest.raises(NotALedger, match="no event log"):
+        backend.check_ledger(empty_allowed=True)
+    assert not PostgresBackend(postgres_server.url("no_such_database")).exists()
+
+
+def test_a_read_only_connection_never_writes(store, postgres_url):
+    reader = connection.connect(postgres_url, read_only=True)
+    with pytest.raises(DatabaseUnavailable, match="read-only"), translated():
+        reader.execute("CREATE TABLE notes (n INTEGER)")
+    reader.close()
+
+
+
+def test_a_connection_whose_session_ended_gives_its_place_in_the_pool_back(postgres_url, monkeypatch):
+    monkeypatch.setattr(connection, "POOL_SIZE", 1)
+    connection.close_pools()
+    first = connection.connect(postgres_url)
+    look = connection.direct(postgres_url)
+    look.execute("SELECT pg_terminate_backend(?)", (first.raw.info.backend_pid,))
+    look.close()
+    with pytest.raises(DatabaseUnavailable), translated():
+        first.execute("SELECT 1")
+    first.close()
+    second = connection.connect(postgres_url)  # within the pool's timeout: the broken one's place is free
+    assert second.execute("SELECT 1").fetchone() == (1,)
+    second.close()
+
+
+def test_a_session_given_back_to_the_pool_loses_what_it_set(postgres_url, monkeypatch):
+    monkeypatch.setattr(connection, "POOL_SIZE", 1)
+    connection.close_pools()
+    scratch = opened_store(postgres_url)
+    scratch.forgo_durability()
+    assert scratch.conn.execute("SHOW synchronous_commit").fetchone() == ("off",)
+    backend_pid = scratch.conn.raw.info.backend_pid
+    closed(scratch)
+    again = connection.connect(postgres_url)
+    assert again.raw.info.backend_pid == backend_pid  # the same session, from the pool of one
+    assert again.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    timeout_ms = again.execute("SELECT setting FROM pg_settings WHERE name = 'lock_timeout'").fetchone()[0]
+    assert int(timeout_ms) == connection.LOCK_TIMEOUT_SECONDS * 1000  # what every session starts with stays
+    again.close()
