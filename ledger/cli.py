@@ -10,7 +10,7 @@ import uuid
 
 import click
 
-from ledger import demo, history
+from ledger import backends, demo, history
 from ledger.commands import catalog, tokens
 from ledger.database import Ledger
 from ledger.opening import LedgerUnusable, Mode, translated_errors, views_current
@@ -463,7 +463,7 @@ def run_server(db_path: str, host: str, port: int, workers: int, threads: int = 
             self.cfg.set("control_socket_disable", True)
 
         def load(self):
-            return import_app(APPLICATION.format(database=os.path.abspath(db_path)))
+            return import_app(APPLICATION.format(database=backends.independent_of_cwd(db_path)))
 
     Server().run()
 

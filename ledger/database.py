@@ -32,7 +32,6 @@ class Ledger:
         backend = backends.backend_for(path)
         self.conn = backend.connect(sync_on_commit, read_only)
         self.store = backend.event_store(self.conn)
-        self.db = self.store.db
         self.lease = backend.projector_lease(self.store)
         self.checkpointer = backend.background_work(self.store) if background_checkpoints else None
         # The latest billing month known to be started, so most writes skip the rollover query.

@@ -28,6 +28,8 @@ class Dialect:
     real: str  # a floating-point number as wide as a Python float
     # The column names of a table named by the parameter, in order.
     columns: str
+    # After an ORDER BY term: NULL before every value, as SQLite puts it.
+    nulls_first: str
 
 
 SQLITE = Dialect(
@@ -39,6 +41,7 @@ SQLITE = Dialect(
     contains="instr({0}, {1}) > 0",
     real="REAL",
     columns="SELECT name FROM pragma_table_info(?) ORDER BY cid",
+    nulls_first="",
 )
 POSTGRESQL = Dialect(
     name="postgresql",
@@ -52,6 +55,7 @@ POSTGRESQL = Dialect(
     real="DOUBLE PRECISION",
     columns="SELECT column_name FROM information_schema.columns"
             " WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+    nulls_first=" NULLS FIRST",
 )
 DIALECTS = {dialect.name: dialect for dialect in (SQLITE, POSTGRESQL)}
 

@@ -1,6 +1,7 @@
 """The storage backends a ledger can live in, and the one a `--db` value chooses."""
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator
 
@@ -11,7 +12,7 @@ from ledger.backends.sqlite import SQLiteBackend
 from ledger.backends.sqlite import driver_errors as sqlite_errors
 from ledger.errors import UnsupportedDatabase
 
-__all__ = ["Backend", "Connection", "ProjectorLease", "backend_for", "translated"]
+__all__ = ["Backend", "Connection", "ProjectorLease", "backend_for", "independent_of_cwd", "translated"]
 
 # A URL's scheme, as in postgresql://host/db; a file path has none.
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -25,6 +26,12 @@ def backend_for(db: str) -> Backend:
         raise UnsupportedDatabase(
             "no backend for a database named by this URL; give a postgresql:// URL or the path of a SQLite file")
     return SQLiteBackend(db)
+
+
+def independent_of_cwd(db: str) -> str:
+    """A `--db` value that names the same database from any working directory: a file path made
+    absolute, a URL as it is (e.g. for server processes that change directory)."""
+    return db if URL_SCHEME.match(db) else os.path.abspath(db)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,8 @@ from ledger.errors import ChainBroken
 from ledger.history.progress import Progress, Quiet
 from ledger.history.scratch import project, scratch_ledger, snapshot
 from ledger.log.store import EventStore
-from projections import runner
+from ledger.backends import Connection
+from projections import runner, schema, sql
 
 EXAMPLES = 3
 
@@ -60,8 +61,8 @@ def verify(ledger: Ledger, heads: Iterable[tuple[int, str]] = (), progress: Prog
         with scratch_ledger() as scratch:
             project(store, scratch, position, progress, "rebuilding the views")
             # The views, not the log's neighbours that no event rebuilds (idempotency keys).
-            tables = [name for projection in runner.PROJECTIONS for name in projection.TABLES]
-            differences = [d for d in (_compare(ledger.db, scratch.db, name) for name in tables) if d]
+            tables = runner.tables()
+            differences = [d for d in (_compare(ledger.conn, scratch.conn, table) for table in tables) if d]
     return Verification(head, None, count, position, len(tables), tuple(differences), unmatched)
 
 
@@ -75,25 +76,32 @@ def _unmatched_head(store: EventStore, head: tuple[int, str], seq: int, hash_: s
     return None
 
 
-def _compare(live, rebuilt, table: str) -> TableDifference | None:
-    """Every row of both tables, order-independently, by a merge of both sorted on every column."""
-    if not live[table].exists():
-        return TableDifference(table, problem="missing from the live database")
-    columns = [column.name for column in rebuilt[table].columns]
-    live_columns = [column.name for column in live[table].columns]
-    if sorted(columns) != sorted(live_columns):
-        return TableDifference(table, problem=f"columns differ: live {live_columns}, rebuilt {columns}")
-    select = ", ".join(f'"{name}"' for name in columns)
-    order = ", ".join(f'"{name}" COLLATE BINARY' for name in columns)
-    query = f'SELECT {select} FROM "{table}" ORDER BY {order}'
+def _compare(live: Connection, rebuilt: Connection, table: schema.Table) -> TableDifference | None:
+    """Every row of both tables, order-independently, by a merge of both sorted on every column.
+
+    A row id is the database's own numbering, not the log's (PostgreSQL spends one on an insert
+    that finds its row there): it is left out."""
+    live_columns = schema.columns(live, table.name)
+    if not live_columns:
+        return TableDifference(table.name, problem="missing from the live database")
+    if sorted(live_columns) != sorted(table.columns):
+        return TableDifference(table.name, problem=f"columns differ: live {live_columns}, declared {list(table.columns)}")
+    columns = [name for name, kind in table.columns.items() if kind != "row_id"]
     counts, examples = {"live": 0, "rebuilt": 0}, []
-    for side, row in _unmatched(live.conn.execute(query), rebuilt.conn.execute(query)):
+    for side, row in _unmatched(_sorted_rows(live, table.name, columns), _sorted_rows(rebuilt, table.name, columns)):
         counts[side] += 1
         if counts[side] <= EXAMPLES:
             examples.append((side, dict(zip(columns, row))))
     if not examples:
         return None
-    return TableDifference(table, counts["live"], counts["rebuilt"], tuple(examples))
+    return TableDifference(table.name, counts["live"], counts["rebuilt"], tuple(examples))
+
+
+def _sorted_rows(conn: Connection, table: str, columns: list[str]) -> Iterable[tuple]:
+    """A table's rows sorted on every column, as SQLite sorts them (NULL first, text by its bytes)."""
+    quoted = [f'"{name}"' for name in columns]
+    order = ", ".join(name + sql.dialect(conn).nulls_first for name in quoted)
+    return conn.execute(f'SELECT {", ".join(quoted)} FROM "{table}" ORDER BY {order}')
 
 
 def _unmatched(live: Iterable[tuple], rebuilt: Iterable[tuple]) -> Iterator[tuple[str, tuple]]:

@@ -41,6 +41,8 @@ class Connection:
     """A psycopg connection as the write side and the views use it: sqlite3's way (execute returning a
     cursor, `in_transaction`), transactions opened explicitly with BEGIN, `?` parameters."""
 
+    dialect = "postgresql"  # what the views' SQL asks of it (projections/sql.py)
+
     def __init__(self, raw: psycopg.Connection, pool: ConnectionPool | None = None):
         self.raw = raw
         self.pool = pool
