@@ -41,9 +41,11 @@ def catalog():
 
 
 @pytest.fixture
-def db_path(tmp_path, catalog, now):
-    """A ledger database with the test catalog loaded."""
-    path = str(tmp_path / "ledger.db")
+def db_path(request, tmp_path, catalog, now):
+    """A ledger database with the test catalog loaded: a SQLite file, or (parametrized indirectly with
+    "postgresql", as the official client's tests are) a fresh PostgreSQL database's URL."""
+    backend = getattr(request, "param", "sqlite")
+    path = request.getfixturevalue("postgres_url") if backend == "postgresql" else str(tmp_path / "ledger.db")
     ledger = Ledger(path)
     ledger.init()
     load_catalog(ledger, json.dumps(catalog))
@@ -88,14 +90,18 @@ def caller_of(conn, username: str) -> Caller:
     return catalog_view.token_holder(conn, tokens.digests(tokens.key(conn), token(username)))[0]
 
 
+# Every test of a module marked so runs on a SQLite file and on a PostgreSQL database.
+ON_BOTH_BACKENDS = pytest.mark.parametrize("db_path", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def live_server(db_path):
+def live_server(db_path, tmp_path):
     """`ledger serve` in a subprocess on a loopback port; yields its base URL."""
     port = free_port()
     env = {**os.environ, "LEDGER_DB": db_path}
     process = subprocess.Popen(
         [sys.executable, "-m", "ledger", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-        env=env, cwd=Path(db_path).parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"

@@ -59,6 +59,7 @@ from waldur_api_client.models.resource_field_enum import ResourceFieldEnum
 
 from ledger.rules.access import user_uuid
 
+from .conftest import ON_BOTH_BACKENDS
 from .world import (
     CLIENT,
     ERRED_RESOURCE,
@@ -74,6 +75,8 @@ from .world import (
     USERS,
     token,
 )
+
+pytestmark = ON_BOTH_BACKENDS
 
 PROVIDER_READERS = ("staff", "support", "provider-owner", "provider-manager", "offering-manager")
 CONSUMERS = ("consumer-owner", "project-admin", "project-member")

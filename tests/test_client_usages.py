@@ -26,7 +26,10 @@ from waldur_api_client.models.missing_usage_policy_enum import MissingUsagePolic
 from ledger.commands import usage
 from ledger.rules.access import Caller
 
+from .conftest import ON_BOTH_BACKENDS
 from .world import CLIENT, OFFERING, PLAN_PERIOD, PROJECT, RESOURCE, token
+
+pytestmark = ON_BOTH_BACKENDS
 
 
 @pytest.fixture

@@ -32,7 +32,10 @@ from ledger.commands import usage
 from ledger.log import events
 from ledger.rules.access import Caller
 
+from .conftest import ON_BOTH_BACKENDS
 from .world import CLIENT, OFFERING, OFFERING_USER, PROJECT, RESOURCE, token
+
+pytestmark = ON_BOTH_BACKENDS
 
 MARCH = dt.date(2026, 3, 1)
 
