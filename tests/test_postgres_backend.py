@@ -11,11 +11,13 @@ from ledger.backends import backend_for, translated
 from ledger.backends.postgres import PostgresBackend, connection, driver_errors
 from ledger.backends.postgres.connection import placeholders
 from ledger.backends.postgres.store import PostgresEventStore
+from ledger.database import Ledger
 from ledger.errors import (DatabaseLocked, DatabaseUnavailable, IntegrityViolation, NotALedger, StreamConflict,
                            TransactionAborted)
 
 from .contracts.lease import TAKEOVER_SECONDS, LeaseContract, taken_within
 from .contracts.store import EventStoreContract, SQLHooks, event
+from .contracts.views import ViewsContract
 
 
 def opened_store(url: str) -> PostgresEventStore:
@@ -52,6 +54,15 @@ class TestPostgresEventStore(SQLHooks, EventStoreContract):
     def drop_guards(self, store):
         for name in ("update", "delete", "truncate"):
             store.conn.execute(f"DROP TRIGGER events_no_{name} ON events")
+
+
+class TestPostgresViews(ViewsContract):
+    @pytest.fixture
+    def ledger(self, postgres_url, now):
+        opened = Ledger(postgres_url)
+        opened.init()
+        yield opened
+        opened.close()
 
 
 class TestPostgresLease(LeaseContract):

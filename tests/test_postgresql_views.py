@@ -1,9 +1,8 @@
 """The views on PostgreSQL: made from the schema, folded from the demo's log, they hold the rows that
 the same fold holds on SQLite, and the reads over them answer alike.
 
-The fixture `postgresql_connection` is the one place that names the PostgreSQL connection: a
-throwaway server and a test-only connection (tests/postgresql.py) until the PostgreSQL backend
-gives its own. The tests are marked `postgresql` (`pytest -m postgresql` runs them alone).
+The views are folded through a connection of the PostgreSQL backend, to a database of the session's
+server (tests/postgres.py). The tests are marked `postgresql` (`pytest -m postgresql` runs them alone).
 """
 
 import datetime as dt
@@ -12,6 +11,7 @@ import json
 import pytest
 
 from ledger import demo
+from ledger.backends.postgres import PostgresBackend
 from ledger.commands import idempotency, site_agents, tokens
 from ledger.commands.catalog import load
 from ledger.database import Ledger
@@ -19,7 +19,6 @@ from ledger.rules.access import Caller
 from projections import catalog, provider_catalog, reports, runner, schema, usages, user_usages
 from projections import site_agents as site_agent_view
 
-from . import postgresql
 
 pytestmark = pytest.mark.postgresql
 
@@ -60,12 +59,11 @@ def register_site_agent(ledger: Ledger) -> None:
 
 
 @pytest.fixture(scope="module")
-def postgresql_connection(tmp_path_factory):
-    """A connection to an empty PostgreSQL database: the one fixture to point at the backend's own."""
-    with postgresql.server(str(tmp_path_factory.mktemp("postgresql") / "data")) as uri:
-        conn = postgresql.Connection(uri)
-        yield conn
-        conn.close()
+def postgresql_connection(postgres_server):
+    """A connection of the PostgreSQL backend to an empty database of the session's server."""
+    conn = PostgresBackend(postgres_server.new_database()).connect()
+    yield conn
+    conn.close()
 
 
 @pytest.fixture(scope="module")
