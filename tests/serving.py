@@ -7,6 +7,7 @@ each carries a unique tag as the description of its items.
 """
 
 import collections
+import fcntl
 import dataclasses
 import http.client
 import json
@@ -19,6 +20,9 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psycopg
+
+from ledger.backends.postgres import lease as postgres_lease
 from ledger.cli import load_catalog
 from ledger.database import Ledger
 from ledger.log.store import EventStore
@@ -63,14 +67,16 @@ def stop_group(process: subprocess.Popen, timeout: float = 20) -> None:
 
 
 class LedgerServer:
-    """`ledger serve` on 127.0.0.1 with `workers` gunicorn workers; its stderr goes to `<db>.server.log`."""
+    """`ledger serve` on 127.0.0.1 with `workers` gunicorn workers, run in `folder` (by default the
+    database file's); its stderr goes to `server-<port>.log` there."""
 
-    def __init__(self, db_path: str, workers: int = 2, env: dict | None = None):
+    def __init__(self, db_path: str, workers: int = 2, env: dict | None = None, folder: str | None = None):
         self.db_path, self.workers = db_path, workers
         self.env = {**os.environ, **(env or {}), "LEDGER_DB": db_path}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(f"{db_path}.server.log")
+        self.folder = Path(folder or Path(db_path).parent)
+        self.log_path = self.folder / f"server-{self.port}.log"
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30) -> None:
@@ -78,7 +84,7 @@ class LedgerServer:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "ledger", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                  "--workers", str(self.workers)],
-                env=self.env, cwd=Path(self.db_path).parent, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                env=self.env, cwd=self.folder, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=log, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
@@ -171,12 +177,39 @@ def read_usage(url: str, token: str, record_uuid: str, timeout: float = 60) -> t
     return status, json.loads(body)["usage"] if status == 200 else None
 
 
-def lease_holder(db_path: str) -> int | None:
-    """The pid the projector's lease file of a database names: its holder, or the last one."""
+# Who holds the projector's lease of a PostgreSQL ledger: the holder names itself in its session.
+POSTGRES_HOLDER = (
+    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+
+
+def lease_holder(db: str) -> int | None:
+    """The pid of the projector's holder: on SQLite the one its lease file names (the last holder,
+    once it let go); on PostgreSQL the one whose session holds the lease now."""
+    if db.startswith("postgresql://"):
+        with psycopg.connect(db, autocommit=True) as conn:
+            row = conn.execute(POSTGRES_HOLDER, (postgres_lease.LEASE_LOCK,)).fetchone()
+        return int(row[0].split()[3]) if row else None  # "ledger projector pid <pid> on <host>"
     try:
-        return int(Path(f"{db_path}.projector-lease").read_text())
+        return int(Path(f"{db}.projector-lease").read_text())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def lease_taken(db: str) -> bool:
+    """Whether somebody holds the projector's lease now (a test's own attempt would fail)."""
+    if db.startswith("postgresql://"):
+        with psycopg.connect(db, autocommit=True) as conn:
+            return conn.execute(POSTGRES_HOLDER, (postgres_lease.LEASE_LOCK,)).fetchone() is not None
+    with open(f"{db}.projector-lease") as lease:
+        try:
+            fcntl.flock(lease, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lease, fcntl.LOCK_UN)
+        return False
 
 
 def parent_of(pid: int) -> int | None:
