@@ -41,15 +41,19 @@ def hammer(url: str, key: str, plans: list[list[Report]]) -> list[Answer]:
         return [answer for answers in per_thread for answer in answers]
 
 
-@pytest.fixture(scope="module")
-def hammered(tmp_path_factory):
-    """(database path, answers) after the concurrent load; the server has stopped."""
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def hammered(request, tmp_path_factory):
+    """(database, answers) after the concurrent load, on a SQLite file or a PostgreSQL database; the server has stopped."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEDGER_NOW", NOW)
-        db_path = str(tmp_path_factory.mktemp("concurrency") / "ledger.db")
+        folder = tmp_path_factory.mktemp("concurrency")
+        if request.param == "postgresql":
+            db_path = request.getfixturevalue("postgres_server").new_database()
+        else:
+            db_path = str(folder / "ledger.db")
         new_ledger(db_path, catalog_document())
         plans = [planned_reports(thread, REPORTS_PER_THREAD) for thread in range(THREADS)]
-        with LedgerServer(db_path, workers=WORKERS) as server:
+        with LedgerServer(db_path, workers=WORKERS, folder=folder) as server:
             answers = hammer(server.url, token("staff"), plans)
         yield db_path, answers
 

@@ -8,8 +8,10 @@ import pytest
 import api
 from api import create_app
 
-from .conftest import auth
+from .conftest import ON_BOTH_BACKENDS, auth
 from .world import PLAN_PERIOD, RESOURCE
+
+pytestmark = ON_BOTH_BACKENDS
 
 SET_USAGE = "/api/marketplace-component-usages/set_usage/"
 USAGES = "/api/marketplace-component-usages/"
