@@ -1,5 +1,5 @@
 """Several `ledger serve` processes over one database (a SQLite file, a PostgreSQL database), and the
-death of the projector's holder.
+death of the projector's holder, and of a whole node.
 
 Writes only append; the views are folded by whichever worker process holds the projector lease,
 and every request first waits until the views reach the log's head. So a write acknowledged by
@@ -157,24 +157,27 @@ def read_back(server: LedgerServer, record: str) -> tuple[int | None, str | None
 class WriterThread(threading.Thread):
     """Reports usage of its own resource through the servers in turn; after each 201, reads it back through the other."""
 
-    def __init__(self, n: int, servers: tuple[LedgerServer, LedgerServer], stop: threading.Event):
-        super().__init__(name=f"writer-{n}")
+    def __init__(self, n: int, servers: tuple[LedgerServer, LedgerServer], stop: threading.Event, name: str = "writer"):
+        super().__init__(name=f"{name}-{n}")
         self.n, self.servers, self.stop = n, servers, stop
         self.record = record_uuid(WRITER_RESOURCES[n], "cpu")
         self.answers: list[Answer] = []
         self.stale: list[tuple] = []  # (tag, status, usage read) of a read that missed the acknowledged amount
+        self.unread: list[str] = []  # tags of acknowledged writes whose read-back got no answer at all
 
     def run(self) -> None:
         number = 0
         while not self.stop.is_set():
             writer, reader = self.servers[number % 2], self.servers[(number + 1) % 2]
             amount = f"{number}.{self.n:02d}"
-            report = Report(f"writer-{self.n}-report-{number}", WRITER_RESOURCES[self.n], (("cpu", amount),))
+            report = Report(f"{self.name}-report-{number}", WRITER_RESOURCES[self.n], (("cpu", amount),))
             answer = send(writer.url, token("staff"), report, timeout=30)
             self.answers.append(answer)
             if answer.status == 201:
                 status, usage = read_back(reader, self.record)
-                if usage != amount:
+                if status is None:
+                    self.unread.append(report.tag)
+                elif usage != amount:
                     self.stale.append((report.tag, status, usage))
             number += 1
 
@@ -232,6 +235,7 @@ def test_every_write_acknowledged_around_the_holders_death_is_in_the_log(killed_
 
 def test_every_acknowledged_write_is_read_back_through_the_other_server_before_and_after_the_kill(killed_holder):
     assert [stale for writer in killed_holder["writers"] for stale in writer.stale] == []
+    assert [tag for writer in killed_holder["writers"] for tag in writer.unread] == []
 
 
 def test_both_servers_read_each_writers_last_acknowledged_amount_after_the_kill(killed_holder):
@@ -257,6 +261,59 @@ def test_the_killed_workers_master_starts_a_new_one(killed_holder):
 
 def test_ledger_verify_passes_after_the_holders_death(killed_holder):
     verified = subprocess.run([sys.executable, "-m", "ledger", "--db", killed_holder["db_path"], "verify"],
+                              capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "views identical to a rebuild from the log" in verified.stdout
+
+
+@pytest.fixture(scope="module")
+def killed_node(two_servers, killed_holder):
+    """A dict: the first server killed whole (SIGKILL to its master and workers) while writer threads
+    wrote through both, the writers then going on through the second alone; the first is restarted after."""
+    db_path, (first, second) = two_servers
+    stop = threading.Event()
+    # Tags of their own: the log holds the writers' of the holder's death already.
+    writers = [WriterThread(n, (first, second), stop, name="node-writer") for n in range(WRITERS)]
+    for writer in writers:
+        writer.start()
+    try:
+        acknowledged = lambda: sum(writer.acknowledged() for writer in writers)  # noqa: E731
+        wait_for(lambda: acknowledged() >= ACKNOWLEDGED_BEFORE_KILL, 30, "too few acknowledgements to kill under load")
+        first.kill()
+        for writer in writers:
+            writer.servers = (second, second)
+        at_kill = acknowledged()
+        wait_for(lambda: acknowledged() >= at_kill + ACKNOWLEDGED_AFTER_KILL, 40, "too few acknowledgements after the kill")
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+        first.start()
+    yield {"db_path": db_path, "survivor": second, "writers": writers, "acknowledged_at_kill": at_kill}
+
+
+def test_every_write_acknowledged_around_a_nodes_death_is_in_the_log(killed_node):
+    ledger = Ledger(killed_node["db_path"])
+    try:
+        answers = [answer for writer in killed_node["writers"] for answer in writer.answers]
+        tally = Tally.of(answers, logged_tags(ledger.store))
+    finally:
+        ledger.close()
+    assert tally.acknowledged >= killed_node["acknowledged_at_kill"] + ACKNOWLEDGED_AFTER_KILL
+    assert tally.missing == []
+    assert tally.sound
+
+
+def test_the_surviving_node_reads_each_writers_last_acknowledged_amount(killed_node):
+    assert [stale for writer in killed_node["writers"] for stale in writer.stale] == []
+    for writer in killed_node["writers"]:
+        last = writer.answers[-1]
+        assert last.status == 201
+        assert read_back(killed_node["survivor"], writer.record) == (200, last.report.items[0][1])
+
+
+def test_ledger_verify_passes_after_a_nodes_death(killed_node):
+    verified = subprocess.run([sys.executable, "-m", "ledger", "--db", killed_node["db_path"], "verify"],
                               capture_output=True, text=True, timeout=60)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "views identical to a rebuild from the log" in verified.stdout
