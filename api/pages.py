@@ -136,7 +136,7 @@ def scope_page(kind, scope_uuid):
     if kind == "resources":
         records = [
             record | {"carried": bool(usages.stored_record(conn, record["uuid"])["carried"])}
-            for record in usages.records(conn, scopes, filters, ["-billing_period"], -1)
+            for record in usages.records(conn, scopes, filters, ["-billing_period"], usages.EVERY)
         ]
     return page(
         "scope.html", caller, kind=kind, word=word, name=name, scope_uuid=scope_uuid, period=period,

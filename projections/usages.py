@@ -274,6 +274,9 @@ def visible_scopes(conn: Connection, scopes: dict | None, filters: dict) -> dict
 # each read in order off an index (the scope's, or a filter's); their union holds the page. Past
 # this many scopes (a caller in very many projects) the plain query is used.
 MAX_SCOPES_MERGED = 50
+# A `limit` of `records` for every matching record: a number both dialects take in LIMIT (SQLite's
+# -1 for "no limit" is an error on PostgreSQL), far past any table's size.
+EVERY = 2**62
 
 
 def records(conn: Connection, scopes: dict | None, filters: dict, order: list[str],

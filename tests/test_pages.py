@@ -11,7 +11,10 @@ from ledger.log.events import usage_record_uuid
 from ledger.rules.access import Caller
 from ledger.rules.clock import parse_datetime
 
+from .conftest import ON_BOTH_BACKENDS
 from .world import CLIENT, OTHER_CLIENT, OTHER_PROJECT, OTHER_RESOURCE, PROJECT, RESOURCE, token
+
+pytestmark = ON_BOTH_BACKENDS
 
 STAFF = Caller(id=1, username="staff", is_staff=True)
 

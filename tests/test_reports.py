@@ -12,8 +12,10 @@ from ledger.cli import cli
 from ledger.commands import usage
 from ledger.rules.access import Caller
 
-from .conftest import auth
+from .conftest import ON_BOTH_BACKENDS, auth
 from .world import CLIENT, OFFERING, OTHER_CLIENT, OTHER_OFFERING, OTHER_PROJECT, OTHER_RESOURCE, PROJECT, RESOURCE
+
+pytestmark = ON_BOTH_BACKENDS
 
 THIRD_RESOURCE = "0d000000000000000000000000000009"
 STAFF = Caller(id=1, username="staff", is_staff=True)

@@ -58,7 +58,7 @@ def audit(ledger: Ledger, resource_uuid: str, component_type: str | None = None,
                 data["missing_usage_policy"], data["description"],
             ))
         previous[event.stream] = data["amount"]
-    for record in usages.records(conn, None, {"resource_uuid": resource_uuid}, [], -1):
+    for record in usages.records(conn, None, {"resource_uuid": resource_uuid}, [], usages.EVERY):
         if not wanted(record["type"], record["billing_period"]):
             continue
         if is_carried(conn, record):

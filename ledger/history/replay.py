@@ -21,5 +21,5 @@ def replay(ledger: Ledger, until: int | dt.datetime, progress: Progress = Quiet)
             project(store, scratch, position, progress, "replaying")
             return [
                 record | {"carried": is_carried(scratch.conn, record)}
-                for record in usages.records(scratch.conn, None, {}, [], -1)
+                for record in usages.records(scratch.conn, None, {}, [], usages.EVERY)
             ]
