@@ -1,5 +1,6 @@
 """The HTTP API: Waldur's marketplace component-usage endpoints over the ledger."""
 
+import atexit
 import logging
 import os
 import threading
@@ -52,6 +53,8 @@ def start_process(app: Flask, process: dict) -> None:
     if app.config["PROJECTOR"]:
         folding = Ledger(path, sync_on_commit=False)  # views lost to a power cut are folded again from the log
         projector_thread = projector.Projector(folding.store, folding.lease)
+        # A worker stopped cleanly (gunicorn's SIGTERM ends it with sys.exit) folds what it wrote.
+        atexit.register(projector_thread.stop)
     wake = projector_thread.wake if projector_thread else lambda: None
     process.update(pid=os.getpid(), committer=GroupCommitter(path, committed=wake), projector=projector_thread)
     if app.config["ROLLOVER_SECONDS"]:

@@ -28,6 +28,7 @@ POLL_SECONDS = 0.0005
 IDLE_SECONDS = 0.002
 TAKEOVER_SECONDS = 0.05
 RETRY_SECONDS = 1.0
+STOP_WAIT_SECONDS = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -107,9 +108,16 @@ class Projector:
                 continue
             self.appended.wait(IDLE_SECONDS)
             self.appended.clear()
-        self.lease.release()
 
     def stop(self) -> None:
+        """Stops folding, once the views hold every event committed so far (this process's last writes
+        among them): a server stopped cleanly leaves its views current. The holder folds the rest
+        itself; another process waits up to STOP_WAIT_SECONDS for the holder, or takes the lease."""
         self.stopped.set()
         self.appended.set()
         self.thread.join()
+        try:
+            reach(self.store, self.lease, timeout=STOP_WAIT_SECONDS)
+        except Exception:  # noqa: BLE001 - stopping goes on: the next process to fold catches up
+            log.exception("projector: the views were not brought up to the log before stopping")
+        self.lease.release()
