@@ -40,6 +40,7 @@ from statistics import median
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from ledger.backends.postgres import connection as postgres_connection  # noqa: E402
 from ledger.log import events  # noqa: E402
 from ledger.cli import DEFAULT_THREADS, DEFAULT_WORKERS, load_catalog  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
@@ -124,6 +125,14 @@ def filled(db: str, resources: int, records: int) -> None:
     else:
         ledger.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     ledger.close()
+
+
+def durable_postgres() -> Server:
+    """A PostgreSQL server for the run, durable as in production (fsync on), stopped when the run ends however."""
+    server = Server(durable=True)
+    atexit.register(server.stop)
+    atexit.register(postgres_connection.close_pools)  # runs first: no session of ours sees the server go
+    return server
 
 
 def free_port() -> int:
@@ -216,9 +225,7 @@ def main() -> None:
     # report at one instant, so new records landed all over the date-ordered indexes instead of at their ends.
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("LEDGER_NOW", None)
-    postgres = Server(durable=True) if args.db == "postgresql" else None
-    if postgres:
-        atexit.register(postgres.stop)  # after a failed fill too
+    postgres = durable_postgres() if args.db == "postgresql" else None
     db, baseline_db = ((postgres.new_database(), postgres.new_database()) if postgres
                        else (str(folder / "ledger.db"), str(folder / "baseline.db")))
     if args.filled and args.filled.exists():

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from ledger.cli import DEFAULT_THREADS, DEFAULT_WORKERS, load_catalog  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
-from tests.bench.bench_http import OFFERING, TOKEN, catalog, free_port, resource_uuid, start, worst_p99, wrk  # noqa: E402
+from tests.bench.bench_http import (OFFERING, TOKEN, catalog, durable_postgres, free_port, resource_uuid, start,  # noqa: E402
+                                    worst_p99, wrk)
 from tests.postgres import Server  # noqa: E402
 
 ITEMS = 3
@@ -108,11 +109,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-nodes-"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("LEDGER_NOW", None)  # the real clock, as in production
-    postgres = Server(durable=True)
-    try:
-        rounds = [{nodes: run(postgres, folder, nodes, args, env) for nodes in (1, 2)} for _ in range(args.rounds)]
-    finally:
-        postgres.stop()
+    postgres = durable_postgres()
+    rounds = [{nodes: run(postgres, folder, nodes, args, env) for nodes in (1, 2)} for _ in range(args.rounds)]
 
     print(f"\nset_usage ({ITEMS} items) on one PostgreSQL database, gunicorn x {args.threads} threads (gthread),"
           f" wrk -c{args.connections} in total, {args.rounds} rounds of {args.seconds} s each;"
@@ -122,7 +120,8 @@ def main() -> None:
         results = [round_[nodes] for round_ in rounds]
         created, logged = sum(r["created"] for r in results), sum(r["logged"] for r in results)
         lost = sum(max(0, r["created"] - r["logged"] // ITEMS) for r in results)
-        print(f"{nodes:<6} {f'{nodes} x {results[0]['workers']}':>8} {median(r['rate'] for r in results):8.0f}"
+        layout = f"{nodes} x {results[0]['workers']}"
+        print(f"{nodes:<6} {layout:>8} {median(r['rate'] for r in results):8.0f}"
               f" {sum(r['errors'] for r in results):7d} {worst_p99(results):>9} {created:8d} {logged / ITEMS:9.0f}"
               f" {lost:5d}")
     ratios = sorted(round_[2]["rate"] / round_[1]["rate"] for round_ in rounds)

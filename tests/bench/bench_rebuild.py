@@ -34,7 +34,7 @@ from ledger.commands import catalog
 from ledger.database import Ledger  # noqa: E402
 from ledger.rules import clock
 from projections import runner  # noqa: E402
-from tests.postgres import Server  # noqa: E402
+from tests.bench.bench_http import durable_postgres  # noqa: E402
 
 BATCH = 50_000
 TYPES = ("cpu", "ram", "gpu", "storage")
@@ -174,19 +174,15 @@ def main() -> None:
     if args.log and args.db == "postgresql":
         raise SystemExit("--log keeps a SQLite file; PostgreSQL builds its log each run")
     folder = tempfile.mkdtemp(prefix="bench-rebuild-")
-    postgres = Server(durable=True) if args.db == "postgresql" else None
-    try:
-        path, target = ((postgres.new_database(), postgres.new_database()) if postgres
-                        else (args.log or os.path.join(folder, "log.db"), os.path.join(folder, "raw.db")))
-        if postgres or not os.path.exists(path):
-            build(path, args.events, args.resources)
-        result = json.loads(subprocess.run(
-            [sys.executable, __file__, "--rebuild-only", path], check=True, capture_output=True, text=True,
-        ).stdout)
-        raw_seconds, rows = raw_inserts(path, target)
-    finally:
-        if postgres:
-            postgres.stop()
+    postgres = durable_postgres() if args.db == "postgresql" else None
+    path, target = ((postgres.new_database(), postgres.new_database()) if postgres
+                    else (args.log or os.path.join(folder, "log.db"), os.path.join(folder, "raw.db")))
+    if postgres or not os.path.exists(path):
+        build(path, args.events, args.resources)
+    result = json.loads(subprocess.run(
+        [sys.executable, __file__, "--rebuild-only", path], check=True, capture_output=True, text=True,
+    ).stdout)
+    raw_seconds, rows = raw_inserts(path, target)
     rebuild_rate, raw_rate = result["events"] / result["seconds"], rows / raw_seconds
     print(f"\nrebuild on {args.db}: {result['events']:,} events -> {rows:,} view rows")
     print(f"{'what':34} {'seconds':>8} {'per second':>12} {'peak MB':>8}")
