@@ -112,6 +112,7 @@ def rebuild(path: str) -> None:
 
 
 def view_tables() -> list[str]:
+    """Every table of the views, in the runner's order."""
     return [name for projection in runner.PROJECTIONS for name in projection.TABLES]
 
 
