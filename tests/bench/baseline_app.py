@@ -2,8 +2,9 @@
 
 `POST /insert` parses the same JSON body as set_usage and inserts one row into SQLite
 (same pragmas as the ledger), or, when BASELINE_DB is a `postgresql://` URL, into that
-PostgreSQL database through psycopg (autocommit, durable commits as the ledger's); `GET /records` returns a bare JSON array of ten records
-shaped like usage records. Served by gunicorn with the ledger's settings:
+PostgreSQL database through psycopg (autocommit, durable commits as the ledger's);
+`GET /records` returns a bare JSON array of ten records shaped like usage records. Served by
+gunicorn with the ledger's settings:
 
     BASELINE_DB=/tmp/baseline.db gunicorn -w 4 -k gthread --threads 2 tests.bench.baseline_app:app
 """

@@ -114,7 +114,7 @@ def filled(db: str, resources: int, records: int) -> None:
     load_catalog(ledger, json.dumps(catalog(resources)))
     started = time.perf_counter()
     postgresql = db.startswith("postgresql:")
-    # On PostgreSQL, folding report by report over the connection took about 4 ms a record here (an hour
+    # On PostgreSQL, folding report by report over the connection took 2 to 4 ms a record here (up to an hour
     # for a million): the records are appended, then the views rebuilt from the log, as `ledger rebuild` does.
     fill(ledger, resources, records, fold=not postgresql)
     if postgresql:
