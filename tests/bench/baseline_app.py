@@ -1,8 +1,10 @@
 """Minimal Flask endpoints that the HTTP benchmark compares the ledger against.
 
 `POST /insert` parses the same JSON body as set_usage and inserts one row into SQLite
-(same pragmas as the ledger); `GET /records` returns a bare JSON array of ten records
-shaped like usage records. Served by gunicorn with the ledger's settings:
+(same pragmas as the ledger), or, when BASELINE_DB is a `postgresql://` URL, into that
+PostgreSQL database through psycopg (autocommit, durable commits as the ledger's);
+`GET /records` returns a bare JSON array of ten records shaped like usage records. Served by
+gunicorn with the ledger's settings:
 
     BASELINE_DB=/tmp/baseline.db gunicorn -w 4 -k gthread --threads 2 tests.bench.baseline_app:app
 """
@@ -11,6 +13,7 @@ import os
 import sqlite3
 import threading
 
+import psycopg
 from flask import Flask, jsonify, request
 
 from ledger.backends.sqlite.connection import BUSY_TIMEOUT_SECONDS
@@ -29,8 +32,14 @@ RECORD = {
 }
 
 
-def connection() -> sqlite3.Connection:
-    if getattr(local, "conn", None) is None:
+def connection() -> sqlite3.Connection | psycopg.Connection:
+    if getattr(local, "conn", None) is None and os.environ["BASELINE_DB"].startswith("postgresql://"):
+        conn = psycopg.connect(os.environ["BASELINE_DB"], autocommit=True, options="-c synchronous_commit=on")
+        with conn.transaction():  # workers starting together would race to create the table
+            conn.execute("SELECT pg_advisory_xact_lock(1)")
+            conn.execute("CREATE TABLE IF NOT EXISTS reports (id BIGSERIAL PRIMARY KEY, body TEXT)")
+        local.conn = conn
+    elif getattr(local, "conn", None) is None:
         conn = sqlite3.connect(os.environ["BASELINE_DB"], timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
         sync = "NORMAL" if os.environ.get("LEDGER_SYNC", "full").lower() == "normal" else "FULL"
@@ -44,6 +53,9 @@ def connection() -> sqlite3.Connection:
 def insert():
     body = request.get_json()
     conn = connection()
+    if isinstance(conn, psycopg.Connection):
+        conn.execute("INSERT INTO reports (body) VALUES (%s)", (str(body["usages"]),))
+        return "", 201
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("INSERT INTO reports (body) VALUES (?)", (str(body["usages"]),))
     conn.execute("COMMIT")

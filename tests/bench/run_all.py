@@ -1,6 +1,6 @@
 """Runs every benchmark in turn and prints their tables (each with its baseline of the same run).
 
-    .venv/bin/python tests/bench/run_all.py            # the full sizes: about 25 minutes on 2 cores
+    .venv/bin/python tests/bench/run_all.py            # the full sizes: about an hour on 2 cores
     .venv/bin/python tests/bench/run_all.py --quick    # small sizes, to check that everything runs
 
 Needs wrk (apt-get install wrk) and the bench extra (pip install -e '.[bench]': eventsourcing).
@@ -33,6 +33,14 @@ BENCHMARKS = {
         (["bench_mixed.py", "--records", "1000000"], ["bench_mixed.py", "--records", "20000", "--seconds", "5"]),
     "Period totals, chart data and the overview page vs SQLite's own GROUP BY (no target)":
         (["bench_reports.py"], ["bench_reports.py", "--records", "20000", "--resources", "1000"]),
+    "HTTP on PostgreSQL: set_usage and a filtered list vs minimal Flask on the same server (targets 50% and 50%)":
+        (["bench_http.py", "--db", "postgresql", "--records", "1000000", "--seconds", "10"],
+         ["bench_http.py", "--db", "postgresql", "--records", "20000", "--resources", "1000", "--seconds", "3"]),
+    "Two ledger serve nodes over one PostgreSQL database vs one node, every 201 in the log (target 100%)":
+        (["bench_nodes.py"], ["bench_nodes.py", "--resources", "1000", "--seconds", "3", "--rounds", "1"]),
+    "Rebuild on PostgreSQL vs raw batched inserts of the same rows (target 30%)":
+        (["bench_rebuild.py", "--events", "1000000", "--db", "postgresql"],
+         ["bench_rebuild.py", "--events", "20000", "--resources", "500", "--db", "postgresql"]),
 }
 
 
