@@ -42,7 +42,6 @@ from ledger.commands import catalog
 from ledger.database import Ledger  # noqa: E402
 from ledger.rules.access import Caller  # noqa: E402
 from tests.bench.bench_rebuild import catalog_document, resource_uuid  # noqa: E402
-from tests.bench.without_usage_views import leave_out_usage_views  # noqa: E402
 
 TYPES = ("cpu", "ram", "gpu")
 
@@ -127,12 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="multiplies every workload's resources")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each application per workload, alternated")
-    parser.add_argument("--without-usage-views", action="store_true",
-                        help="an experiment: the ledger without folding reports into its usage views"
-                             " (tests/bench/without_usage_views.py)")
     args = parser.parse_args()
-    if args.without_usage_views:
-        leave_out_usage_views()
     os.environ.pop("LEDGER_NOW", None)  # the real clock: every report has its own time, as in production
     results = []
     for name, (resources, count) in WORKLOADS.items():
@@ -145,8 +139,7 @@ def main() -> None:
                 runs.append((run_ledger(folder, work, resources), run_eventsourcing(folder, work),
                              run_eventsourcing(folder, work, cached=True)))
         results.append((f"{name} ({resources} resources x {count})", records, runs))
-    print(f"\nset_usage commands of {len(TYPES)} items, synchronous=FULL; records/s"
-          f"{' (experiment: without the usage views)' if args.without_usage_views else ''};"
+    print(f"\nset_usage commands of {len(TYPES)} items, synchronous=FULL; records/s;"
           f" medians of {args.rounds} rounds, and the spread of the ratios")
     print(f"{'workload':46} {'records':>8} {'ledger':>8} {'eventsourcing':>14} {'ratio':>6} {'rounds':>11}"
           f" {'with its cache':>15} {'ratio':>6}")

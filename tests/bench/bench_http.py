@@ -207,9 +207,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="gthread threads per worker, for both servers")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="runs of each server, alternated")
-    parser.add_argument("--without-usage-views", action="store_true",
-                        help="an experiment: set_usage only, against the ledger without folding reports into its"
-                             " usage views (tests/bench/without_usage_views.py)")
     parser.add_argument("--filled", type=Path, help="a database filled by an earlier run with the same --records"
                         " and --resources (kept there if missing), copied instead of filling again (SQLite only)")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite",
@@ -255,10 +252,8 @@ def main() -> None:
     ledger_port, baseline_port = free_port(), free_port()
     ledger_url, baseline_url = f"http://127.0.0.1:{ledger_port}", f"http://127.0.0.1:{baseline_port}"
     list_path = f"/api/marketplace-component-usages/?offering_uuid={OFFERING}&type=cpu&page_size=10"
-    # The ledger's CLI; for the experiment, patched first (tests/bench/without_usage_views.py).
-    ledger_cli = ["tests.bench.without_usage_views"] if args.without_usage_views else ["ledger"]
     servers = [
-        start([sys.executable, "-m", *ledger_cli, "--db", db, "serve", "--port", str(ledger_port),
+        start([sys.executable, "-m", "ledger", "--db", db, "serve", "--port", str(ledger_port),
                "--workers", str(args.workers), "--threads", str(args.threads)], env, ledger_url + list_path),
         start([*gunicorn, "-b", f"127.0.0.1:{baseline_port}", "tests.bench.baseline_app:app"],
               {**env, "BASELINE_DB": baseline_db}, baseline_url + "/records"),
@@ -276,7 +271,7 @@ def main() -> None:
              lambda: wrk(ledger_url + "/api/marketplace-component-usages/set_usage/", args.seconds, args.connections, str(script)),
              lambda: wrk(baseline_url + "/insert", args.seconds, args.connections, str(baseline_script))),
         )
-        for name, ours, base in benchmarks[2:] if args.without_usage_views else benchmarks:
+        for name, ours, base in benchmarks:
             # Rounds alternate the two servers, so that a slow spell of the machine falls on both.
             pairs = [(ours(), base()) for _ in range(args.rounds)]
             rows.append((name, pairs))
@@ -285,8 +280,6 @@ def main() -> None:
             server.terminate()
             server.wait()
 
-    if args.without_usage_views:
-        print("\nexperiment: the ledger without folding reports into its usage views")
     print(f"\n{args.records} usage records on {args.db}, gunicorn {args.workers} workers x {args.threads} threads (gthread),"
           f" wrk -c{args.connections}, {args.rounds} rounds of {args.seconds} s each;"
           " medians of the rounds, errors summed, the worst p99")
