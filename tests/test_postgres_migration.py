@@ -7,10 +7,11 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from ledger import demo
-from ledger.cli import cli, load_catalog
+from ledger.cli import cli
 from ledger.database import Ledger
 from projections import reports
+
+from .test_postgres_cli import demo_ledger
 
 pytestmark = pytest.mark.postgresql
 
@@ -24,13 +25,7 @@ def run(db: str, *args: str):
 @pytest.fixture
 def sqlite_ledger(tmp_path, now):
     """The demo's ledger (catalog, half a year of usage, carried values, user shares) in a SQLite file."""
-    path = str(tmp_path / "ledger.db")
-    ledger = Ledger(path)
-    ledger.init()
-    load_catalog(ledger, demo.catalog_text())
-    demo.seed_usage(ledger)
-    ledger.close()
-    return path
+    return demo_ledger(str(tmp_path / "ledger.db"))
 
 
 def totals(db: str) -> dict:
