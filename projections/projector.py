@@ -27,6 +27,7 @@ POLL_SECONDS = 0.0005
 # An idle holder looks for other processes' appends this often at most (its own wake it at once).
 IDLE_SECONDS = 0.002
 TAKEOVER_SECONDS = 0.05
+CONFIRM_SECONDS = 1.0
 RETRY_SECONDS = 1.0
 STOP_WAIT_SECONDS = 5.0
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class Projector:
 
     def __init__(self, store: EventStore, lease: ProjectorLease):
         self.store, self.lease = store, lease
+        self.confirmed = 0.0  # when the lease was last confirmed held
         store.prepare_folding()
         self.appended = threading.Event()  # set by this process's writers: fold now
         self.stopped = threading.Event()
@@ -94,9 +96,21 @@ class Projector:
     def wake(self) -> None:
         self.appended.set()
 
+    def _holds_lease(self) -> bool:
+        """Whether this thread holds the lease, confirmed with the lease at most every CONFIRM_SECONDS:
+        on PostgreSQL confirming is a round trip to the server, and the loop turns every IDLE_SECONDS.
+        Folding a moment longer after losing the lease is harmless: the writer lock orders folds."""
+        now = time.monotonic()
+        if self.lease.held and now - self.confirmed < CONFIRM_SECONDS:
+            return True
+        if self.lease.acquire():
+            self.confirmed = now
+            return True
+        return False
+
     def _run(self) -> None:
         while not self.stopped.is_set():
-            if not self.lease.acquire():
+            if not self._holds_lease():
                 self.stopped.wait(TAKEOVER_SECONDS)
                 continue
             try:

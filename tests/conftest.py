@@ -40,12 +40,19 @@ def catalog():
     return copy.deepcopy(catalog_document())
 
 
+def new_database(request, backend: str, folder) -> str:
+    """An empty database of `backend` ("sqlite": a file in `folder`; "postgresql": a database of the
+    session's server), named as `--db` takes it."""
+    if backend == "postgresql":
+        return request.getfixturevalue("postgres_server").new_database()
+    return str(folder / "ledger.db")
+
+
 @pytest.fixture
 def db_path(request, tmp_path, catalog, now):
     """A ledger database with the test catalog loaded: a SQLite file, or (parametrized indirectly with
     "postgresql", as the official client's tests are) a fresh PostgreSQL database's URL."""
-    backend = getattr(request, "param", "sqlite")
-    path = request.getfixturevalue("postgres_url") if backend == "postgresql" else str(tmp_path / "ledger.db")
+    path = new_database(request, getattr(request, "param", "sqlite"), tmp_path)
     ledger = Ledger(path)
     ledger.init()
     load_catalog(ledger, json.dumps(catalog))

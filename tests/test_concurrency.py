@@ -14,6 +14,7 @@ from ledger.database import WRITE_ATTEMPTS, Ledger
 from ledger.log import events
 from ledger.rules import clock
 
+from .conftest import new_database
 from .serving import Answer, LedgerServer, Report, Tally, logged_tags, new_ledger, send
 from .world import OTHER_RESOURCE, RESOURCE, catalog_document, token
 
@@ -47,10 +48,7 @@ def hammered(request, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEDGER_NOW", NOW)
         folder = tmp_path_factory.mktemp("concurrency")
-        if request.param == "postgresql":
-            db_path = request.getfixturevalue("postgres_server").new_database()
-        else:
-            db_path = str(folder / "ledger.db")
+        db_path = new_database(request, request.param, folder)
         new_ledger(db_path, catalog_document())
         plans = [planned_reports(thread, REPORTS_PER_THREAD) for thread in range(THREADS)]
         with LedgerServer(db_path, workers=WORKERS, folder=folder) as server:

@@ -45,6 +45,7 @@ from waldur_api_client.models import (
 from ledger.database import Ledger
 from ledger.log import events
 
+from .conftest import new_database
 from .serving import (
     Answer,
     LedgerServer,
@@ -89,10 +90,7 @@ def two_servers(request, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("LEDGER_NOW", NOW)
         folder = tmp_path_factory.mktemp("nodes")
-        if request.param == "postgresql":
-            db_path = request.getfixturevalue("postgres_server").new_database()
-        else:
-            db_path = str(folder / "ledger.db")
+        db_path = new_database(request, request.param, folder)
         new_ledger(db_path, catalog_with_writer_resources())
         with LedgerServer(db_path, workers=2, folder=folder) as first, \
                 LedgerServer(db_path, workers=2, folder=folder) as second:
@@ -192,29 +190,40 @@ def wait_for(condition, seconds: float, what: str) -> None:
         time.sleep(0.02)
 
 
-@pytest.fixture(scope="module")
-def killed_holder(two_servers):
-    """A dict: the projector's holder killed with SIGKILL while writer threads wrote through both servers."""
-    db_path, servers = two_servers
-    masters = {server.process.pid for server in servers}
+def written_around(servers: tuple[LedgerServer, LedgerServer], kill, name: str = "writer") -> tuple[list, int]:
+    """Writer threads writing through both servers; once they have ACKNOWLEDGED_BEFORE_KILL, `kill(writers)`,
+    then ACKNOWLEDGED_AFTER_KILL more. Returns the writers and how many were acknowledged at the kill."""
     stop = threading.Event()
-    writers = [WriterThread(n, servers, stop) for n in range(WRITERS)]
+    writers = [WriterThread(n, servers, stop, name=name) for n in range(WRITERS)]
     for writer in writers:
         writer.start()
     try:
         acknowledged = lambda: sum(writer.acknowledged() for writer in writers)  # noqa: E731
         wait_for(lambda: acknowledged() >= ACKNOWLEDGED_BEFORE_KILL, 30, "too few acknowledgements to kill under load")
-        killed = lease_holder(db_path)
-        killed_master = parent_of(killed)
-        os.kill(killed, signal.SIGKILL)
+        kill(writers)
         at_kill = acknowledged()
         wait_for(lambda: acknowledged() >= at_kill + ACKNOWLEDGED_AFTER_KILL, 40, "too few acknowledgements after the kill")
     finally:
         stop.set()
         for writer in writers:
             writer.join()
-    yield {"db_path": db_path, "servers": servers, "masters": masters, "killed": killed,
-           "killed_master": killed_master, "acknowledged_at_kill": at_kill, "writers": writers}
+    return writers, at_kill
+
+
+@pytest.fixture(scope="module")
+def killed_holder(two_servers):
+    """A dict: the projector's holder killed with SIGKILL while writer threads wrote through both servers."""
+    db_path, servers = two_servers
+    masters, killed = {server.process.pid for server in servers}, {}
+
+    def kill_the_holder(writers):
+        killed["pid"] = lease_holder(db_path)
+        killed["master"] = parent_of(killed["pid"])
+        os.kill(killed["pid"], signal.SIGKILL)
+
+    writers, at_kill = written_around(servers, kill_the_holder)
+    yield {"db_path": db_path, "servers": servers, "masters": masters, "killed": killed["pid"],
+           "killed_master": killed["master"], "acknowledged_at_kill": at_kill, "writers": writers}
 
 
 def test_the_killed_holder_was_a_worker_of_one_of_the_servers(killed_holder):
@@ -276,23 +285,16 @@ def killed_node(two_servers, killed_holder):
     """A dict: the first server killed whole (SIGKILL to its master and workers) while writer threads
     wrote through both, the writers then going on through the second alone; the first is restarted after."""
     db_path, (first, second) = two_servers
-    stop = threading.Event()
-    # Tags of their own: the log holds the writers' of the holder's death already.
-    writers = [WriterThread(n, (first, second), stop, name="node-writer") for n in range(WRITERS)]
-    for writer in writers:
-        writer.start()
-    try:
-        acknowledged = lambda: sum(writer.acknowledged() for writer in writers)  # noqa: E731
-        wait_for(lambda: acknowledged() >= ACKNOWLEDGED_BEFORE_KILL, 30, "too few acknowledgements to kill under load")
+
+    def kill_the_first_node(writers):
         first.kill()
         for writer in writers:
             writer.servers = (second, second)
-        at_kill = acknowledged()
-        wait_for(lambda: acknowledged() >= at_kill + ACKNOWLEDGED_AFTER_KILL, 40, "too few acknowledgements after the kill")
+
+    try:
+        # Tags of their own: the log holds the writers' of the holder's death already.
+        writers, at_kill = written_around((first, second), kill_the_first_node, name="node-writer")
     finally:
-        stop.set()
-        for writer in writers:
-            writer.join()
         first.start()
     yield {"db_path": db_path, "survivor": second, "writers": writers, "acknowledged_at_kill": at_kill}
 
