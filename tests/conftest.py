@@ -41,8 +41,8 @@ def catalog():
 
 
 def new_database(request, backend: str, folder) -> str:
-    """An empty database of `backend` ("sqlite": a file in `folder`; "postgresql": a database of the
-    session's server), named as `--db` takes it."""
+    """An empty database of `backend` for a module's servers ("sqlite": a file in `folder`;
+    "postgresql": a database of the session's server), named as `--db` takes it."""
     if backend == "postgresql":
         return request.getfixturevalue("postgres_server").new_database()
     return str(folder / "ledger.db")
@@ -52,7 +52,9 @@ def new_database(request, backend: str, folder) -> str:
 def db_path(request, tmp_path, catalog, now):
     """A ledger database with the test catalog loaded: a SQLite file, or (parametrized indirectly with
     "postgresql", as the official client's tests are) a fresh PostgreSQL database's URL."""
-    path = new_database(request, getattr(request, "param", "sqlite"), tmp_path)
+    backend = getattr(request, "param", "sqlite")
+    # postgres_url closes this process's pools after the test: a test's connections do not pile up.
+    path = request.getfixturevalue("postgres_url") if backend == "postgresql" else str(tmp_path / "ledger.db")
     ledger = Ledger(path)
     ledger.init()
     load_catalog(ledger, json.dumps(catalog))
