@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from flask import Flask, g
+from flask import Flask, g, request
 from werkzeug.routing import BaseConverter
 
 from ledger.commands import tokens
@@ -101,8 +101,9 @@ def create_app(config: dict | None = None) -> Flask:
             local.ledger = Ledger(app.config["DATABASE"], committer=process["committer"])
         g.ledger = local.ledger
         # Every request reads the views (its caller's token, at least): they must hold every write
-        # acknowledged before it arrived, in this process or another.
-        g.ledger.reach_views()
+        # acknowledged before it arrived, in this process or another (but what its view says it
+        # need not wait for, see requests.unwaited).
+        g.ledger.arrive(getattr(app.view_functions.get(request.endpoint), "unwaited", ()))
 
     app.url_map.converters["uuid"] = UUIDConverter
     app.url_map.strict_slashes = False  # a path without its trailing slash is served, not redirected as HTML

@@ -1,5 +1,6 @@
 """Who is calling and what is serving: `version` and `users/me`, as Waldur answers them."""
 
+import functools
 from importlib.metadata import version
 
 from flask import Blueprint, g, jsonify
@@ -21,10 +22,16 @@ USER_ME = Shape({
 blueprint = Blueprint("accounts", __name__, url_prefix="/api")
 
 
+@functools.cache
+def installed_version() -> str:
+    """The package's version, read from its installed metadata once: a file parsed on every request otherwise."""
+    return version("usage-ledger")
+
+
 @blueprint.route("/version/", methods=["GET"])
 def server_version():
     authenticate(g.ledger.conn)
-    return jsonify(VERSION.wire({"version": version("usage-ledger")}))
+    return jsonify(VERSION.wire({"version": installed_version()}))
 
 
 @blueprint.route("/users/me/", methods=["GET"])

@@ -21,6 +21,14 @@ WHOLE_UUID = re.compile(rf"^{UUID_TEXT}$")
 UUID_FIELDS = ("resource", "plan_period")  # body fields holding a UUID, besides `user` links
 
 
+def unwaited(types: frozenset[str]):
+    """Marks a view whose request need not wait for the views to fold events of `types` (Ledger.arrive)."""
+    def marked(view):
+        view.unwaited = types
+        return view
+    return marked
+
+
 def read_unsized_body() -> None:
     """Reads a body sent without a Content-Length (chunked) whole, 413 past LEDGER_MAX_BODY.
 

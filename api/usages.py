@@ -11,7 +11,7 @@ from projections import catalog, usages
 from . import filters, reading, schemas
 from .auth import authenticate
 from .errors import bad_request, forbidden, not_found
-from .requests import idempotency_key, json_body
+from .requests import idempotency_key, json_body, unwaited
 from .shapes import INTEGER, MOMENT, OBJECT, TEXT, UUID_TEXT, Field, Shape
 
 # One event of a record's history, its data as it was hashed.
@@ -29,6 +29,7 @@ SET_USAGE = schemas.SetUsageRequest()
 
 
 @blueprint.route("/set_usage/", methods=["POST"])
+@unwaited(usage.SET_USAGE_UNWAITED)
 def set_usage():
     caller = authenticate(g.ledger.conn)
     key = idempotency_key(caller)

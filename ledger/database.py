@@ -1,7 +1,7 @@
 """The ledger's database: the event log, and the views that the projector folds from it."""
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from ledger import backends
 from ledger.commands import idempotency, tokens
@@ -34,8 +34,10 @@ class Ledger:
         self.store = backend.event_store(self.conn)
         self.lease = backend.projector_lease(self.store)
         self.checkpointer = backend.background_work(self.store) if background_checkpoints else None
-        # The latest billing month known to be started, so most writes skip the rollover query.
-        self._started_through = None
+        # When the month after the latest one known to be started begins: until then, writes skip the rollover query.
+        self._next_month_starts = None
+        # Set by `arrive`: the views hold every write acknowledged before the caller's request arrived.
+        self._arrived = False
 
     def init(self) -> None:
         """Creates the log and the views if missing, and brings the views up to the log."""
@@ -53,6 +55,25 @@ class Ledger:
         else does); raises projector.ViewsBehind past `timeout` (LEDGER_READ_WAIT seconds by default)."""
         return projector.reach(self.store, self.lease, timeout=timeout)
 
+    def arrive(self, unwaited: Collection[str] = ()) -> int:
+        """A request arrives: the views are brought up to every write acknowledged before it
+        (`reach_views`). Its first write decides on them without waiting again: what other
+        writers append meanwhile is concurrent with the request, and a decision that a later
+        append overtakes fails its own append and is made again (see `write`).
+
+        Events of the `unwaited` types are not waited for: those a request's decisions read only
+        through stream versions that their append checks, or not at all. A decision that one of
+        them overtook is made again, after waiting for the views to hold it.
+        """
+        if unwaited:
+            position = runner.position(self.conn)
+            if self.store.last_seq_except(unwaited, after=position) > position:
+                position = self.reach_views()
+        else:
+            position = self.reach_views()
+        self._arrived = True
+        return position
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """A write transaction whose views hold every event: nobody appends while it lasts. What it
@@ -65,7 +86,8 @@ class Ledger:
             projector.fold_after_write(self.store, self.lease)
 
     def write(self, decide: Callable[[], list[NewEvent]], key: idempotency.Key | None = None) -> list[StoredEvent]:
-        """Decides on views that hold every event committed so far, then appends: all of it lands, or none.
+        """Decides on views that hold every event committed before the call (or, after `arrive`,
+        before the caller's request arrived), then appends: all of it lands, or none.
 
         Deciding reads the views without holding the write lock, so that concurrent writers wait
         only for each other's appends; the versions of the streams it reads are those the views
@@ -76,8 +98,10 @@ class Ledger:
         transaction (raising Replayed or KeyReused). With a committer, the append shares a
         commit with other threads' writes; without one, the views are folded right after it.
         """
+        arrived, self._arrived = self._arrived, False
         if self._month_entered():
             self.roll_periods()
+            arrived = False  # the decision must see the months just started
         attempt = 1
         while True:
             last = attempt == WRITE_ATTEMPTS or self.conn.in_transaction
@@ -85,7 +109,8 @@ class Ledger:
                 if last:
                     with self.locked():
                         return self._append(self._decide(decide), key)
-                self.reach_views()
+                if attempt > 1 or not arrived:  # views that trail what overtook the last decision, or the caller
+                    self.reach_views()
                 decided = self._decide(decide)
                 if self.committer:
                     return self.committer.submit(decided, key)
@@ -124,14 +149,14 @@ class Ledger:
 
     def _month_entered(self) -> bool:
         """Whether the clock may have entered a billing month this ledger has not seen started."""
-        return self._started_through is None or self._started_through < clock.billing_period(clock.now())
+        return self._next_month_starts is None or clock.now() >= self._next_month_starts
 
     def _rollover_due(self) -> list[NewEvent]:
-        current = clock.billing_period(clock.now())
-        if self._started_through is not None and self._started_through >= current:
+        if not self._month_entered():
             return []
-        self._started_through = periods.started_through(self.store)
-        due = periods.due(self._started_through, clock.now())
+        started_through = periods.started_through(self.store)
+        self._next_month_starts = periods.start_of_month_after(started_through) if started_through else None
+        due = periods.due(started_through, clock.now())
         if due:
             idempotency.purge(self.conn)
         return due

@@ -94,7 +94,8 @@ class Projector:
         self.thread.start()
 
     def wake(self) -> None:
-        self.appended.set()
+        if not self.appended.is_set():  # setting takes the event's lock and notifies: for nothing when already set
+            self.appended.set()
 
     def _holds_lease(self) -> bool:
         """Whether this thread holds the lease, confirmed with the lease at most every CONFIRM_SECONDS:

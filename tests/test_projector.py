@@ -3,6 +3,8 @@ to hold each write acknowledged before it arrived, or answers 503."""
 
 import os
 
+import pytest
+
 from ledger.backends.sqlite.locks import Lease
 from ledger.commands import usage
 from ledger.database import Ledger
@@ -11,14 +13,14 @@ from ledger.rules.access import Caller
 from projections import projector, runner
 
 from .conftest import auth
-from .world import RESOURCE
+from .world import OTHER_RESOURCE, RESOURCE
 
 STAFF = Caller(id=1, username="staff", is_staff=True)
 LIST = f"/api/marketplace-component-usages/?resource_uuid={RESOURCE}&type=cpu"
 
 
-def report(amount: str) -> usage.SetUsage:
-    return usage.SetUsage([usage.UsageItem("cpu", amount)], resource_uuid=RESOURCE)
+def report(amount: str, resource: str = RESOURCE) -> usage.SetUsage:
+    return usage.SetUsage([usage.UsageItem("cpu", amount)], resource_uuid=resource)
 
 
 def appended_unfolded(db_path: str, amount: str) -> None:
@@ -79,11 +81,11 @@ def test_a_request_that_cannot_see_every_acknowledged_write_is_a_503_with_retry_
     assert [record["usage"] for record in client.get(LIST, headers=auth("staff")).get_json()] == ["8.00"]
 
 
-def appended_unfolded_with_lease_held(db_path: str, amount: str) -> None:
+def appended_unfolded_with_lease_held(db_path: str, amount: str, resource: str = RESOURCE) -> None:
     """A report appended while this process's test holds the lease (the writer's fold finds it taken)."""
     writer = Ledger(db_path)
     try:
-        usage.set_usage(writer, STAFF, report(amount))
+        usage.set_usage(writer, STAFF, report(amount, resource))
         assert runner.position(writer.conn) < writer.store.count()
     finally:
         writer.close()
@@ -115,3 +117,39 @@ def test_an_unchanged_report_decided_on_views_that_trail_the_log_is_decided_agai
     assert [event.data["amount"] for event in stored] == ["1.00"]
     assert len(decided_at) == 2
     assert projector.reach(ledger.store, ledger.lease) == ledger.store.count()
+
+
+def test_a_request_writes_without_waiting_for_appends_made_after_it_arrived(ledger, db_path, monkeypatch):
+    """Another writer appends to another stream after the request arrived, and nobody folds it: the
+    request's write is concurrent with it and goes on; a write that did not arrive waits and gives up."""
+    monkeypatch.setenv("LEDGER_READ_WAIT", "0.05")
+    ledger.roll_periods()  # known started, as after a server's first write: its first write in a month waits
+    stuck = Lease(f"{db_path}.projector-lease")
+    assert stuck.acquire()  # a holder that never folds
+    try:
+        ledger.arrive()
+        appended_unfolded_with_lease_held(db_path, "5.00", resource=OTHER_RESOURCE)
+        stored = usage.set_usage(ledger, STAFF, report("1.00"))
+        assert [event.data["amount"] for event in stored] == ["1.00"]
+        with pytest.raises(projector.ViewsBehind):
+            usage.set_usage(ledger, STAFF, report("2.00"))  # the arrival was used by the write before
+    finally:
+        stuck.release()
+
+
+def test_a_request_whose_stream_moved_after_it_arrived_decides_again_on_views_that_hold_the_move(ledger, db_path, monkeypatch):
+    monkeypatch.setenv("LEDGER_READ_WAIT", "0.05")
+    ledger.roll_periods()
+    stuck = Lease(f"{db_path}.projector-lease")
+    assert stuck.acquire()
+    try:
+        ledger.arrive()
+        appended_unfolded_with_lease_held(db_path, "5.00")
+        count = ledger.store.count()
+        with pytest.raises(projector.ViewsBehind):  # decided on views without the 5.00, then waited for them
+            usage.set_usage(ledger, STAFF, report("1.00"))
+        assert ledger.store.count() == count
+    finally:
+        stuck.release()
+    stored = usage.set_usage(ledger, STAFF, report("1.00"))
+    assert [(event.version, event.data["amount"]) for event in stored] == [(2, "1.00")]

@@ -1,7 +1,7 @@
 """The event store's queries that every SQL backend writes alike: an `events` table, `?` parameters."""
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from ledger.errors import StreamConflict
 from ledger.log.hashing import GENESIS_HASH
@@ -63,6 +63,13 @@ class SQLEventStore(EventStore):
         with self.translated():
             row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
+
+    def last_seq_except(self, types: Collection[str], after: int) -> int:
+        types = list(types)
+        excluded = f" AND type NOT IN ({', '.join('?' for _ in types)})" if types else ""
+        with self.translated():
+            row = self.conn.execute(f"SELECT MAX(seq) FROM events WHERE seq > ?{excluded}", (after, *types)).fetchone()
+        return after if row[0] is None else row[0]
 
     def event_hash(self, seq: int) -> str | None:
         with self.translated():

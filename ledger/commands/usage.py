@@ -13,6 +13,9 @@ from ledger.rules.access import Caller
 from projections import catalog, usages, user_usages
 
 WRITABLE_STATES = ("OK", "Updating", "Terminating")
+# What a set_usage request need not wait for the views to fold (Ledger.arrive): its decision reads
+# usage records only through the stream versions its append checks, and never reads user usages.
+SET_USAGE_UNWAITED = frozenset({"UsageReported", "UserUsageReported"})
 REPORTABLE_BILLING_TYPES = ("usage", "limit", "one")
 # A non-staff provider's date in a past billing period of a `usage`-billed component, by set_usage or user usages.
 PROVIDER_BACKFILL = (
@@ -81,10 +84,9 @@ def set_usage(ledger: Ledger, caller: Caller, command: SetUsage, key: idempotenc
         streams = {events.usage_stream(resource_uuid, item.type, period) for item in command.items} if resource_uuid else ()
         versions = ledger.store.stream_versions(streams)
         if resource_uuid:
-            target = dataclasses.replace(target, held={
-                item.type: usages.stored_record(ledger.conn, events.usage_record_uuid(resource_uuid, item.type, period))
-                for item in command.items
-            })
+            records = {item.type: events.usage_record_uuid(resource_uuid, item.type, period) for item in command.items}
+            held = usages.stored_records(ledger.conn, list(records.values()))
+            target = dataclasses.replace(target, held={kind: held[uuid] for kind, uuid in records.items()})
         return decide(command, target, caller, clock.now(), versions)
 
     return ledger.write(decide_events, key)

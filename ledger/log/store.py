@@ -9,7 +9,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ledger.errors import StreamConflict
@@ -96,6 +96,10 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def head(self) -> tuple[int, str]:
         """The last seq and hash, or (0, GENESIS_HASH) for an empty log."""
+
+    @abc.abstractmethod
+    def last_seq_except(self, types: Collection[str], after: int) -> int:
+        """The seq of the last event past `after` whose type is none of `types`; `after` when there is none."""
 
     @abc.abstractmethod
     def event_hash(self, seq: int) -> str | None:

@@ -1,6 +1,7 @@
 """Time for the ledger: now, billing periods, and the wire format of datetimes."""
 
 import datetime as dt
+import functools
 import os
 from zoneinfo import ZoneInfo
 
@@ -41,13 +42,25 @@ class PeriodOutOfRange(ValueError):
 def billing_period(moment: dt.datetime) -> dt.date:
     """The first day of the calendar month of `moment` in the ledger's time zone; PeriodOutOfRange
     for the first or last month of the calendar when the zone moves its start or end out of range."""
+    zone = timezone_name()
     try:
-        period = moment.astimezone(timezone()).date().replace(day=1)
-        period_start(period)
-        period_start(next_period(period))
+        period = moment.astimezone(ZoneInfo(zone)).date().replace(day=1)
     except (OverflowError, ValueError):
-        raise PeriodOutOfRange(f"the billing period of {moment} cannot be represented in {timezone_name()}") from None
+        period = None
+    if period is None or not _representable(period, zone):
+        raise PeriodOutOfRange(f"the billing period of {moment} cannot be represented in {zone}")
     return period
+
+
+@functools.lru_cache(maxsize=256)
+def _representable(period: dt.date, zone: str) -> bool:
+    """Whether a billing period's start and end are instants a datetime can hold (remembered: every report asks)."""
+    try:
+        period_start(period, zone)
+        period_start(next_period(period), zone)
+    except (OverflowError, ValueError):
+        return False
+    return True
 
 
 def period_start(period: dt.date, zone: str | None = None) -> dt.datetime:

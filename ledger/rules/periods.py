@@ -18,6 +18,14 @@ def started_through(store: EventStore) -> dt.date | None:
     return dt.date.fromisoformat(last.data["billing_period"]) if last else None
 
 
+def start_of_month_after(period: dt.date) -> dt.datetime:
+    """The instant the billing month after `period` begins; the end of time after the calendar's last month."""
+    try:
+        return clock.period_start(clock.next_period(period))
+    except (OverflowError, ValueError):
+        return dt.datetime.max.replace(tzinfo=clock.UTC)
+
+
 def due(last_started: dt.date | None, now: dt.datetime) -> list[NewEvent]:
     """The rollover events from the month after `last_started` through the current one.
 

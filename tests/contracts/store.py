@@ -25,7 +25,7 @@ from ledger.log.store import EventStore
 
 def event(stream: str, version: int, data: dict | None = None, **fields) -> NewEvent:
     return NewEvent(
-        stream=stream, version=version, type="Noted", data={"n": version} if data is None else data,
+        stream=stream, version=version, type=fields.pop("type", "Noted"), data={"n": version} if data is None else data,
         occurred_at=fields.pop("occurred_at", "2026-03-15T12:00:00.000000Z"), **fields,
     )
 
@@ -271,6 +271,13 @@ class EventStoreContract(abc.ABC):
         last = list(store.read())[-1]
         assert store.head() == (2, last.hash)
         assert store.event_hash(2) == last.hash and store.event_hash(3) is None
+
+    def test_last_seq_except_some_types(self, store):
+        store.append([event("a", 1), event("b", 1, type="Other"), event("a", 2), event("c", 1, type="Third")])
+        assert store.last_seq_except(["Noted"], after=0) == 4
+        assert store.last_seq_except(["Noted", "Third"], after=0) == 2
+        assert store.last_seq_except(["Noted", "Third"], after=2) == 2  # none past 2: `after` itself
+        assert store.last_seq_except([], after=1) == 4
 
     def test_streams_by_prefix(self, store):
         store.append([event("period/2026-01", 1), event("other", 1), event("period/2026-02", 1), event("period/2026-01", 2)])
