@@ -13,28 +13,20 @@ from collections.abc import Callable, Hashable
 from flask import g
 
 from projections import runner
+from projections.kept import Kept
 
 
 class ViewCache:
     """A bounded map from a key to (views' version, answer), per database."""
 
     def __init__(self, size: int = 4096):
-        self.size, self.entries = size, {}
+        self.kept = Kept(size)
 
     def get(self, key: Hashable, compute: Callable[[], object], rows_only: bool = False):
         """The answer for `key`, computed again once the views' position has moved; with
         `rows_only`, an answer from the catalog's rows (every catalog event changes rows),
         computed again once rows have changed."""
-        key = (g.ledger.path, rows_only, key)
-        version = views_positions()[1 if rows_only else 0]
-        cached = self.entries.get(key)
-        if cached and cached[0] == version:
-            return cached[1]
-        if len(self.entries) >= self.size:
-            self.entries.clear()
-        answer = compute()
-        self.entries[key] = (version, answer)
-        return answer
+        return self.kept.get((g.ledger.path, rows_only, key), views_positions()[1 if rows_only else 0], compute)
 
 
 class CountCache:

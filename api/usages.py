@@ -10,6 +10,7 @@ from projections import catalog, usages
 
 from . import filters, reading, schemas
 from .auth import authenticate
+from .caching import ViewCache
 from .errors import bad_request, forbidden, not_found
 from .requests import idempotency_key, json_body, unwaited
 from .shapes import INTEGER, MOMENT, OBJECT, TEXT, UUID_TEXT, Field, Shape
@@ -69,14 +70,18 @@ def set_usage():
     return "", 201
 
 
+# Resources and plan periods named by reports, kept while the catalog's rows stand still.
+TARGETS = ViewCache(size=16384)
+
+
 def readable_target(caller, name: str, uuid: str) -> bool:
     """Whether a `plan_period` or `resource` names one of a resource the caller may read: one they
     may not read is answered as one that does not exist, so set_usage tells strangers nothing of it."""
     conn = g.ledger.conn
     if name == "plan_period":
-        chosen = catalog.plan_period(conn, uuid)
+        chosen = TARGETS.get(("plan_period", uuid), lambda: catalog.plan_period(conn, uuid), rows_only=True)
         uuid = chosen["resource_uuid"] if chosen else None
-    resource = catalog.resource(conn, uuid) if uuid else None
+    resource = TARGETS.get(("resource", uuid), lambda: catalog.resource(conn, uuid), rows_only=True) if uuid else None
     return resource is not None and caller.may_read(
         resource["offering_uuid"], resource["provider_uuid"], resource["project_uuid"], resource["customer_uuid"]
     )

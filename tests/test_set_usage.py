@@ -4,7 +4,7 @@ import pytest
 
 from .conftest import auth
 from .world import (
-    ERRED_RESOURCE, NON_READERS, OTHER_PLAN_PERIOD, OTHER_RESOURCE, PLAN_PERIOD, PLANLESS_RESOURCE, READERS, RESOURCE,
+    ERRED_RESOURCE, NON_READERS, OTHER_PLAN_PERIOD, OTHER_PROJECT, OTHER_RESOURCE, PLAN_PERIOD, PLANLESS_RESOURCE, READERS, RESOURCE,
     USERS, WRITERS,
 )
 
@@ -161,6 +161,25 @@ def test_closed_plan_period_is_refused(client, catalog, ledger):
     load_catalog(ledger, json.dumps(catalog))
     response = post(client, {"plan_period": PLAN_PERIOD, "usages": [{"type": "cpu", "amount": 1}]})
     assert response.get_json() == {"plan_period": ["Billing period is closed."]}
+
+
+def test_a_report_is_checked_against_the_catalog_as_it_now_stands(client, catalog, ledger):
+    """What a report's resource is, is kept between reports only until the catalog changes."""
+    from ledger.cli import load_catalog
+    import json
+
+    assert post(client, {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": 1}]}).status_code == 201
+    assert post(client, {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": 1}]}, user="consumer-owner").status_code == 403
+    catalog["resources"][0]["state"] = "Erred"
+    load_catalog(ledger, json.dumps(catalog))
+    response = post(client, {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": 2}]})
+    assert response.get_json() == {"resource": ["Resource is not in valid state."]}
+    catalog["resources"][0]["state"] = "OK"
+    catalog["resources"][0]["project_uuid"] = OTHER_PROJECT  # another client's now: its owner may not read it
+    load_catalog(ledger, json.dumps(catalog))
+    assert post(client, {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": 3}]}).status_code == 201
+    response = post(client, {"resource": RESOURCE, "usages": [{"type": "cpu", "amount": 4}]}, user="consumer-owner")
+    assert response.get_json() == {"resource": [f"Object with uuid={RESOURCE} does not exist."]}
 
 
 def test_resource_in_wrong_state_is_refused(client):

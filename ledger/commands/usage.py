@@ -10,7 +10,8 @@ from ledger.log import events
 from ledger.log.records import Decision, NewEvent, StoredEvent
 from ledger.rules import clock, plans
 from ledger.rules.access import Caller
-from projections import catalog, usages, user_usages
+from projections import catalog, runner, usages, user_usages
+from projections.kept import Kept
 
 WRITABLE_STATES = ("OK", "Updating", "Terminating")
 # What a set_usage request need not wait for the views to fold (Ledger.arrive): its decision reads
@@ -92,8 +93,17 @@ def set_usage(ledger: Ledger, caller: Caller, command: SetUsage, key: idempotenc
     return ledger.write(decide_events, key)
 
 
+# What a report's resource is, kept while the catalog's rows stand still: the decision of a
+# site agent's report then reads only the usage records it changes.
+TARGETS = Kept(size=16384)
+
+
 def load_target(ledger: Ledger, command: SetUsage) -> Target:
-    conn = ledger.conn
+    key = (ledger.path, command.plan_period_uuid, command.resource_uuid)
+    return TARGETS.get(key, runner.positions(ledger.conn)[1], lambda: read_target(ledger.conn, command))
+
+
+def read_target(conn, command: SetUsage) -> Target:
     chosen = catalog.plan_period(conn, command.plan_period_uuid) if command.plan_period_uuid else None
     resource_uuid = chosen["resource_uuid"] if chosen else command.resource_uuid
     resource = catalog.resource(conn, resource_uuid) if resource_uuid else None

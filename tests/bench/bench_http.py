@@ -209,6 +209,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each server, alternated")
     parser.add_argument("--filled", type=Path, help="a database filled by an earlier run with the same --records"
                         " and --resources (kept there if missing), copied instead of filling again (SQLite only)")
+    parser.add_argument("--only", choices=("list", "owner", "set_usage"), action="append",
+                        help="run only these benchmarks (repeatable); all three by default")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite",
                         help="the ledger's backend; the baseline inserts into the same kind of database")
     args = parser.parse_args()
@@ -261,17 +263,19 @@ def main() -> None:
     try:
         rows = []
         benchmarks = (
-            ("filtered list (1 page of 10)",
+            ("list", "filtered list (1 page of 10)",
              lambda: wrk(ledger_url + list_path + f"&x-auth-token={TOKEN}", args.seconds, args.connections),
              lambda: wrk(baseline_url + "/records", args.seconds, args.connections)),
-            ("... as the provider's owner",
+            ("owner", "... as the provider's owner",
              lambda: wrk(ledger_url + list_path + f"&x-auth-token={OWNER_TOKEN}", args.seconds, args.connections),
              lambda: wrk(baseline_url + "/records", args.seconds, args.connections)),
-            ("set_usage (3 items)",
+            ("set_usage", "set_usage (3 items)",
              lambda: wrk(ledger_url + "/api/marketplace-component-usages/set_usage/", args.seconds, args.connections, str(script)),
              lambda: wrk(baseline_url + "/insert", args.seconds, args.connections, str(baseline_script))),
         )
-        for name, ours, base in benchmarks:
+        for key, name, ours, base in benchmarks:
+            if args.only and key not in args.only:
+                continue
             # Rounds alternate the two servers, so that a slow spell of the machine falls on both.
             pairs = [(ours(), base()) for _ in range(args.rounds)]
             rows.append((name, pairs))
