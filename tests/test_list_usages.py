@@ -82,6 +82,17 @@ def test_middle_page_links_keep_the_filters(client, many):
     assert len(response.get_json()) == 1
 
 
+def test_links_keep_the_mount_point_scheme_and_port_the_request_came_through(client, many):
+    """Served under a path prefix (SCRIPT_NAME) on https with a port, without LEDGER_BASE_URL."""
+    response = client.get("/api/marketplace-component-usages/", query_string={"page_size": 20}, headers=auth("staff"),
+                          base_url="https://ledger.example:8443/billing")
+    assert links(response) == {
+        "first": "https://ledger.example:8443/billing/api/marketplace-component-usages/?page_size=20",
+        "next": "https://ledger.example:8443/billing/api/marketplace-component-usages/?page_size=20&page=2",
+        "last": "https://ledger.example:8443/billing/api/marketplace-component-usages/?page_size=20&page=2",
+    }
+
+
 def test_head_gives_headers_and_no_body(client, many):
     response = client.head(LIST, headers=auth("staff"))
     assert response.status_code == 200
