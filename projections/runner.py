@@ -79,12 +79,12 @@ def positions(conn: Connection) -> tuple[int, int]:
 def catch_up(store: EventStore, until: int | None = None, progress: Callable[[int], None] | None = None) -> int:
     """Applies every event past the views' checkpoint, in batches of one transaction each; returns how many.
 
-    Each batch reads the checkpoint inside its write transaction, so two folders never fold an
-    event twice: the writer lock orders them (the projector's lease only spares them the race).
+    Each batch reads the checkpoint inside its fold transaction, so two folders never fold an
+    event twice: the folders' lock orders them (the projector's lease only spares them the race).
     """
     folded = 0
     while True:
-        with store.transaction():
+        with store.fold_transaction():
             events = store.read(after=position(store.conn), until=until, batch=REBUILD_BATCH)
             batch = list(itertools.islice(events, REBUILD_BATCH))  # read() goes on to the log's end
             apply(store.conn, batch)
@@ -99,7 +99,7 @@ def rebuild(store: EventStore, until: int | None = None, progress: Callable[[int
     """Drops every view and replays the log into fresh ones, in one transaction: readers see
     the old views until the new ones are complete."""
     store.prepare_folding()
-    with store.transaction():
+    with store.transaction(), store.fold_transaction():
         drop(store.conn)
         create(store.conn, read_indexes=False)
         catch_up(store, until=until, progress=progress)

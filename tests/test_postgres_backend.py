@@ -144,6 +144,20 @@ def test_a_reader_never_sees_a_later_seq_before_an_earlier_one_commits(postgres_
         closed(store)
 
 
+def test_appenders_go_on_while_a_fold_runs(store, postgres_url):
+    """Folders queue on a lock of their own: a fold holding its transaction open keeps no appender waiting."""
+    appender = opened_store(postgres_url)
+    try:
+        with store.fold_transaction():
+            outcome = []
+            appending = threading.Thread(target=lambda: outcome.append(appender.append([event("a", 1)])))
+            appending.start()
+            appending.join(timeout=30)
+            assert not appending.is_alive() and [e.seq for e in outcome[0]] == [1]
+    finally:
+        closed(appender)
+
+
 def test_the_database_refuses_update_delete_and_truncate_of_the_log(store):
     store.append([event("a", 1)])
     for statement in ("UPDATE events SET data = '{}'", "DELETE FROM events", "TRUNCATE events"):

@@ -42,10 +42,12 @@ def import_log(ledger: Ledger, path: str, progress: Progress = Quiet) -> Importe
     ImportRefused, and the database is left as it was.
     """
     store = ledger.store
-    runner.catch_up(store)  # the imported events are folded onto views that have every event before them
     appended = skipped = 0
-    with store.transaction(), open(path, "rb") as lines, \
+    with store.transaction(), store.fold_transaction(), open(path, "rb") as lines, \
             progress(length=os.path.getsize(path), label="importing") as bar:
+        # The imported events are folded onto views that hold every event before them: caught up
+        # here, where nobody appends or folds until the import ends.
+        runner.catch_up(store)
         head = store.head()
         ours: Iterator[tuple] = iter(())  # this log's rows from the file's first seq on, for the overlap
         seq = prev_hash = None

@@ -48,6 +48,14 @@ class EventStore(abc.ABC):
         """One write transaction, taken up front so that deciding and appending are serialised;
         inside one already, it joins it. Writers of every process and connection queue for it."""
 
+    def fold_transaction(self) -> contextlib.AbstractContextManager[None]:
+        """A write transaction that folds events into the views: folders queue for one another, and
+        one reads the views' checkpoint only once the folder before it has committed. Inside a
+        write transaction already, it joins it, still queueing for the folders. A backend whose
+        appenders need not wait for folds gives folders a lock of their own; by default it is a
+        `transaction`, which queues them with the writers."""
+        return self.transaction()
+
     @abc.abstractmethod
     def savepoint(self) -> contextlib.AbstractContextManager[None]:
         """Inside a write transaction: a part of it that, when it fails, is undone alone (and raises)."""

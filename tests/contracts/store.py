@@ -163,6 +163,20 @@ class EventStoreContract(abc.ABC):
         waiting.join(timeout=30)
         assert isinstance(outcome[0], StreamConflict)
 
+    def test_a_folder_holding_a_fold_transaction_makes_the_other_folder_wait(self, store, second_store):
+        with store.fold_transaction():
+            entered = threading.Event()
+
+            def fold():
+                with second_store.fold_transaction():
+                    entered.set()
+
+            waiting = threading.Thread(target=fold)
+            waiting.start()
+            assert not entered.wait(timeout=0.3)  # blocked behind the open fold
+        waiting.join(timeout=30)
+        assert entered.is_set()
+
     # Read-sets and the horizon
 
     def test_a_decision_fails_when_a_stream_it_read_has_moved(self, store):

@@ -16,6 +16,9 @@ from ledger.backends.sql import SQLEventStore
 
 # The advisory lock key every write transaction of a database queues on (the SQLite writer lock's role).
 APPEND_LOCK = 0x6C6564676572  # "ledger"
+# Folders queue on a lock of their own: the views are written by folds alone, so appenders go on
+# while one runs. Taken after APPEND_LOCK when both are (a decision under the lock folds first).
+FOLD_LOCK = 0x766965777321  # "views!"
 
 # Streams compare byte by byte (COLLATE "C"), as in SQLite: prefix ranges and "greatest stream" agree.
 SCHEMA = (
@@ -73,6 +76,22 @@ class PostgresEventStore(SQLEventStore):
             self.conn.execute("BEGIN")
             try:
                 self.conn.execute("SELECT pg_advisory_xact_lock(?)", (APPEND_LOCK,))
+                yield
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def fold_transaction(self) -> Iterator[None]:
+        with translated():
+            if self.conn.in_transaction:
+                self.conn.execute("SELECT pg_advisory_xact_lock(?)", (FOLD_LOCK,))
+                yield
+                return
+            self.conn.execute("BEGIN")
+            try:
+                self.conn.execute("SELECT pg_advisory_xact_lock(?)", (FOLD_LOCK,))
                 yield
             except BaseException:
                 self.conn.execute("ROLLBACK")
