@@ -144,6 +144,9 @@ TABLES = {table.name: table for table in (
         "project_uuid": "text", "customer_uuid": "text", "type": "text", "billing_period": "text",
         "plan_period_uuid": "text", "usage": "text", "description": "text", "missing_usage_policy": "text",
         "date": "text", "created": "text", "modified_by": "integer", "carried": "integer",
+        # The version of the record's stream the view has folded (0 for a carried record): what a
+        # report decided on this view expects its stream to be at when appended.
+        "version": "integer",
     }, ("uuid",), indexes=(("resource_uuid", "type", "billing_period"),), read_indexes=(
         ORDER_KEY,
         ("offering_uuid", *ORDER_KEY),

@@ -25,7 +25,7 @@ TABLES = ("component_usages", "billing_periods")
 COLUMNS = (
     "uuid", "resource_uuid", "offering_uuid", "provider_uuid", "project_uuid", "customer_uuid", "type",
     "billing_period", "plan_period_uuid", "usage", "description", "missing_usage_policy", "date", "created",
-    "modified_by", "carried",
+    "modified_by", "carried", "version",
 )
 
 
@@ -37,20 +37,21 @@ def _usage_reported(conn, event) -> bool:
     conn.execute(
         "INSERT INTO component_usages (uuid, resource_uuid, offering_uuid, provider_uuid, project_uuid,"
         " customer_uuid, type, billing_period, plan_period_uuid, usage, description, missing_usage_policy,"
-        " date, created, modified_by, carried)"
+        " date, created, modified_by, carried, version)"
         " SELECT ?, r.uuid, r.offering_uuid, o.customer_uuid, r.project_uuid, p.customer_uuid,"
-        " ?, ?, ?, ?, ?, ?, ?, ?, ?, 0"
+        " ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?"
         " FROM resources r JOIN offerings o ON o.uuid = r.offering_uuid JOIN projects p ON p.uuid = r.project_uuid"
         " WHERE r.uuid = ?"
         " ON CONFLICT (uuid) DO UPDATE SET plan_period_uuid = excluded.plan_period_uuid, usage = excluded.usage,"
         " description = excluded.description, missing_usage_policy = excluded.missing_usage_policy,"
         " date = excluded.date, modified_by = excluded.modified_by,"
         " created = CASE WHEN component_usages.carried <> 0 THEN excluded.created ELSE component_usages.created END,"
-        " carried = 0",
+        " carried = 0, version = excluded.version",
         (
             usage_record_uuid(data["resource_uuid"], data["type"], data["billing_period"]),
             data["type"], data["billing_period"], data["plan_period_uuid"], data["amount"], data["description"],
-            data["missing_usage_policy"], event.occurred_at, event.recorded_at, event.actor_id, data["resource_uuid"],
+            data["missing_usage_policy"], event.occurred_at, event.recorded_at, event.actor_id, event.version,
+            data["resource_uuid"],
         ),
     )
     period = dt.date.fromisoformat(data["billing_period"])

@@ -1,6 +1,7 @@
 """The projector: writes only append, the lease holder folds, and every request waits for the views
 to hold each write acknowledged before it arrived, or answers 503."""
 
+import dataclasses
 import os
 
 import pytest
@@ -10,7 +11,8 @@ from ledger.commands import usage
 from ledger.database import Ledger
 from ledger.log import events
 from ledger.rules.access import Caller
-from projections import projector, runner
+from ledger.rules import clock
+from projections import projector, runner, usages
 
 from .conftest import auth
 from .world import OTHER_RESOURCE, RESOURCE
@@ -153,3 +155,24 @@ def test_a_request_whose_stream_moved_after_it_arrived_decides_again_on_views_th
         stuck.release()
     stored = usage.set_usage(ledger, STAFF, report("1.00"))
     assert [(event.version, event.data["amount"]) for event in stored] == [(2, "1.00")]
+
+
+def test_the_usage_view_holds_each_records_stream_version_and_0_for_a_carried_one(ledger):
+    """A report decides on the version its record's row holds (instead of asking the log)."""
+    ledger.roll_periods()
+    backfill = usage.SetUsage([usage.UsageItem("cpu", "4.00", missing_usage_policy="reuse")], resource_uuid=RESOURCE,
+                              date=clock.parse_datetime("2026-02-10T00:00:00Z"))
+    usage.set_usage(ledger, STAFF, backfill)
+    usage.set_usage(ledger, STAFF, dataclasses.replace(backfill, items=[usage.UsageItem("cpu", "5.00", missing_usage_policy="reuse")]))
+    ledger.reach_views()
+
+    def row(period: str) -> tuple:
+        uuid = events.usage_record_uuid(RESOURCE, "cpu", period)
+        record = usages.stored_record(ledger.conn, uuid)
+        return record["carried"], record["version"], ledger.store.stream_version(events.usage_stream(RESOURCE, "cpu", period))
+
+    assert row("2026-02-01") == (0, 2, 2)
+    assert row("2026-03-01") == (1, 0, 0)  # carried from February: its stream has no event
+    usage.set_usage(ledger, STAFF, report("6.00"))
+    ledger.reach_views()
+    assert row("2026-03-01") == (0, 1, 1)

@@ -82,12 +82,14 @@ def set_usage(ledger: Ledger, caller: Caller, command: SetUsage, key: idempotenc
         moment = command.date or clock.now()
         period = clock.billing_period(moment).isoformat()
         resource_uuid = target.resource.get("uuid")
-        streams = {events.usage_stream(resource_uuid, item.type, period) for item in command.items} if resource_uuid else ()
-        versions = ledger.store.stream_versions(streams)
+        versions = {}
         if resource_uuid:
             records = {item.type: events.usage_record_uuid(resource_uuid, item.type, period) for item in command.items}
             held = usages.stored_records(ledger.conn, list(records.values()))
             target = dataclasses.replace(target, held={kind: held[uuid] for kind, uuid in records.items()})
+            # Each stream's version as the view holds it (EventStore.deciding_at), read with its record.
+            versions = {events.usage_stream(resource_uuid, kind, period): (held[uuid] or {"version": 0})["version"]
+                        for kind, uuid in records.items()}
         return decide(command, target, caller, clock.now(), versions)
 
     return ledger.write(decide_events, key)

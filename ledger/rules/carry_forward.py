@@ -50,6 +50,7 @@ def carried_value(source: dict | None, period: dt.date, starts_at: str) -> dict 
         "date": starts_at,
         "created": starts_at,
         "carried": 1,
+        "version": 0,  # no report of its own: its stream has no event
     }
 
 
