@@ -67,31 +67,25 @@ class PostgresEventStore(SQLEventStore):
             for statement in SCHEMA:
                 self.conn.execute(statement)
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self.conn.in_transaction:
-            yield
-            return
-        with translated():
-            self.conn.execute("BEGIN")
-            try:
-                self.conn.execute("SELECT pg_advisory_xact_lock(?)", (APPEND_LOCK,))
-                yield
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        return self._under(APPEND_LOCK, joined_takes_it=False)
+
+    def fold_transaction(self) -> contextlib.AbstractContextManager[None]:
+        return self._under(FOLD_LOCK, joined_takes_it=True)
 
     @contextlib.contextmanager
-    def fold_transaction(self) -> Iterator[None]:
+    def _under(self, lock: int, joined_takes_it: bool) -> Iterator[None]:
+        """A transaction that first takes the advisory lock `lock`, held until it ends. Inside one
+        already, it joins it, taking the lock there too if `joined_takes_it`."""
         with translated():
             if self.conn.in_transaction:
-                self.conn.execute("SELECT pg_advisory_xact_lock(?)", (FOLD_LOCK,))
+                if joined_takes_it:
+                    self.conn.execute("SELECT pg_advisory_xact_lock(?)", (lock,))
                 yield
                 return
             self.conn.execute("BEGIN")
             try:
-                self.conn.execute("SELECT pg_advisory_xact_lock(?)", (FOLD_LOCK,))
+                self.conn.execute("SELECT pg_advisory_xact_lock(?)", (lock,))
                 yield
             except BaseException:
                 self.conn.execute("ROLLBACK")
