@@ -103,7 +103,7 @@ def create_app(config: dict | None = None) -> Flask:
         # Every request reads the views (its caller's token, at least): they must hold every write
         # acknowledged before it arrived, in this process or another (but what its view says it
         # need not wait for, see requests.unwaited).
-        g.ledger.arrive(getattr(app.view_functions.get(request.endpoint), "unwaited", ()))
+        g.views_positions = g.ledger.arrive(getattr(app.view_functions.get(request.endpoint), "unwaited", ()))
 
     app.url_map.converters["uuid"] = UUIDConverter
     app.url_map.strict_slashes = False  # a path without its trailing slash is served, not redirected as HTML

@@ -55,7 +55,8 @@ class CountCache:
 
 
 def views_positions() -> tuple[int, int]:
-    """The views' log position and the seq of the last event that changed their rows, read once per request."""
+    """The views' log position and the seq of the last event that changed their rows, read once per
+    request (on its arrival, see Ledger.arrive)."""
     if "views_positions" not in g:
         g.views_positions = runner.positions(g.ledger.conn)
     return g.views_positions

@@ -18,6 +18,9 @@ MAX_KEY_LENGTH = 255
 UUID_TEXT = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 UUID_IN_PATH = re.compile(rf"(?<=/){UUID_TEXT}(?=/|$)")
 WHOLE_UUID = re.compile(rf"^{UUID_TEXT}$")
+# A JSON escape of a UTF-16 surrogate: only a UTF-8 body holding one may hold a lone surrogate
+# (raw UTF-8 cannot encode one: json.loads refuses such bytes).
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 UUID_FIELDS = ("resource", "plan_period")  # body fields holding a UUID, besides `user` links
 
 
@@ -58,7 +61,8 @@ def json_body():
         return {}
     try:
         body = json.loads(data)
-        canonical(body).encode()  # "\ud800" parses, but a lone surrogate is not text: it could not be stored
+        if json.detect_encoding(data) != "utf-8" or SURROGATE_ESCAPE.search(data):
+            canonical(body).encode()  # "\ud800" parses, but a lone surrogate is not text: it could not be stored
         return body
     except (ValueError, RecursionError) as error:  # UnicodeEncodeError is a ValueError
         raise bad_request({"detail": f"JSON parse error - {error}"}) from None

@@ -38,6 +38,8 @@ class Ledger:
         self._next_month_starts = None
         # Set by `arrive`: the views hold every write acknowledged before the caller's request arrived.
         self._arrived = False
+        # The views' positions (runner.positions) that the decision being made reads.
+        self.deciding_positions = (0, 0)
 
     def init(self) -> None:
         """Creates the log and the views if missing, and brings the views up to the log."""
@@ -55,7 +57,7 @@ class Ledger:
         else does); raises projector.ViewsBehind past `timeout` (LEDGER_READ_WAIT seconds by default)."""
         return projector.reach(self.store, self.lease, timeout=timeout)
 
-    def arrive(self, unwaited: Collection[str] = ()) -> int:
+    def arrive(self, unwaited: Collection[str] = ()) -> tuple[int, int]:
         """A request arrives: the views are brought up to every write acknowledged before it
         (`reach_views`). Its first write decides on them without waiting again: what other
         writers append meanwhile is concurrent with the request, and a decision that a later
@@ -64,15 +66,20 @@ class Ledger:
         Events of the `unwaited` types are not waited for: those a request's decisions read only
         through stream versions that their append checks, or not at all. A decision that one of
         them overtook is made again, after waiting for the views to hold it.
+
+        Returns the views' positions (runner.positions) as the request found them once they held what it waits for.
         """
         if unwaited:
-            position = runner.position(self.conn)
-            if self.store.last_seq_except(unwaited, after=position) > position:
-                position = self.reach_views()
+            positions = runner.positions(self.conn)
+            target = self.store.last_seq_except(unwaited, after=positions[0])
         else:
-            position = self.reach_views()
+            target = self.store.head()[0]  # read first: every write acknowledged before the request is in it
+            positions = runner.positions(self.conn)
+        if positions[0] < target:
+            projector.reach(self.store, self.lease, target)
+            positions = runner.positions(self.conn)
         self._arrived = True
-        return position
+        return positions
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -124,9 +131,11 @@ class Ledger:
                 attempt += 1
 
     def _decide(self, decide: Callable[[], list[NewEvent]]) -> list[NewEvent]:
-        """`decide()` on one snapshot of the views, reading stream versions as the views hold them."""
+        """`decide()` on one snapshot of the views, reading stream versions as the views hold them;
+        `deciding_positions` says where the views stand in it."""
         with self.store.snapshot():
-            with self.store.deciding_at(runner.position(self.conn)):
+            self.deciding_positions = runner.positions(self.conn)
+            with self.store.deciding_at(self.deciding_positions[0]):
                 return decide()
 
     def _append(self, decided: list[NewEvent], key: idempotency.Key | None) -> list[StoredEvent]:

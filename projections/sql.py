@@ -65,6 +65,13 @@ def dialect(conn: Connection) -> Dialect:
     return DIALECTS[getattr(conn, "dialect", SQLITE.name)]
 
 
+def limit(count: int, offset: int = 0) -> str:
+    """A LIMIT (and OFFSET) clause with its numbers written in. As parameters, PostgreSQL could not
+    tell how few rows a prepared page query keeps: its generic plan sorted every match, so it
+    planned the query again on every execution (2 of a page's 2.3 ms, at any table size)."""
+    return f"LIMIT {int(count)}" + (f" OFFSET {int(offset)}" if offset else "")
+
+
 def upsert(conn: Connection, table: str, row: dict, key: tuple[str, ...] = ("uuid",),
            kept: tuple[str, ...] = ()) -> None:
     """Inserts a row, or updates the row under its `key` with every column but `kept` ones."""

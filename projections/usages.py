@@ -27,6 +27,8 @@ COLUMNS = (
     "billing_period", "plan_period_uuid", "usage", "description", "missing_usage_policy", "date", "created",
     "modified_by", "carried", "version",
 )
+# A column of the latest started billing period (NULL before the first): a scalar subquery.
+LATEST_STARTED = "SELECT {} FROM billing_periods ORDER BY billing_period DESC LIMIT 1"
 
 
 def _usage_reported(conn, event) -> bool:
@@ -34,7 +36,7 @@ def _usage_reported(conn, event) -> bool:
     # The resource's placement comes from the catalog view in the same statement. A record made
     # now (or a carried one now reported) takes this event's time as `created`, an updated one
     # keeps its own.
-    conn.execute(
+    written = conn.execute(
         "INSERT INTO component_usages (uuid, resource_uuid, offering_uuid, provider_uuid, project_uuid,"
         " customer_uuid, type, billing_period, plan_period_uuid, usage, description, missing_usage_policy,"
         " date, created, modified_by, carried, version)"
@@ -46,17 +48,19 @@ def _usage_reported(conn, event) -> bool:
         " description = excluded.description, missing_usage_policy = excluded.missing_usage_policy,"
         " date = excluded.date, modified_by = excluded.modified_by,"
         " created = CASE WHEN component_usages.carried <> 0 THEN excluded.created ELSE component_usages.created END,"
-        " carried = 0, version = excluded.version",
+        " carried = 0, version = excluded.version"
+        # The latest started month, which carry_forward asks for, read by the same statement.
+        f" RETURNING ({LATEST_STARTED.format('billing_period')}), ({LATEST_STARTED.format('timezone')})",
         (
             usage_record_uuid(data["resource_uuid"], data["type"], data["billing_period"]),
             data["type"], data["billing_period"], data["plan_period_uuid"], data["amount"], data["description"],
             data["missing_usage_policy"], event.occurred_at, event.recorded_at, event.actor_id, event.version,
             data["resource_uuid"],
         ),
-    )
+    ).fetchone()  # None for a resource the catalog does not hold: no record was written
     period = dt.date.fromisoformat(data["billing_period"])
     # Carried records are replaced or removed: rows changed (projections/runner.py).
-    return not carry_forward(conn, data["resource_uuid"], data["type"], clock.next_period(period))
+    return not carry_forward(conn, data["resource_uuid"], data["type"], clock.next_period(period), latest_started=written)
 
 
 def _billing_period_started(conn, event):
@@ -108,11 +112,15 @@ def _chain_records(conn, resource_uuid: str, component_type: str, first: dt.date
     return {record["billing_period"]: record for record in (dict(zip(COLUMNS, row)) for row in rows)}
 
 
-def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date, whole_chain: bool = False) -> bool:
+def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date, whole_chain: bool = False,
+                  latest_started: tuple[str | None, str | None] | None = None) -> bool:
     """Writes the carried records of one (resource, component) from `start` through the last started
-    period as the carry-forward rule wants them (see there for `whole_chain`). Returns whether it wrote one."""
-    last = conn.execute("SELECT billing_period, timezone FROM billing_periods ORDER BY billing_period DESC LIMIT 1").fetchone()
-    if last is None or last[0] < start.isoformat():
+    period as the carry-forward rule wants them (see there for `whole_chain`). Returns whether it wrote one.
+    `latest_started` is that period's (billing_period, timezone) when the caller has read it already."""
+    last = latest_started or conn.execute(
+        f"SELECT ({LATEST_STARTED.format('billing_period')}), ({LATEST_STARTED.format('timezone')})"
+    ).fetchone()
+    if last[0] is None or last[0] < start.isoformat():
         return False  # no started month to carry into: the chain is not read
     terminated_at = conn.execute("SELECT terminated_at FROM resources WHERE uuid = ?", (resource_uuid,)).fetchone()
     chain = Chain(
@@ -293,12 +301,12 @@ def records(conn: Connection, scopes: dict | None, filters: dict, order: list[st
     # up in five tables before all but a page of them were dropped: 2.3 s for `o=-usage` at a
     # million records, 0.3 s without.
     terms = order_by(conn, order)
-    page = f"SELECT u.uuid FROM component_usages u WHERE {clause} ORDER BY {terms} LIMIT ? OFFSET ?"
+    page = f"SELECT u.uuid FROM component_usages u WHERE {clause} ORDER BY {terms} {sql.limit(limit, offset)}"
     rows = conn.execute(
         f"{RECORD_COLUMNS} FROM ({page}) page {sql.dialect(conn).ordered_join} component_usages u"
         f" ON u.uuid = page.uuid{RECORD_JOINS}"
         f" ORDER BY {terms}",
-        [*params, limit, offset],
+        params,
     )
     return [dict(zip(RECORD_KEYS, row)) for row in rows]
 
@@ -315,9 +323,9 @@ def _first_of_each_scope(conn: Connection, scoped: list[tuple[str, str]], filter
             continue
         selects.append(
             f"SELECT uuid FROM (SELECT u.uuid FROM component_usages u WHERE u.{column} = ? AND {clause}"
-            f" ORDER BY {DEFAULT_ORDER} LIMIT ?) first"
+            f" ORDER BY {DEFAULT_ORDER} {sql.limit(count)}) first"
         )
-        all_params += [value, *params, count]
+        all_params += [value, *params]
     return (f"u.uuid IN ({' UNION '.join(selects)})", all_params) if selects else ("FALSE", [])
 
 

@@ -142,12 +142,12 @@ def records(conn: Connection, scopes: dict | None, filters: dict, order: list[st
         clause, params = where(conn, scopes, filters)
     # As for usage records, only the page's rows are joined to the catalog (see usages.records).
     terms = usages.order_by(conn, order, ORDER_COLUMNS, DEFAULT_ORDER)
-    page = f"SELECT uu.uuid FROM {WITH_PARENTS.format(join=join)} WHERE {clause} ORDER BY {terms} LIMIT ? OFFSET ?"
+    page = f"SELECT uu.uuid FROM {WITH_PARENTS.format(join=join)} WHERE {clause} ORDER BY {terms} {sql.limit(limit, offset)}"
     rows = conn.execute(
         f"{RECORD_COLUMNS} FROM ({page}) page {sql.dialect(conn).ordered_join} component_user_usages uu"
         " ON uu.uuid = page.uuid"
         f" JOIN component_usages u ON u.uuid = uu.component_usage_uuid{usages.RECORD_JOINS} ORDER BY {terms}",
-        [*params, limit, offset],
+        params,
     )
     return [dict(zip(RECORD_KEYS, row)) for row in rows]
 
@@ -165,9 +165,9 @@ def _first_of_each_scope(conn: Connection, scoped: list[tuple[str, str]], filter
         selects.append(
             "SELECT uuid FROM (SELECT uu.uuid FROM component_usages u"
             " JOIN component_user_usages uu ON uu.component_usage_uuid = u.uuid"
-            f" WHERE u.{column} = ? AND {clause} ORDER BY u.date DESC, u.type, uu.uuid LIMIT ?) first"
+            f" WHERE u.{column} = ? AND {clause} ORDER BY u.date DESC, u.type, uu.uuid {sql.limit(count)}) first"
         )
-        all_params += [value, *params, count]
+        all_params += [value, *params]
     return (f"uu.uuid IN ({' UNION '.join(selects)})", all_params) if selects else ("FALSE", [])
 
 

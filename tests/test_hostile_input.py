@@ -101,6 +101,7 @@ def test_lone_surrogate_escapes_are_400(client, ledger, post_urls):
     with nothing_written(ledger):
         for url, text in zip(post_urls, [report, user_usage, json.dumps({"usages": [json.loads(user_usage)]})]):
             refused(post_raw(client, url, text.encode()), 400)
+            refused(post_raw(client, url, text.encode("utf-16")), 400)  # json.loads reads UTF-16 too
 
 
 @pytest.mark.parametrize("field", ["type", "amount", "description", "missing_usage_policy"])

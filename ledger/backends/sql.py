@@ -20,12 +20,19 @@ class SQLEventStore(EventStore):
     duplicate: type[Exception]  # the driver's error for a stream version or event id already taken
     begin_snapshot: str  # the statement that opens a read transaction
 
+    def batched(self) -> contextlib.AbstractContextManager:
+        """A block whose statements that are not read back travel with the next one that is (or
+        the block's end) in one round trip to the server, their errors raised there; by default
+        each statement runs on its own (an embedded database has no round trips to save)."""
+        return contextlib.nullcontext()
+
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
+        """As the contract says; its BEGIN travels with the first read."""
         if self.conn.in_transaction:
             yield
             return
-        with self.translated():
+        with self.translated(), self.batched():
             self.conn.execute(self.begin_snapshot)
             try:
                 yield
@@ -34,15 +41,20 @@ class SQLEventStore(EventStore):
 
     @contextlib.contextmanager
     def savepoint(self) -> Iterator[None]:
+        """As the contract says. What the part writes without reading back (an append's rows) may
+        travel with its RELEASE (`batched`): a write that failed is raised at the part's end, still inside it."""
         with self.translated():
-            self.conn.execute("SAVEPOINT part")
             try:
-                yield
-            except BaseException:
+                with self.batched():
+                    self.conn.execute("SAVEPOINT part")
+                    yield
+                    self.conn.execute("RELEASE part")
+            except BaseException as error:
                 self.conn.execute("ROLLBACK TO part")
-                raise
-            finally:
                 self.conn.execute("RELEASE part")
+                if isinstance(error, self.duplicate):  # rows batched: checked by the server at the part's end
+                    raise StreamConflict(str(error)) from error
+                raise
 
     def last_event(self, stream: str) -> StoredEvent | None:
         with self.translated():

@@ -10,7 +10,7 @@ from ledger.log import events
 from ledger.log.records import Decision, NewEvent, StoredEvent
 from ledger.rules import clock, plans
 from ledger.rules.access import Caller
-from projections import catalog, runner, usages, user_usages
+from projections import catalog, usages, user_usages
 from projections.kept import Kept
 
 WRITABLE_STATES = ("OK", "Updating", "Terminating")
@@ -102,7 +102,7 @@ TARGETS = Kept(size=16384)
 
 def load_target(ledger: Ledger, command: SetUsage) -> Target:
     key = (ledger.path, command.plan_period_uuid, command.resource_uuid)
-    return TARGETS.get(key, runner.positions(ledger.conn)[1], lambda: read_target(ledger.conn, command))
+    return TARGETS.get(key, ledger.deciding_positions[1], lambda: read_target(ledger.conn, command))
 
 
 def read_target(conn, command: SetUsage) -> Target:

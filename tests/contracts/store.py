@@ -134,6 +134,18 @@ class EventStoreContract(abc.ABC):
         assert [(e.seq, e.stream) for e in store.read()] == [(1, "a"), (2, "c")]
         assert store.verify_chain() == 2
 
+    def test_a_row_the_database_refuses_inside_a_savepoint_is_a_conflict_undone_alone(self, store):
+        """A taken event id, which only the database checks: refused where the rows are written or
+        (rows sent with the savepoint's end) at the savepoint's end, and the transaction goes on."""
+        with store.transaction():
+            first = store.append([event("a", 1)])[0].row()
+            with pytest.raises(StreamConflict), store.savepoint():
+                store.insert_rows([tuple({**first, "seq": 2, "stream": "b"}[column] for column in first)])
+            with store.savepoint():
+                store.append([event("c", 1)])
+        assert [(e.seq, e.stream) for e in store.read()] == [(1, "a"), (2, "c")]
+        assert store.verify_chain() == 2
+
     def test_concurrent_appends_to_one_stream_have_exactly_one_winner(self, store, second_store):
         outcomes = race(
             lambda: store.append([event("a", 1, {"by": "first"})]),

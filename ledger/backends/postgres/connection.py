@@ -55,6 +55,15 @@ class Connection:
     def execute(self, sql: str, parameters: Sequence[Any] | dict = (), /) -> psycopg.Cursor:
         return self.raw.execute(placeholders(sql), parameters)
 
+    def execute_script(self, sql: str, /) -> None:
+        """Runs statements without parameters, separated by `;`, in one round trip to the server."""
+        self.raw.execute(sql)
+
+    def pipeline(self) -> psycopg.Pipeline:
+        """Statements whose results are not read wait to be sent with the next one that is (or the
+        block's end), in one round trip; their errors are raised there. See psycopg's pipeline mode."""
+        return self.raw.pipeline()
+
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor:
         cursor = self.raw.cursor()
         cursor.executemany(placeholders(sql), parameters)

@@ -83,14 +83,16 @@ class PostgresEventStore(SQLEventStore):
                     self.conn.execute("SELECT pg_advisory_xact_lock(?)", (lock,))
                 yield
                 return
-            self.conn.execute("BEGIN")
+            self.conn.execute_script(f"BEGIN; SELECT pg_advisory_xact_lock({int(lock)})")  # one round trip
             try:
-                self.conn.execute("SELECT pg_advisory_xact_lock(?)", (lock,))
                 yield
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
+
+    def batched(self) -> contextlib.AbstractContextManager:
+        return self.conn.pipeline()
 
     def prepare_group_commits(self) -> None:
         """Nothing to ready: a savepoint costs the server no file of its own."""
