@@ -1,5 +1,6 @@
 """Runs the projections: folds the log's new events into the views (projections/projector.py says who), or all of it again."""
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterable
 
@@ -10,7 +11,8 @@ from ledger.log.store import EventStore
 
 from . import catalog, schema, site_agents, usages, user_usages
 
-# A projection is a module with NAME, TABLES (named in projections/schema.py) and HANDLERS (event type -> fold function).
+# A projection is a module with NAME, TABLES (named in projections/schema.py) and HANDLERS (event type -> fold
+# function), and may have `batch(conn)`: a context manager around each batch folded (for what it keeps meanwhile).
 # In order of dependence: a later view may read an earlier one while folding.
 PROJECTIONS = (catalog, usages, user_usages, site_agents)
 REBUILD_BATCH = 5000
@@ -52,13 +54,17 @@ def apply(conn: Connection, events: Iterable[StoredEvent]) -> None:
     until such an event, once the rows added since are counted to it (api/caching.py).
     """
     last = changed = None
-    for event in events:
-        event = event_types.upgrade(event)
+    with contextlib.ExitStack() as batch:
         for projection in PROJECTIONS:
-            handler = projection.HANDLERS.get(event.type)
-            if handler and handler(conn, event) is not True:
-                changed = event.seq
-        last = event.seq
+            if hasattr(projection, "batch"):
+                batch.enter_context(projection.batch(conn))
+        for event in events:
+            event = event_types.upgrade(event)
+            for projection in PROJECTIONS:
+                handler = projection.HANDLERS.get(event.type)
+                if handler and handler(conn, event) is not True:
+                    changed = event.seq
+            last = event.seq
     if last is not None:
         conn.execute(
             "UPDATE projection_checkpoints SET position = ?, rows_changed_at = coalesce(?, rows_changed_at)",
@@ -84,7 +90,8 @@ def catch_up(store: EventStore, until: int | None = None, progress: Callable[[in
     """
     folded = 0
     while True:
-        with store.fold_transaction():
+        # Batched: a fold's writes travel to the server with its next read (EventStore.batched).
+        with store.fold_transaction(), store.batched():
             events = store.read(after=position(store.conn), until=until, batch=REBUILD_BATCH)
             batch = list(itertools.islice(events, REBUILD_BATCH))  # read() goes on to the log's end
             apply(store.conn, batch)

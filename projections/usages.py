@@ -8,8 +8,11 @@ resource's termination, the view reads the chain of records concerned, asks the 
 rule which carried records it should hold, and writes them.
 """
 
+import contextlib
+import contextvars
 import datetime as dt
 import json
+from collections.abc import Iterator
 
 from ledger.backends import Connection
 from ledger.log.events import usage_record_uuid
@@ -27,8 +30,31 @@ COLUMNS = (
     "billing_period", "plan_period_uuid", "usage", "description", "missing_usage_policy", "date", "created",
     "modified_by", "carried", "version",
 )
-# A column of the latest started billing period (NULL before the first): a scalar subquery.
-LATEST_STARTED = "SELECT {} FROM billing_periods ORDER BY billing_period DESC LIMIT 1"
+# The latest started billing period as the batch being folded knows it (see `batch`).
+_latest_started: contextvars.ContextVar[dict | None] = contextvars.ContextVar("latest_started", default=None)
+
+
+@contextlib.contextmanager
+def batch(conn) -> Iterator[None]:
+    """While runner.apply folds a batch of events: the latest started billing period is read once
+    (and again after the batch starts one), not for every report. Each read was a round trip on
+    PostgreSQL, where the fold's writes travel together (EventStore.batched)."""
+    token = _latest_started.set({})
+    try:
+        yield
+    finally:
+        _latest_started.reset(token)
+
+
+def latest_started(conn) -> tuple[str, str] | None:
+    """The latest started billing period's (billing_period, timezone); None before the first."""
+    known = _latest_started.get()
+    if known is not None and "row" in known:
+        return known["row"]
+    row = conn.execute("SELECT billing_period, timezone FROM billing_periods ORDER BY billing_period DESC LIMIT 1").fetchone()
+    if known is not None:
+        known["row"] = row
+    return row
 
 
 def _usage_reported(conn, event) -> bool:
@@ -36,7 +62,7 @@ def _usage_reported(conn, event) -> bool:
     # The resource's placement comes from the catalog view in the same statement. A record made
     # now (or a carried one now reported) takes this event's time as `created`, an updated one
     # keeps its own.
-    written = conn.execute(
+    conn.execute(
         "INSERT INTO component_usages (uuid, resource_uuid, offering_uuid, provider_uuid, project_uuid,"
         " customer_uuid, type, billing_period, plan_period_uuid, usage, description, missing_usage_policy,"
         " date, created, modified_by, carried, version)"
@@ -48,19 +74,17 @@ def _usage_reported(conn, event) -> bool:
         " description = excluded.description, missing_usage_policy = excluded.missing_usage_policy,"
         " date = excluded.date, modified_by = excluded.modified_by,"
         " created = CASE WHEN component_usages.carried <> 0 THEN excluded.created ELSE component_usages.created END,"
-        " carried = 0, version = excluded.version"
-        # The latest started month, which carry_forward asks for, read by the same statement.
-        f" RETURNING ({LATEST_STARTED.format('billing_period')}), ({LATEST_STARTED.format('timezone')})",
+        " carried = 0, version = excluded.version",
         (
             usage_record_uuid(data["resource_uuid"], data["type"], data["billing_period"]),
             data["type"], data["billing_period"], data["plan_period_uuid"], data["amount"], data["description"],
             data["missing_usage_policy"], event.occurred_at, event.recorded_at, event.actor_id, event.version,
             data["resource_uuid"],
         ),
-    ).fetchone()  # None for a resource the catalog does not hold: no record was written
+    )
     period = dt.date.fromisoformat(data["billing_period"])
     # Carried records are replaced or removed: rows changed (projections/runner.py).
-    return not carry_forward(conn, data["resource_uuid"], data["type"], clock.next_period(period), latest_started=written)
+    return not carry_forward(conn, data["resource_uuid"], data["type"], clock.next_period(period))
 
 
 def _billing_period_started(conn, event):
@@ -70,6 +94,8 @@ def _billing_period_started(conn, event):
         " ON CONFLICT (billing_period) DO NOTHING",
         (data["billing_period"], data["starts_at"], data["timezone"]),
     )
+    if (known := _latest_started.get()) is not None:
+        known.clear()  # read again
     # Every chain whose latest record before this month keeps going continues into it.
     heads = conn.execute(
         "SELECT u.resource_uuid, u.type, u.billing_period FROM component_usages u"
@@ -112,15 +138,11 @@ def _chain_records(conn, resource_uuid: str, component_type: str, first: dt.date
     return {record["billing_period"]: record for record in (dict(zip(COLUMNS, row)) for row in rows)}
 
 
-def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date, whole_chain: bool = False,
-                  latest_started: tuple[str | None, str | None] | None = None) -> bool:
+def carry_forward(conn, resource_uuid: str, component_type: str, start: dt.date, whole_chain: bool = False) -> bool:
     """Writes the carried records of one (resource, component) from `start` through the last started
-    period as the carry-forward rule wants them (see there for `whole_chain`). Returns whether it wrote one.
-    `latest_started` is that period's (billing_period, timezone) when the caller has read it already."""
-    last = latest_started or conn.execute(
-        f"SELECT ({LATEST_STARTED.format('billing_period')}), ({LATEST_STARTED.format('timezone')})"
-    ).fetchone()
-    if last[0] is None or last[0] < start.isoformat():
+    period as the carry-forward rule wants them (see there for `whole_chain`). Returns whether it wrote one."""
+    last = latest_started(conn)
+    if last is None or last[0] < start.isoformat():
         return False  # no started month to carry into: the chain is not read
     terminated_at = conn.execute("SELECT terminated_at FROM resources WHERE uuid = ?", (resource_uuid,)).fetchone()
     chain = Chain(

@@ -20,12 +20,6 @@ class SQLEventStore(EventStore):
     duplicate: type[Exception]  # the driver's error for a stream version or event id already taken
     begin_snapshot: str  # the statement that opens a read transaction
 
-    def batched(self) -> contextlib.AbstractContextManager:
-        """A block whose statements that are not read back travel with the next one that is (or
-        the block's end) in one round trip to the server, their errors raised there; by default
-        each statement runs on its own (an embedded database has no round trips to save)."""
-        return contextlib.nullcontext()
-
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         """As the contract says; its BEGIN travels with the first read."""

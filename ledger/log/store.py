@@ -56,6 +56,12 @@ class EventStore(abc.ABC):
         `transaction`, which queues them with the writers."""
         return self.transaction()
 
+    def batched(self) -> contextlib.AbstractContextManager:
+        """A block whose statements that are not read back travel with the next one that is (or
+        the block's end) in one round trip to the server, their errors raised there; by default
+        each statement runs on its own (an embedded database has no round trips to save)."""
+        return contextlib.nullcontext()
+
     @abc.abstractmethod
     def savepoint(self) -> contextlib.AbstractContextManager[None]:
         """Inside a write transaction: a part of it that, when it fails, is undone alone (and raises)."""
@@ -134,6 +140,11 @@ class EventStore(abc.ABC):
     def seq_at(self, recorded_at: str) -> int:
         """The last seq of the log as it stood at a stored time: just before the first event recorded after it."""
 
+    def tip(self, streams: Iterable[str]) -> tuple[int, str, dict[str, int]]:
+        """The head (seq, hash) and the versions of `streams`: what an append reads under the lock.
+        A backend whose statements are round trips reads them in one."""
+        return (*self.head(), self.stream_versions(streams))
+
     def stream_version(self, stream: str) -> int:
         """The version of a stream's last event; 0 for a stream with none."""
         return self.stream_versions([stream])[stream]
@@ -156,8 +167,8 @@ class EventStore(abc.ABC):
             self._check_unmoved(read)
             return []
         with self.transaction():
-            seq, prev_hash = self.head()
-            current = self._check_unmoved(read, also=[e.stream for e in events])
+            seq, prev_hash, current = self.tip([*(e.stream for e in events), *read])
+            self._check_unmoved(read, current)
             expected = {stream: version + 1 for stream, version in current.items()}
             recorded_at = clock.stored(clock.now())
             stored, rows = [], []
@@ -177,16 +188,17 @@ class EventStore(abc.ABC):
             self.insert_rows(rows)
         return stored
 
-    def _check_unmoved(self, read: dict[str, int], also: Iterable[str] = ()) -> dict[str, int]:
-        """The current versions of the streams read and `also`; StreamConflict when a stream read has moved.
-        Outside a write transaction this is a check as of now: a decision that appends nothing needs no lock."""
-        if not read and not also:
-            return {}
-        current = self.stream_versions([*also, *read])
+    def _check_unmoved(self, read: dict[str, int], current: dict[str, int] | None = None) -> None:
+        """StreamConflict when a stream read has moved from the version read: from its `current` one,
+        read here unless given. Outside a write transaction this is a check as of now: a decision that
+        appends nothing needs no lock."""
+        if not read:
+            return
+        if current is None:
+            current = self.stream_versions(read)
         moved = sorted(stream for stream, version in read.items() if current[stream] != version)
         if moved:
             raise StreamConflict(f"streams {moved} moved since the decision read them")
-        return current
 
     def import_events(self, events: Iterable[StoredEvent]) -> None:
         """Appends events exactly as given (ids, times, hashes): for import of an export."""

@@ -298,6 +298,12 @@ class EventStoreContract(abc.ABC):
         assert store.head() == (2, last.hash)
         assert store.event_hash(2) == last.hash and store.event_hash(3) is None
 
+    def test_tip_is_the_head_and_the_versions_of_the_streams_asked(self, store):
+        assert store.tip(["a", "b"]) == (0, GENESIS_HASH, {"a": 0, "b": 0})
+        store.append([event("a", 1), event("a", 2), event("c", 1)])
+        assert store.tip(["a", "b", "a"]) == (*store.head(), {"a": 2, "b": 0})
+        assert store.tip([]) == (3, store.head()[1], {})
+
     def test_last_seq_except_some_types(self, store):
         store.append([event("a", 1), event("b", 1, type="Other"), event("a", 2), event("c", 1, type="Third")])
         assert store.last_seq_except(["Noted"], after=0) == 4

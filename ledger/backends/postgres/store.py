@@ -13,6 +13,7 @@ from psycopg import errors
 from ledger.backends.postgres.connection import Connection
 from ledger.backends.postgres.driver_errors import translated
 from ledger.backends.sql import SQLEventStore
+from ledger.log.hashing import GENESIS_HASH
 
 # The advisory lock key every write transaction of a database queues on (the SQLite writer lock's role).
 APPEND_LOCK = 0x6C6564676572  # "ledger"
@@ -106,6 +107,20 @@ class PostgresEventStore(SQLEventStore):
 
     def sync_log(self) -> None:
         """Nothing to flush: every commit waited for the server's log to reach its disk (synchronous_commit)."""
+
+    @translated()
+    def tip(self, streams: Iterable[str]) -> tuple[int, str, dict[str, int]]:
+        """As the contract says, in one query: the head's row (no stream), and a row per stream that has events."""
+        streams = list(dict.fromkeys(streams))
+        versions = dict.fromkeys(streams, 0)
+        rows = self.conn.execute(
+            "SELECT NULL, seq, hash FROM (SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1) head"
+            " UNION ALL SELECT stream, MAX(version), NULL FROM events WHERE stream = ANY(?) GROUP BY stream",
+            (streams,),
+        ).fetchall()
+        seq, hash_ = next(((seq, hash_) for stream, seq, hash_ in rows if stream is None), (0, GENESIS_HASH))
+        versions.update((stream, version) for stream, version, _ in rows if stream is not None)
+        return seq, hash_, versions
 
     @translated()
     def stream_versions(self, streams: Iterable[str]) -> dict[str, int]:
