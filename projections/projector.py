@@ -110,18 +110,21 @@ class Projector:
         return False
 
     def _run(self) -> None:
+        woken = False
         while not self.stopped.is_set():
             if not self._holds_lease():
                 self.stopped.wait(TAKEOVER_SECONDS)
                 continue
             try:
-                if runner.position(self.store.conn) < self.store.head()[0]:  # no write transaction for nothing
+                # Woken by this process's append, there is something to fold; otherwise it looks first,
+                # so that an idle holder opens no write transaction.
+                if woken or runner.position(self.store.conn) < self.store.head()[0]:
                     runner.catch_up(self.store)
             except Exception:  # noqa: BLE001 - a fold that failed is rolled back whole and tried again
                 log.exception("projector: folding failed; retrying")
                 self.stopped.wait(RETRY_SECONDS)
                 continue
-            self.appended.wait(IDLE_SECONDS)
+            woken = self.appended.wait(IDLE_SECONDS)
             self.appended.clear()
 
     def stop(self) -> None:

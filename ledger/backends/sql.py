@@ -98,9 +98,9 @@ class SQLEventStore(EventStore):
                 rows = self.conn.execute(
                     f"SELECT {SELECTED} FROM events WHERE seq > ?{bound} ORDER BY seq LIMIT ?", (position, batch)
                 ).fetchall()
-            if not rows:
-                return
             yield from rows
+            if len(rows) < batch:  # the log's end: asking again would cost a round trip for nothing
+                return
             position = rows[-1][0]
 
     def read_stream(self, stream: str) -> Iterator[StoredEvent]:
