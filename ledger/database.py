@@ -72,9 +72,9 @@ class Ledger:
         if unwaited:
             positions = runner.positions(self.conn)
             target = self.store.last_seq_except(unwaited, after=positions[0])
-        else:
-            target = self.store.head()[0]  # read first: every write acknowledged before the request is in it
-            positions = runner.positions(self.conn)
+        else:  # every write acknowledged before the request is in the head
+            target, row = self.store.head_seq_with(runner.POSITIONS)
+            positions = runner.positions_of(row)
         if positions[0] < target:
             projector.reach(self.store, self.lease, target)
             positions = runner.positions(self.conn)

@@ -76,9 +76,17 @@ def position(conn: Connection) -> int:
     return positions(conn)[0]
 
 
+# The views' positions as one row: see `positions`.
+POSITIONS = "SELECT MIN(position), MAX(rows_changed_at) FROM projection_checkpoints"
+
+
 def positions(conn: Connection) -> tuple[int, int]:
     """The views' position in the log, and the seq of the last event that changed their rows."""
-    row = conn.execute("SELECT MIN(position), MAX(rows_changed_at) FROM projection_checkpoints").fetchone()
+    return positions_of(conn.execute(POSITIONS).fetchone())
+
+
+def positions_of(row: tuple) -> tuple[int, int]:
+    """`positions` from the row of POSITIONS."""
     return row[0] or 0, row[1] or 0
 
 

@@ -70,6 +70,13 @@ class SQLEventStore(EventStore):
             row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
+    def head_seq_with(self, select: str) -> tuple[int, tuple]:
+        with self.translated():
+            row = self.conn.execute(
+                f"SELECT coalesce((SELECT seq FROM events ORDER BY seq DESC LIMIT 1), 0), given.* FROM ({select}) given"
+            ).fetchone()
+        return row[0], tuple(row[1:])
+
     def last_seq_except(self, types: Collection[str], after: int) -> int:
         types = list(types)
         excluded = f" AND type NOT IN ({', '.join('?' for _ in types)})" if types else ""

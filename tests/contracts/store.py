@@ -304,6 +304,11 @@ class EventStoreContract(abc.ABC):
         assert store.tip(["a", "b", "a"]) == (*store.head(), {"a": 2, "b": 0})
         assert store.tip([]) == (3, store.head()[1], {})
 
+    def test_head_seq_with_a_row_of_the_callers(self, store):
+        assert store.head_seq_with("SELECT 7, 'x'") == (0, (7, "x"))
+        store.append([event("a", 1), event("b", 1)])
+        assert store.head_seq_with("SELECT 7, 'x'") == (2, (7, "x"))
+
     def test_last_seq_except_some_types(self, store):
         store.append([event("a", 1), event("b", 1, type="Other"), event("a", 2), event("c", 1, type="Third")])
         assert store.last_seq_except(["Noted"], after=0) == 4
