@@ -9,6 +9,7 @@ from collections.abc import Callable
 from flask import g
 
 from ledger.rules.access import Caller
+from projections import usages
 
 from . import filters, pagination
 from .auth import authenticate
@@ -26,12 +27,24 @@ def listing(view, parse_filters: Callable[[], dict], wire: Callable[[dict], dict
     caller = authenticate(g.ledger.conn)
     found = parse_filters()
     order = filters.ordering(tuple(view.ORDER_COLUMNS))
-    conn, scopes = g.ledger.conn, read_scopes(caller)
+    conn, scopes = g.ledger.conn, narrowed(read_scopes(caller), found)
 
     def fetch(limit, offset):
         return [wire(row) for row in view.records(conn, scopes, found, order, limit, offset)]
 
     return pagination.paginated(fetch, counted(view, conn, scopes, found))
+
+
+VISIBLE = ViewCache()  # see `narrowed`
+
+
+def narrowed(scopes: dict | None, found: dict) -> dict | None:
+    """The scopes as an offering filter narrows them: None when the caller sees the whole offering
+    (projections/usages.py visible_scopes), kept until the catalog's rows change."""
+    if scopes is None or "offering_uuid" not in found:
+        return scopes
+    return VISIBLE.get((repr(scopes), found["offering_uuid"]),
+                       lambda: usages.visible_scopes(g.ledger.conn, scopes, found), rows_only=True)
 
 
 COUNTS = ViewCache()  # counts filtered on values that reports change (date, policy), until the next write

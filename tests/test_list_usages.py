@@ -1,9 +1,12 @@
 """GET/HEAD /api/marketplace-component-usages/ and {uuid}/: the list and retrieve rules for usage records."""
 
+import copy
+import json
 import re
 
 import pytest
 
+from ledger.cli import load_catalog
 from ledger.commands import usage
 from ledger.rules.access import Caller
 from projections import usages as usage_view
@@ -20,6 +23,7 @@ from .conftest import (
 from .world import (
     CLIENT,
     NON_READERS,
+    OTHER_CLIENT,
     OFFERING,
     OTHER_OFFERING,
     OTHER_RESOURCE,
@@ -56,6 +60,16 @@ def get(client, user="staff", **params):
 
 def links(response) -> dict:
     return {rel: url for url, rel in re.findall(r'<([^>]+)>; rel="(\w+)"', response.headers["Link"])}
+
+
+def test_an_offering_handed_to_another_provider_leaves_its_old_owners_list(client, ledger, many, catalog):
+    """What an offering filter lets a provider's owner see is kept between requests, until the catalog changes."""
+    assert len(get(client, "provider-owner", offering_uuid=OFFERING, page_size=100).get_json()) == 20
+    handed_over = copy.deepcopy(catalog)
+    next(o for o in handed_over["offerings"] if o["uuid"] == OFFERING)["customer_uuid"] = OTHER_CLIENT
+    load_catalog(ledger, json.dumps(handed_over))
+    assert get(client, "provider-owner", offering_uuid=OFFERING).get_json() == []
+    assert len(get(client, "other-owner", offering_uuid=OFFERING, page_size=100).get_json()) == 20
 
 
 def test_list_is_a_bare_array_with_count_and_links(client, many):
