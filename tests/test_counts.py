@@ -137,4 +137,5 @@ def test_cached_counts_are_the_counts_of_the_rows_after_every_kind_of_change(cli
         with monkeypatch.context() as fresh:
             fresh.setattr("api.reading.COUNTS.kept.entries", {})
             fresh.setattr("api.auth.CALLERS.kept.entries", {})
+            fresh.setattr("api.reading.VISIBLE.kept.entries", {})
             assert cached == every_count(client, user)

@@ -145,12 +145,10 @@ class EventStore(abc.ABC):
         A backend whose statements are round trips reads them in one."""
         return (*self.head(), self.stream_versions(streams))
 
+    @abc.abstractmethod
     def head_seq_with(self, select: str) -> tuple[int, tuple]:
         """The head's seq and the one row of `select` (a parameterless SELECT of the caller's, over
-        the same connection), as of one moment. A backend whose statements are round trips reads
-        them in one statement."""
-        with self.snapshot():
-            return self.head()[0], self.conn.execute(select).fetchone()
+        the same connection), as of one moment: one statement, where statements are round trips."""
 
     def stream_version(self, stream: str) -> int:
         """The version of a stream's last event; 0 for a stream with none."""
