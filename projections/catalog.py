@@ -184,7 +184,15 @@ def plan_period(conn: Connection, uuid: str) -> dict | None:
 
 
 def plan_periods(conn: Connection, resource_uuid: str) -> list[dict]:
-    rows = conn.execute('SELECT uuid, start, "end" FROM plan_periods WHERE resource_uuid = ? ORDER BY start', (resource_uuid,))
+    return plan_periods_of(asked_plan_periods(conn, resource_uuid))
+
+
+def asked_plan_periods(conn: Connection, resource_uuid: str):
+    """The cursor of a resource's plan periods, asked for and not yet read: see plan_periods_of."""
+    return conn.execute('SELECT uuid, start, "end" FROM plan_periods WHERE resource_uuid = ? ORDER BY start', (resource_uuid,))
+
+
+def plan_periods_of(rows) -> list[dict]:
     return [dict(zip(("uuid", "start", "end"), row)) for row in rows]
 
 

@@ -6,6 +6,11 @@ order without sorting every user usage (1.2 s a page for 400,000 of them, 8.7 s 
 owner). Everything else (placement, billing period, visibility) is read through the parent.
 """
 
+import contextlib
+import contextvars
+import json
+from collections.abc import Iterator
+
 from ledger.backends import Connection
 from ledger.log.events import usage_record_uuid, user_usage_uuid
 
@@ -32,17 +37,47 @@ def _user_usage_reported(conn, event) -> bool:
     return True  # rows kept, or added (projections/runner.py)
 
 
+# The usage records reported in the batch being folded, whose user usages take their new date at its end (see `batch`).
+_reported: contextvars.ContextVar[set | None] = contextvars.ContextVar("reported", default=None)
+
+
+@contextlib.contextmanager
+def batch(conn) -> Iterator[None]:
+    """While runner.apply folds a batch of events: the user usages of the records it reported take
+    their parents' dates once, at its end, in one statement, not in one statement per report (a
+    rebuild spent an eighth of its time on those). Nothing reads the copies while a batch folds."""
+    reported = set()
+    token = _reported.set(reported)
+    try:
+        yield
+    finally:
+        _reported.reset(token)
+    if reported:  # not reached when the batch failed: its transaction is undone anyway
+        _copy_dates(conn, reported)
+
+
 def _usage_reported(conn, event) -> bool:
     """A report gives its record a new `date` (projections/usages.py): its user usages take the copy.
 
     A carried record keeps the start of its month as its date, so reports are the only change.
     """
     data = event.data
-    conn.execute(
-        "UPDATE component_user_usages SET date = ? WHERE component_usage_uuid = ?",
-        (event.occurred_at, usage_record_uuid(data["resource_uuid"], data["type"], data["billing_period"])),
-    )
+    record_uuid = usage_record_uuid(data["resource_uuid"], data["type"], data["billing_period"])
+    reported = _reported.get()
+    if reported is None:
+        _copy_dates(conn, [record_uuid])
+    else:
+        reported.add(record_uuid)
     return True  # rows kept: only their copy of the date moved
+
+
+def _copy_dates(conn, record_uuids) -> None:
+    conn.execute(
+        "UPDATE component_user_usages SET date = u.date FROM component_usages u"
+        " WHERE u.uuid = component_user_usages.component_usage_uuid"
+        f" AND component_user_usages.component_usage_uuid IN ({sql.dialect(conn).json_values})",
+        (json.dumps(sorted(record_uuids)),),
+    )
 
 
 HANDLERS = {"UserUsageReported": _user_usage_reported, "UsageReported": _usage_reported}

@@ -13,6 +13,7 @@ from projections import runner
 from projections import user_usages as user_usage_view
 
 from .conftest import (
+    ON_BOTH_BACKENDS,
     assert_first_page_work_stays_flat,
     assert_ordered_pages_are_the_plain_ones,
     assert_page_is_found_without_the_catalog,
@@ -369,6 +370,32 @@ def test_rebuild_reproduces_user_usages_and_totals(client, db_path, record, now)
     runner.rebuild(rebuilt.store)
     rebuilt.close()
     assert (user_usages(client, o="username"), parent(client, record)) == before
+
+
+@ON_BOTH_BACKENDS
+def test_user_usages_follow_their_records_date_when_it_moves_past_another(client, ledger, db_path, now):
+    """The default order reads the user usages' copy of their record's date: a later report of the
+    cpu record moves its user usages above the ram record's, folded alone or in one batch with others."""
+    now("2026-03-05T00:00:00Z")
+    cpu = report(ledger, amount="1")
+    now("2026-03-08T00:00:00Z")
+    ram = report(ledger, amount="1", component="ram")
+    set_many(client, cpu, [{"username": "alice", "usage": "1"}])
+    set_many(client, ram, [{"username": "bob", "usage": "1"}])
+    assert [e["username"] for e in user_usages(client)] == ["bob", "alice"]
+    now("2026-03-09T00:00:00Z")
+    report(ledger, amount="2")
+    assert [e["username"] for e in user_usages(client)] == ["alice", "bob"]
+    now("2026-03-10T00:00:00Z")
+    report(ledger, amount="3")
+    now("2026-03-11T00:00:00Z")
+    report(ledger, amount="2", component="ram")  # folded in one batch with the report before, by the next read
+    listed = user_usages(client)
+    assert [(e["username"], e["date"]) for e in listed] == [("bob", "2026-03-11T00:00:00Z"), ("alice", "2026-03-10T00:00:00Z")]
+    rebuilt = Ledger(db_path)
+    runner.rebuild(rebuilt.store)
+    rebuilt.close()
+    assert user_usages(client) == listed
 
 
 @pytest.fixture
