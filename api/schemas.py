@@ -181,6 +181,9 @@ class SetUsageRequest(Request):
     date = Moment()
 
 
+SET_USAGE = SetUsageRequest()
+
+
 class UserUsageRequest(Request):
     username = Text(required=True, max_length=100)
     usage = Amount(load_default="0.00", metadata=Amount.DOCUMENTED)
@@ -207,6 +210,45 @@ def load(schema: Schema, body) -> dict:
         return schema.load(body)
     except ValidationError as error:
         raise ValidationError(drf_shape(error.messages, body)) from error
+
+
+def load_set_usage(body) -> dict:
+    """SetUsageRequest's load of a set_usage body. A report as site agents send it (a resource's
+    uuid, items of a type, an amount and perhaps a description, all text) is read here, exactly as
+    the schema reads it (tests/test_set_usage_fields.py compares the two); any other body is left
+    to the schema, which words the errors. The schema's load was a tenth of a report's time in Python."""
+    return _plain_report(body) or load(SET_USAGE, body)
+
+
+PLAIN_ITEM_KEYS = frozenset({"type", "amount", "description"})
+_AMOUNT, _TYPE, _DESCRIPTION = Amount(), Text(max_length=50), Text(allow_blank=True, max_length=2000)
+
+
+def _plain_report(body) -> dict | None:
+    """The fields of a plain report (see load_set_usage); None for any other body, or an invalid one."""
+    if type(body) is not dict or type(body.get("usages")) is not list or not body.keys() <= {"usages", "resource"}:
+        return None
+    loaded = {}
+    if "resource" in body:
+        if type(body["resource"]) is not str:
+            return None
+        try:
+            loaded["resource"] = uuid.UUID(body["resource"]).hex
+        except ValueError:
+            return None
+    items = []
+    for item in body["usages"]:
+        if type(item) is not dict or not item.keys() <= PLAIN_ITEM_KEYS or not {"type", "amount"} <= item.keys() \
+                or not all(type(value) is str for value in item.values()):
+            return None
+        try:
+            items.append({"type": _TYPE._deserialize(item["type"], "type", item),
+                          "amount": _AMOUNT._deserialize(item["amount"], "amount", item),
+                          "description": _DESCRIPTION._deserialize(item.get("description", ""), "description", item)})
+        except ValidationError:
+            return None
+    loaded["usages"] = items
+    return loaded
 
 
 def drf_shape(messages: dict, body: dict) -> dict:

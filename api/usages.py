@@ -26,9 +26,6 @@ USAGE_EVENT = Shape({
 blueprint = Blueprint("component_usages", __name__, url_prefix="/api/marketplace-component-usages")
 
 
-SET_USAGE = schemas.SetUsageRequest()
-
-
 @blueprint.route("/set_usage/", methods=["POST"])
 @unwaited(usage.SET_USAGE_UNWAITED)
 def set_usage():
@@ -36,7 +33,7 @@ def set_usage():
     key = idempotency_key(caller)
     body = json_body()
     try:
-        fields = schemas.load(SET_USAGE, body)
+        fields = schemas.load_set_usage(body)
     except ValidationError as error:
         errors = error.messages
         fields = None
