@@ -69,12 +69,9 @@ class Ledger:
 
         Returns the views' positions (runner.positions) as the request found them once they held what it waits for.
         """
-        if unwaited:
-            positions = runner.positions(self.conn)
-            target = self.store.last_seq_except(unwaited, after=positions[0])
-        else:  # every write acknowledged before the request is in the head
-            target, row = self.store.head_seq_with(runner.POSITIONS)
-            positions = runner.positions_of(row)
+        # Every write acknowledged before the request is in the head: read with the views' positions, in one statement.
+        target, row = self.store.head_seq_with(runner.POSITIONS, unwaited)
+        positions = runner.positions_of(row)
         if positions[0] < target:
             projector.reach(self.store, self.lease, target)
             positions = runner.positions(self.conn)

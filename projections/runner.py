@@ -77,7 +77,7 @@ def position(conn: Connection) -> int:
 
 
 # The views' positions as one row: see `positions`.
-POSITIONS = "SELECT MIN(position), MAX(rows_changed_at) FROM projection_checkpoints"
+POSITIONS = "SELECT MIN(position) AS position, MAX(rows_changed_at) AS rows_changed_at FROM projection_checkpoints"
 
 
 def positions(conn: Connection) -> tuple[int, int]:

@@ -70,19 +70,16 @@ class SQLEventStore(EventStore):
             row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
-    def head_seq_with(self, select: str) -> tuple[int, tuple]:
+    def head_seq_with(self, select: str, unwaited: Collection[str] = ()) -> tuple[int, tuple]:
+        types = list(unwaited)
+        if types:  # read backwards from the head down to the position at most: as far as the views trail
+            head = (f"coalesce((SELECT MAX(seq) FROM events WHERE seq > coalesce(given.position, 0)"
+                    f" AND type NOT IN ({', '.join('?' for _ in types)})), given.position, 0)")
+        else:
+            head = "coalesce((SELECT seq FROM events ORDER BY seq DESC LIMIT 1), 0)"
         with self.translated():
-            row = self.conn.execute(
-                f"SELECT coalesce((SELECT seq FROM events ORDER BY seq DESC LIMIT 1), 0), given.* FROM ({select}) given"
-            ).fetchone()
+            row = self.conn.execute(f"SELECT {head}, given.* FROM ({select}) given", types).fetchone()
         return row[0], tuple(row[1:])
-
-    def last_seq_except(self, types: Collection[str], after: int) -> int:
-        types = list(types)
-        excluded = f" AND type NOT IN ({', '.join('?' for _ in types)})" if types else ""
-        with self.translated():
-            row = self.conn.execute(f"SELECT MAX(seq) FROM events WHERE seq > ?{excluded}", (after, *types)).fetchone()
-        return after if row[0] is None else row[0]
 
     def event_hash(self, seq: int) -> str | None:
         with self.translated():

@@ -112,10 +112,6 @@ class EventStore(abc.ABC):
         """The last seq and hash, or (0, GENESIS_HASH) for an empty log."""
 
     @abc.abstractmethod
-    def last_seq_except(self, types: Collection[str], after: int) -> int:
-        """The seq of the last event past `after` whose type is none of `types`; `after` when there is none."""
-
-    @abc.abstractmethod
     def event_hash(self, seq: int) -> str | None:
         """The hash of event `seq`; None when the log holds no such event."""
 
@@ -146,9 +142,13 @@ class EventStore(abc.ABC):
         return (*self.head(), self.stream_versions(streams))
 
     @abc.abstractmethod
-    def head_seq_with(self, select: str) -> tuple[int, tuple]:
+    def head_seq_with(self, select: str, unwaited: Collection[str] = ()) -> tuple[int, tuple]:
         """The head's seq and the one row of `select` (a parameterless SELECT of the caller's, over
-        the same connection), as of one moment: one statement, where statements are round trips."""
+        the same connection), as of one moment: one statement, where statements are round trips.
+
+        With `unwaited` event types, the head is the seq of the last event past the row's
+        `position` column whose type is none of them (that position when there is none, 0 for a
+        NULL one): what a reader that need not wait for those types waits for."""
 
     def stream_version(self, stream: str) -> int:
         """The version of a stream's last event; 0 for a stream with none."""

@@ -309,12 +309,16 @@ class EventStoreContract(abc.ABC):
         store.append([event("a", 1), event("b", 1)])
         assert store.head_seq_with("SELECT 7, 'x'") == (2, (7, "x"))
 
-    def test_last_seq_except_some_types(self, store):
+    def test_head_seq_with_types_unwaited_is_their_last_other_event_past_the_rows_position(self, store):
+        assert store.head_seq_with("SELECT 0 AS position, 'x'", ["Noted"]) == (0, (0, "x"))
+        assert store.head_seq_with("SELECT CAST(NULL AS INTEGER) AS position", ["Noted"]) == (0, (None,))
         store.append([event("a", 1), event("b", 1, type="Other"), event("a", 2), event("c", 1, type="Third")])
-        assert store.last_seq_except(["Noted"], after=0) == 4
-        assert store.last_seq_except(["Noted", "Third"], after=0) == 2
-        assert store.last_seq_except(["Noted", "Third"], after=2) == 2  # none past 2: `after` itself
-        assert store.last_seq_except([], after=1) == 4
+        assert store.head_seq_with("SELECT 0 AS position", ["Noted"]) == (4, (0,))
+        assert store.head_seq_with("SELECT 0 AS position", ["Noted", "Third"]) == (2, (0,))
+        assert store.head_seq_with("SELECT 2 AS position", ["Noted", "Third"]) == (2, (2,))  # none past 2: 2 itself
+        assert store.head_seq_with("SELECT 3 AS position", ["Noted", "Third", "Other"]) == (3, (3,))
+        assert store.head_seq_with("SELECT CAST(NULL AS INTEGER) AS position", ["Noted"]) == (4, (None,))
+        assert store.head_seq_with("SELECT 1 AS position", []) == (4, (1,))  # none unwaited: the head
 
     def test_streams_by_prefix(self, store):
         store.append([event("period/2026-01", 1), event("other", 1), event("period/2026-02", 1), event("period/2026-01", 2)])
