@@ -30,6 +30,10 @@ class Dialect:
     columns: str
     # After an ORDER BY term: NULL before every value, as SQLite puts it.
     nulls_first: str
+    # How many reads are worth asking for before the first is read back: a server's round trips
+    # are saved (on a pipelined connection); SQLite has none to save, and a statement asked for
+    # again while the last is still open is compiled again.
+    reads_ahead: int
 
 
 SQLITE = Dialect(
@@ -42,6 +46,7 @@ SQLITE = Dialect(
     real="REAL",
     columns="SELECT name FROM pragma_table_info(?) ORDER BY cid",
     nulls_first="",
+    reads_ahead=1,
 )
 POSTGRESQL = Dialect(
     name="postgresql",
@@ -56,6 +61,7 @@ POSTGRESQL = Dialect(
     columns="SELECT column_name FROM information_schema.columns"
             " WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
     nulls_first=" NULLS FIRST",
+    reads_ahead=768,
 )
 DIALECTS = {dialect.name: dialect for dialect in (SQLITE, POSTGRESQL)}
 

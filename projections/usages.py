@@ -128,27 +128,23 @@ def _resource_defined(conn, event):
                          for component_type, first in chains], whole_chain=True)
 
 
-# Chains whose reads are sent together before any is read back (see carry_forward).
-CHAINS_READ_TOGETHER = 256
-
-
 def carry_forward(conn, chains: list[tuple[str, str, dt.date]], whole_chain: bool = False) -> bool:
     """Writes the carried records of each chain (resource, component type, start) from its start
     through the last started period as the carry-forward rule wants them (see there for
     `whole_chain`). Returns whether it wrote one.
 
     The chains are read a chunk at a time, every read of a chunk asked for before any is read
-    back: on PostgreSQL, where a fold's statements are pipelined (EventStore.batched), a chunk then
-    costs one round trip, not three per chain. A month's start carries every chain that goes on,
-    and those round trips were a third of a rebuild. Chains are rows of their own, so one's
-    writes do not change what another reads."""
+    back, as many as the dialect's `reads_ahead`: on PostgreSQL, where a fold's statements are
+    pipelined (EventStore.batched), a chunk then costs one round trip, not three per chain. A
+    month's start carries every chain that goes on, and those round trips were a third of a
+    rebuild. Chains are rows of their own, so one's writes do not change what another reads."""
     last = latest_started(conn)
     if last is None:
         return False
     chains = [chain for chain in chains if chain[2].isoformat() <= last[0]]  # others have no month to carry into
-    wrote = False
-    for first in range(0, len(chains), CHAINS_READ_TOGETHER):
-        chunk = chains[first:first + CHAINS_READ_TOGETHER]
+    wrote, together = False, chains_read_together(conn)
+    for first in range(0, len(chains), together):
+        chunk = chains[first:first + together]
         asked = [_ask_chain(conn, resource_uuid, component_type, start, last[0])
                  for resource_uuid, component_type, start in chunk]
         read = [_chain_of(*cursors) for cursors in asked]
@@ -161,6 +157,10 @@ def carry_forward(conn, chains: list[tuple[str, str, dt.date]], whole_chain: boo
                     sql.upsert(conn, "component_usages", {name: change.record[name] for name in COLUMNS})
             wrote = wrote or bool(changes)
     return wrote
+
+
+def chains_read_together(conn) -> int:
+    return max(1, sql.dialect(conn).reads_ahead // 3)  # three reads a chain
 
 
 def _ask_chain(conn, resource_uuid: str, component_type: str, start: dt.date, last: str) -> tuple:

@@ -278,7 +278,7 @@ def view(ledger) -> dict:
 @given(operations)
 def test_projection_equals_rebuild_and_reference_model(monkeypatch, steps):
     # Up to three chains go on at a month's start: read in chunks of two, a chunk's end falls among them.
-    monkeypatch.setattr(usages, "CHAINS_READ_TOGETHER", 2)
+    monkeypatch.setattr(usages, "chains_read_together", lambda conn: 2)
     with tempfile.TemporaryDirectory() as folder:
         month_index = 0
         monkeypatch.setenv("LEDGER_NOW", "2026-01-05T00:00:00Z")
