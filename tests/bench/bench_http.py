@@ -4,6 +4,9 @@ Both servers run under gunicorn with the same workers and threads (gthread); wrk
 `wrk` package) drives each for the same time with the same connections on loopback, in
 rounds that alternate the two servers; the table gives medians and the spread of the ratios
 (on a shared two-core machine a single run's ratio moves by a tenth from one run to the next).
+Beside the rates, each side's CPU time per request (its server's processes, and PostgreSQL's
+while it runs) and their ratio: on a machine whose cores the run saturates this is the work a
+request costs, steadier than a rate that other work on the machine slows.
 
 - set_usage: three items a request, a random resource each time, vs `POST /insert`
   (parse the same JSON, insert one row into SQLite; with `--db postgresql`, into a database of
@@ -174,6 +177,39 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
     }
 
 
+def cpu_seconds(root: int) -> float:
+    """CPU time (user and system) of process `root` and its descendants, and of every PostgreSQL
+    server process (which serve whichever side is running), so far."""
+    processes = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            text = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # ended meanwhile
+            continue
+        name, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        processes[int(entry)] = (name, int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, utime + stime
+    children: dict[int, list[int]] = {}
+    for pid, (_, parent, _) in processes.items():
+        children.setdefault(parent, []).append(pid)
+    counted, waiting = set(), [root]
+    while waiting:
+        pid = waiting.pop()
+        counted.add(pid)
+        waiting += children.get(pid, [])
+    ticks = sum(used for pid, (name, _, used) in processes.items() if pid in counted or name == "postgres")
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(server: subprocess.Popen, run) -> dict:
+    """`run()`'s wrk result, with the CPU time a request cost the server (`cpu`, seconds)."""
+    before = cpu_seconds(server.pid)
+    result = run()
+    result["cpu"] = (cpu_seconds(server.pid) - before) / max(1, result["requests"])
+    return result
+
+
 def seconds(latency: str) -> float:
     """wrk's latency text ("870.00us", "12.34ms", "1.20s") in seconds."""
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", latency).groups()
@@ -277,7 +313,7 @@ def main() -> None:
             if args.only and key not in args.only:
                 continue
             # Rounds alternate the two servers, so that a slow spell of the machine falls on both.
-            pairs = [(ours(), base()) for _ in range(args.rounds)]
+            pairs = [(with_cpu(servers[0], ours), with_cpu(servers[1], base)) for _ in range(args.rounds)]
             rows.append((name, pairs))
     finally:
         for server in servers:
@@ -288,13 +324,15 @@ def main() -> None:
           f" wrk -c{args.connections}, {args.rounds} rounds of {args.seconds} s each;"
           " medians of the rounds, errors summed, the worst p99")
     print(f"{'endpoint':32} {'ledger req/s':>13} {'errors':>7} {'p99':>9} {'baseline req/s':>15} {'errors':>7}"
-          f" {'ratio':>6} {'rounds':>12}")
+          f" {'ratio':>6} {'rounds':>12}   {'CPU ms/req ledger':>17} {'baseline':>8} {'ratio':>6}")
     for name, pairs in rows:
         ratios = sorted(measured["rate"] / baseline["rate"] for measured, baseline in pairs)
         measured, baseline = ([pair[i] for pair in pairs] for i in (0, 1))
         print(f"{name:32} {median(r['rate'] for r in measured):13.0f} {sum(r['errors'] for r in measured):7d}"
               f" {worst_p99(measured):>9} {median(r['rate'] for r in baseline):15.0f}"
-              f" {sum(r['errors'] for r in baseline):7d} {median(ratios):6.0%} {ratios[0]:5.0%}-{ratios[-1]:<5.0%}")
+              f" {sum(r['errors'] for r in baseline):7d} {median(ratios):6.0%} {ratios[0]:5.0%}-{ratios[-1]:<5.0%}"
+              f"   {1000 * median(r['cpu'] for r in measured):17.2f} {1000 * median(r['cpu'] for r in baseline):8.2f}"
+              f" {median(b['cpu'] / m['cpu'] for m, b in pairs):6.0%}")
     shutil.rmtree(folder)
 
 
