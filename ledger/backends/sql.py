@@ -44,8 +44,11 @@ class SQLEventStore(EventStore):
                     yield
                     self.conn.execute("RELEASE part")
             except BaseException as error:
-                self.conn.execute("ROLLBACK TO part")
-                self.conn.execute("RELEASE part")
+                try:
+                    self.conn.execute("ROLLBACK TO part")
+                    self.conn.execute("RELEASE part")
+                except Exception:  # no savepoint to go back to: its own statement failed, as `error` says
+                    raise error from None
                 if isinstance(error, self.duplicate):  # rows batched: checked by the server at the part's end
                     raise StreamConflict(str(error)) from error
                 raise

@@ -146,6 +146,28 @@ class EventStoreContract(abc.ABC):
         assert [(e.seq, e.stream) for e in store.read()] == [(1, "a"), (2, "c")]
         assert store.verify_chain() == 2
 
+    def test_a_savepoint_that_could_not_be_made_raises_its_own_error(self, store, monkeypatch):
+        """Not the undo's ("no such savepoint"), which would hide why; the transaction is undone whole."""
+        class Refusing:  # the store's connection, refusing to make savepoints
+            def __init__(self, conn):
+                self.conn = conn
+
+            def execute(self, sql, *parameters):
+                if sql.startswith("SAVEPOINT"):
+                    raise RuntimeError("savepoint refused")
+                return self.conn.execute(sql, *parameters)
+
+            def __getattr__(self, name):
+                return getattr(self.conn, name)
+
+        with pytest.raises(RuntimeError, match="savepoint refused"), store.transaction():
+            store.append([event("a", 1)])
+            monkeypatch.setattr(store, "conn", Refusing(store.conn))
+            with store.savepoint():
+                store.append([event("b", 1)])
+        monkeypatch.undo()
+        assert list(store.read()) == []
+
     def test_concurrent_appends_to_one_stream_have_exactly_one_winner(self, store, second_store):
         outcomes = race(
             lambda: store.append([event("a", 1, {"by": "first"})]),
