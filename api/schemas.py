@@ -221,32 +221,28 @@ def load_set_usage(body) -> dict:
 
 
 PLAIN_ITEM_KEYS = frozenset({"type", "amount", "description"})
-_AMOUNT, _TYPE, _DESCRIPTION = Amount(), Text(max_length=50), Text(allow_blank=True, max_length=2000)
+# The schema's own fields, whose rules (lengths, digits) a plain report is read by.
+_RESOURCE, _ITEM_FIELDS = SET_USAGE.fields["resource"], UsageItemRequest().fields
 
 
 def _plain_report(body) -> dict | None:
     """The fields of a plain report (see load_set_usage); None for any other body, or an invalid one."""
     if type(body) is not dict or type(body.get("usages")) is not list or not body.keys() <= {"usages", "resource"}:
         return None
+    if type(body.get("resource", "")) is not str:
+        return None
     loaded = {}
-    if "resource" in body:
-        if type(body["resource"]) is not str:
-            return None
-        try:
-            loaded["resource"] = uuid.UUID(body["resource"]).hex
-        except ValueError:
-            return None
-    items = []
-    for item in body["usages"]:
-        if type(item) is not dict or not item.keys() <= PLAIN_ITEM_KEYS or not {"type", "amount"} <= item.keys() \
-                or not all(type(value) is str for value in item.values()):
-            return None
-        try:
-            items.append({"type": _TYPE._deserialize(item["type"], "type", item),
-                          "amount": _AMOUNT._deserialize(item["amount"], "amount", item),
-                          "description": _DESCRIPTION._deserialize(item.get("description", ""), "description", item)})
-        except ValidationError:
-            return None
+    try:
+        if "resource" in body:
+            loaded["resource"] = _RESOURCE._deserialize(body["resource"], "resource", body)
+        items = []
+        for item in body["usages"]:
+            if type(item) is not dict or not item.keys() <= PLAIN_ITEM_KEYS or not {"type", "amount"} <= item.keys() \
+                    or not all(type(value) is str for value in item.values()):
+                return None
+            items.append({name: _ITEM_FIELDS[name]._deserialize(item.get(name, ""), name, item) for name in PLAIN_ITEM_KEYS})
+    except ValidationError:
+        return None
     loaded["usages"] = items
     return loaded
 
