@@ -26,6 +26,11 @@ from . import runner
 POLL_SECONDS = 0.0005
 # An idle holder looks for other processes' appends this often at most (its own wake it at once).
 IDLE_SECONDS = 0.002
+# After a fold that folded something, the holder lets appends gather this long before the next:
+# a fold's fixed cost (its transaction, the checkpoints, on SQLite the writer lock) is then shared
+# by the reports of several commits. Under load a fold carried 2 reports on average, and folding
+# costs a third less per report at 8 than alone (docs/write-path.md). A read waits at most this much longer.
+FOLD_GAP_SECONDS = 0.006
 TAKEOVER_SECONDS = 0.05
 CONFIRM_SECONDS = 1.0
 RETRY_SECONDS = 1.0
@@ -119,7 +124,8 @@ class Projector:
                 # Woken by this process's append, there is something to fold; otherwise it looks first,
                 # so that an idle holder opens no write transaction.
                 if woken or runner.position(self.store.conn) < self.store.head()[0]:
-                    runner.catch_up(self.store)
+                    if runner.catch_up(self.store):
+                        self.stopped.wait(FOLD_GAP_SECONDS)
             except Exception:  # noqa: BLE001 - a fold that failed is rolled back whole and tried again
                 log.exception("projector: folding failed; retrying")
                 self.stopped.wait(RETRY_SECONDS)

@@ -83,6 +83,34 @@ def test_a_request_that_cannot_see_every_acknowledged_write_is_a_503_with_retry_
     assert [record["usage"] for record in client.get(LIST, headers=auth("staff")).get_json()] == ["8.00"]
 
 
+def test_the_holder_lets_appends_gather_after_a_fold_and_folds_them_together(db_path, monkeypatch):
+    monkeypatch.setattr(projector, "FOLD_GAP_SECONDS", 0.5)  # far longer than the writes below take
+    folded = []
+
+    def counted_catch_up(store, *args, **kwargs):
+        folded.append(catch_up(store, *args, **kwargs))
+        return folded[-1]
+
+    catch_up = runner.catch_up
+    monkeypatch.setattr(runner, "catch_up", counted_catch_up)
+    folding, writer = Ledger(db_path, sync_on_commit=False), Ledger(db_path)
+    holder = projector.Projector(folding.store, folding.lease)
+    try:
+        usage.set_usage(writer, STAFF, report("1.00"))
+        writer.reach_views()  # folded by the holder, whose gap begins
+        assert [n for n in folded if n] == [1]
+        for kind in ("ram", "storage", "license", "cpu"):  # appended while the holder waits
+            writer.arrive(usage.SET_USAGE_UNWAITED)  # as a request does: a report waits for no other report
+            usage.set_usage(writer, STAFF, usage.SetUsage([usage.UsageItem(kind, "2.00")], resource_uuid=RESOURCE))
+            holder.wake()  # as the process's group committer does after each commit
+        assert writer.reach_views() == writer.store.count()
+        assert [n for n in folded if n] == [1, 4]  # four commits, one fold
+    finally:
+        holder.stop()
+        writer.close()
+        folding.close()
+
+
 def appended_unfolded_with_lease_held(db_path: str, amount: str, resource: str = RESOURCE) -> None:
     """A report appended while this process's test holds the lease (the writer's fold finds it taken)."""
     writer = Ledger(db_path)
