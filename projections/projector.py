@@ -24,8 +24,6 @@ from ledger.log.store import EventStore
 from . import runner
 
 POLL_SECONDS = 0.0005
-# An idle holder looks for other processes' appends this often at most (its own wake it at once).
-IDLE_SECONDS = 0.002
 # After a fold that folded something, the holder lets appends gather this long before the next:
 # a fold's fixed cost (its transaction, the checkpoints, on SQLite the writer lock) is then shared
 # by the reports of several commits. Under load a fold carried 2 reports on average, and folding
@@ -104,7 +102,8 @@ class Projector:
 
     def _holds_lease(self) -> bool:
         """Whether this thread holds the lease, confirmed with the lease at most every CONFIRM_SECONDS:
-        on PostgreSQL confirming is a round trip to the server, and the loop turns every IDLE_SECONDS.
+        on PostgreSQL confirming is a round trip to the server, and on SQLite the loop turns every
+        few milliseconds.
         Folding a moment longer after losing the lease is harmless: the writer lock orders folds."""
         now = time.monotonic()
         if self.lease.held and now - self.confirmed < CONFIRM_SECONDS:
@@ -117,21 +116,19 @@ class Projector:
     def _run(self) -> None:
         woken = False
         while not self.stopped.is_set():
-            if not self._holds_lease():
-                self.stopped.wait(TAKEOVER_SECONDS)
-                continue
             try:
-                # Woken by this process's append, there is something to fold; otherwise it looks first,
-                # so that an idle holder opens no write transaction.
+                if not self._holds_lease():
+                    self.stopped.wait(TAKEOVER_SECONDS)
+                    continue
+                # Woken by an append (on PostgreSQL, any node's), there is something to fold; otherwise
+                # it looks first, so that an idle holder opens no write transaction.
                 if woken or runner.position(self.store.conn) < self.store.head()[0]:
                     if runner.catch_up(self.store):
                         self.stopped.wait(FOLD_GAP_SECONDS)
+                woken = self.lease.await_appends(self.appended)
             except Exception:  # noqa: BLE001 - a fold that failed is rolled back whole and tried again
-                log.exception("projector: folding failed; retrying")
+                log.exception("projector: folding (or holding the lease) failed; retrying")
                 self.stopped.wait(RETRY_SECONDS)
-                continue
-            woken = self.appended.wait(IDLE_SECONDS)
-            self.appended.clear()
 
     def stop(self) -> None:
         """Stops folding, once the views hold every event committed so far (this process's last writes

@@ -3,12 +3,14 @@ append lock's commit order, the database's refusal of changes to the log, the le
 
 import os
 import threading
+import time
 
 import psycopg
 import pytest
 
 from ledger.backends import backend_for, translated
 from ledger.backends.postgres import PostgresBackend, connection, driver_errors
+from ledger.backends.postgres import lease as lease_module
 from ledger.backends.postgres.connection import placeholders
 from ledger.backends.postgres.store import PostgresEventStore
 from ledger.database import Ledger
@@ -69,6 +71,27 @@ class TestPostgresLease(LeaseContract):
     @pytest.fixture
     def backend(self, postgres_url):
         return PostgresBackend(postgres_url)
+
+
+def test_another_nodes_append_wakes_the_holder_at_its_commit_and_one_rolled_back_does_not(postgres_url, monkeypatch):
+    monkeypatch.setattr(lease_module, "LOOK_SECONDS", 30)  # far longer than a notification takes
+    holder, appender = lease_module.Lease(postgres_url), opened_store(postgres_url)
+    try:
+        assert holder.acquire()
+        other_node = threading.Timer(0.1, lambda: appender.append([event("elsewhere", 1)]))
+        other_node.start()
+        started = time.monotonic()
+        assert holder.await_appends(threading.Event())
+        assert time.monotonic() - started < 10
+        other_node.join()  # its connection is the appender's below
+        monkeypatch.setattr(lease_module, "LOOK_SECONDS", 0.5)
+        with pytest.raises(RuntimeError), appender.transaction():
+            appender.append([event("elsewhere", 2)])
+            raise RuntimeError("rolled back")
+        assert not holder.await_appends(threading.Event())
+    finally:
+        holder.release()
+        closed(appender)
 
 
 def test_postgresql_urls_choose_the_postgres_backend():

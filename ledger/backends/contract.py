@@ -2,6 +2,7 @@
 lease, and background upkeep. The write side and the views see a backend only through these."""
 
 import abc
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -37,6 +38,11 @@ class ProjectorLease(Protocol):
 
     def acquire(self) -> bool:
         """Takes the lease if nobody holds it; True when this object holds it (already, or now)."""
+
+    def await_appends(self, appended: threading.Event) -> bool:
+        """The holder's wait for something to fold: True once an append may wait to be folded, False
+        when a short wait ended first (the holder then looks at the log itself). This process's
+        writers set `appended`, which the wait clears; the backend says how it hears of other processes'."""
 
     def release(self) -> None: ...
 

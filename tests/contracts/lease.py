@@ -6,6 +6,7 @@ A backend's subclass provides the fixture `backend`: the Backend of one database
 
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -46,6 +47,19 @@ class LeaseContract:
         assert not first.held
         assert second.acquire()
         second.release()
+
+    def test_the_holder_is_woken_by_its_process_appends_and_otherwise_looks_again_soon(self, leases):
+        holder, appended = leases(), threading.Event()
+        assert holder.acquire()
+        appended.set()  # as the process's group committer does after a commit
+        started = time.monotonic()
+        assert holder.await_appends(appended)
+        assert not appended.is_set()  # heard: the next wait waits for the next append
+        assert time.monotonic() - started < 1
+        started = time.monotonic()
+        assert not holder.await_appends(appended)  # nothing appended: the holder looks at the log itself
+        assert time.monotonic() - started < 1
+        holder.release()
 
     def test_the_lease_of_a_killed_holder_is_taken_over(self, leases):
         ready_to_read, ready = os.pipe()

@@ -16,6 +16,7 @@ For operators, the holder names itself in its session's application_name, "ledge
 import contextlib
 import os
 import socket
+import threading
 
 import psycopg
 
@@ -27,6 +28,12 @@ LEASE_LOCK = 0x70726F6A
 # The server's checks that the holder's connection is alive (seconds), so that a vanished holder frees it.
 LIVENESS = {"tcp_keepalives_idle": "10", "tcp_keepalives_interval": "5", "tcp_keepalives_count": "3",
             "client_connection_check_interval": "5s"}
+# Every transaction that appends notifies this channel at its commit (PostgresEventStore.insert_rows);
+# the holder's session listens, so that it folds at once whichever node appended.
+APPENDED_CHANNEL = "ledger_appended"
+# The holder looks at the log itself this often when nothing notified it: a node of an earlier
+# release appends without notifying. Also how long a stopping holder may wait to notice.
+LOOK_SECONDS = 0.2
 
 
 class Lease:
@@ -52,16 +59,37 @@ class Lease:
             holder = f"ledger projector pid {os.getpid()} on {socket.gethostname()}"
             self.conn = connection.direct(self.url, application_name=holder, **LIVENESS)
         self.held = self.conn.execute("SELECT pg_try_advisory_lock(?)", (LEASE_LOCK,)).fetchone()[0]
+        if self.held:
+            self.conn.execute(f"LISTEN {APPENDED_CHANNEL}")
         return self.held
+
+    @translated()
+    def await_appends(self, appended: threading.Event) -> bool:
+        """Woken by the notification of any node's append, this process's included; looks every LOOK_SECONDS."""
+        try:
+            woken = any(True for _ in self.conn.raw.notifies(timeout=LOOK_SECONDS, stop_after=1))
+            if woken:  # those queued meanwhile: the same fold takes their events
+                for _ in self.conn.raw.notifies(timeout=0):
+                    pass
+        except psycopg.OperationalError:
+            self._session_ended()
+            raise
+        woken = woken or appended.is_set()
+        appended.clear()
+        return woken
 
     def _session_lives(self) -> bool:
         try:
             self.conn.execute("SELECT 1")
             return True
         except psycopg.OperationalError:
-            self.conn.close()
-            self.conn, self.held = None, False
+            self._session_ended()
             return False
+
+    def _session_ended(self) -> None:
+        """The session is gone, and the lease with it."""
+        self.conn.close()
+        self.conn, self.held = None, False
 
     def release(self) -> None:
         """Lets the lease go, then ends its session: unlocked first, so that it is free when this returns."""

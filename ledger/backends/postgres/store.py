@@ -12,6 +12,7 @@ from psycopg import errors
 
 from ledger.backends.postgres.connection import Connection
 from ledger.backends.postgres.driver_errors import translated
+from ledger.backends.postgres.lease import APPENDED_CHANNEL
 from ledger.backends.sql import SQLEventStore
 from ledger.log.hashing import GENESIS_HASH
 
@@ -91,6 +92,13 @@ class PostgresEventStore(SQLEventStore):
                 self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
+
+    def insert_rows(self, rows: list[tuple]) -> None:
+        """As the contract says; the commit then notifies the projector's holder (postgres/lease.py).
+        A notification travels with the rows, and is dropped with them if they are rolled back."""
+        super().insert_rows(rows)
+        with translated():
+            self.conn.execute(f"NOTIFY {APPENDED_CHANNEL}")
 
     def batched(self) -> contextlib.AbstractContextManager:
         return self.conn.pipeline()

@@ -3,6 +3,7 @@
 import contextlib
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 
@@ -10,6 +11,8 @@ from ledger.backends.sqlite import connection
 from ledger.errors import DatabaseLocked
 
 LOCK_POLL_SECONDS = 0.0005
+# Nothing tells the projector's holder of another process's append: it looks at the log this often at most.
+LOOK_SECONDS = 0.002
 
 
 class WriterLock:
@@ -83,6 +86,13 @@ class Lease:
         os.pwrite(self.descriptor, f"{os.getpid()}\n".encode(), 0)
         self.held = True
         return True
+
+    @staticmethod
+    def await_appends(appended: threading.Event) -> bool:
+        """Woken by this process's appends; other processes' are found by looking every LOOK_SECONDS."""
+        woken = appended.wait(LOOK_SECONDS)
+        appended.clear()
+        return woken
 
     def release(self) -> None:
         if self.descriptor is not None and self.pid == os.getpid():
