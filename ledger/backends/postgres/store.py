@@ -95,10 +95,12 @@ class PostgresEventStore(SQLEventStore):
 
     def insert_rows(self, rows: list[tuple]) -> None:
         """As the contract says; the commit then notifies the projector's holder (postgres/lease.py).
-        A notification travels with the rows, and is dropped with them if they are rolled back."""
-        super().insert_rows(rows)
+        A notification travels with the rows, and is dropped with them if they are rolled back.
+        It is sent first: in a pipeline, a statement sent after the rows may raise their refusal,
+        which must reach the caller as the rows' own (a conflict)."""
         with translated():
             self.conn.execute(f"NOTIFY {APPENDED_CHANNEL}")
+        super().insert_rows(rows)
 
     def batched(self) -> contextlib.AbstractContextManager:
         return self.conn.pipeline()
