@@ -26,8 +26,9 @@ from . import runner
 POLL_SECONDS = 0.0005
 # After a fold that folded something, the holder lets appends gather this long before the next:
 # a fold's fixed cost (its transaction, the checkpoints, on SQLite the writer lock) is then shared
-# by the reports of several commits. Under load a fold carried 2 reports on average, and folding
-# costs a third less per report at 8 than alone (docs/write-path.md). A read waits at most this much longer.
+# by the reports of several commits. Under set_usage load without this wait a fold carried 2 reports
+# on average, and folding costs a third less per report at 8 than alone (docs/write-path.md). A read
+# that waits for a write waits at most this much longer.
 FOLD_GAP_SECONDS = 0.006
 TAKEOVER_SECONDS = 0.05
 CONFIRM_SECONDS = 1.0
