@@ -1,9 +1,10 @@
 """HTTP request rates of the ledger against minimal Flask endpoints, in the same run and settings.
 
 Both servers run under gunicorn with the same workers and threads (gthread); wrk (Debian's
-`wrk` package) drives each for the same time with the same connections on loopback, in
-rounds that alternate the two servers; the table gives medians and the spread of the ratios
-(on a shared two-core machine a single run's ratio moves by a tenth from one run to the next).
+`wrk` package) drives each with the same connections on loopback, first for `--warmup` seconds
+unmeasured (the steady state is measured, not a cold start), then for the same time in rounds
+that alternate the two servers; the table gives medians and the spread of the ratios (on a
+shared two-core machine a single run's ratio moves by a tenth from one run to the next).
 Beside the rates, each side's CPU time per request (its server's processes, and PostgreSQL's
 while it runs) and their ratio: on a machine whose cores the run saturates this is the work a
 request costs, steadier than a rate that other work on the machine slows.
@@ -27,6 +28,7 @@ would, during the measurement).
 
 import argparse
 import atexit
+import functools
 import json
 import os
 import re
@@ -243,6 +245,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="gthread threads per worker, for both servers")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="runs of each server, alternated")
+    parser.add_argument("--warmup", type=int, default=5, help="seconds of load on each server before its rounds, unmeasured")
     parser.add_argument("--filled", type=Path, help="a database filled by an earlier run with the same --records"
                         " and --resources (kept there if missing), copied instead of filling again (SQLite only)")
     parser.add_argument("--only", choices=("list", "owner", "set_usage"), action="append",
@@ -300,20 +303,27 @@ def main() -> None:
         rows = []
         benchmarks = (
             ("list", "filtered list (1 page of 10)",
-             lambda: wrk(ledger_url + list_path + f"&x-auth-token={TOKEN}", args.seconds, args.connections),
-             lambda: wrk(baseline_url + "/records", args.seconds, args.connections)),
+             lambda seconds: wrk(ledger_url + list_path + f"&x-auth-token={TOKEN}", seconds, args.connections),
+             lambda seconds: wrk(baseline_url + "/records", seconds, args.connections)),
             ("owner", "... as the provider's owner",
-             lambda: wrk(ledger_url + list_path + f"&x-auth-token={OWNER_TOKEN}", args.seconds, args.connections),
-             lambda: wrk(baseline_url + "/records", args.seconds, args.connections)),
+             lambda seconds: wrk(ledger_url + list_path + f"&x-auth-token={OWNER_TOKEN}", seconds, args.connections),
+             lambda seconds: wrk(baseline_url + "/records", seconds, args.connections)),
             ("set_usage", "set_usage (3 items)",
-             lambda: wrk(ledger_url + "/api/marketplace-component-usages/set_usage/", args.seconds, args.connections, str(script)),
-             lambda: wrk(baseline_url + "/insert", args.seconds, args.connections, str(baseline_script))),
+             lambda seconds: wrk(ledger_url + "/api/marketplace-component-usages/set_usage/", seconds, args.connections,
+                                 str(script)),
+             lambda seconds: wrk(baseline_url + "/insert", seconds, args.connections, str(baseline_script))),
         )
         for key, name, ours, base in benchmarks:
             if args.only and key not in args.only:
                 continue
+            # Unmeasured first: a server just started reads its database into caches (SQLite's, the
+            # OS's, the ledger's own) in its first seconds under load, and a server runs for months.
+            if args.warmup:
+                ours(args.warmup)
+                base(args.warmup)
             # Rounds alternate the two servers, so that a slow spell of the machine falls on both.
-            pairs = [(with_cpu(servers[0], ours), with_cpu(servers[1], base)) for _ in range(args.rounds)]
+            pairs = [(with_cpu(servers[0], functools.partial(ours, args.seconds)),
+                      with_cpu(servers[1], functools.partial(base, args.seconds))) for _ in range(args.rounds)]
             rows.append((name, pairs))
     finally:
         for server in servers:
@@ -321,7 +331,7 @@ def main() -> None:
             server.wait()
 
     print(f"\n{args.records} usage records on {args.db}, gunicorn {args.workers} workers x {args.threads} threads (gthread),"
-          f" wrk -c{args.connections}, {args.rounds} rounds of {args.seconds} s each;"
+          f" wrk -c{args.connections}, {args.warmup} s of warm-up, then {args.rounds} rounds of {args.seconds} s each;"
           " medians of the rounds, errors summed, the worst p99")
     print(f"{'endpoint':32} {'ledger req/s':>13} {'errors':>7} {'p99':>9} {'baseline req/s':>15} {'errors':>7}"
           f" {'ratio':>6} {'rounds':>12}   {'CPU ms/req ledger':>17} {'baseline':>8} {'ratio':>6}")
