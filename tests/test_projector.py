@@ -3,6 +3,7 @@ to hold each write acknowledged before it arrived, or answers 503."""
 
 import dataclasses
 import os
+import time
 
 import pytest
 
@@ -21,6 +22,15 @@ STAFF = Caller(id=1, username="staff", is_staff=True)
 LIST = f"/api/marketplace-component-usages/?resource_uuid={RESOURCE}&type=cpu"
 
 
+def wait_until(condition, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
+
+
 def report(amount: str, resource: str = RESOURCE) -> usage.SetUsage:
     return usage.SetUsage([usage.UsageItem("cpu", amount)], resource_uuid=resource)
 
@@ -29,7 +39,7 @@ def appended_unfolded(db_path: str, amount: str) -> None:
     """A report appended by another process's writer whose projector has not folded it yet."""
     writer = Ledger(db_path)
     try:
-        held = Lease(writer.store.lease_path)
+        held = Lease(writer.store.database_file)
         assert held.acquire()  # the writer's own fold after the append finds the lease taken
         usage.set_usage(writer, STAFF, report(amount))
         held.release()
@@ -39,7 +49,7 @@ def appended_unfolded(db_path: str, amount: str) -> None:
 
 def test_a_write_appends_and_the_fold_moves_the_views_checkpoint_in_a_transaction_of_its_own(ledger):
     before = ledger.store.count()
-    held = Lease(ledger.store.lease_path)
+    held = Lease(ledger.store.database_file)
     assert held.acquire()
     try:
         usage.set_usage(ledger, STAFF, report("3.00"))
@@ -51,7 +61,7 @@ def test_a_write_appends_and_the_fold_moves_the_views_checkpoint_in_a_transactio
 
 
 def test_the_lease_has_one_holder_who_names_itself(db_path):
-    first, second = Lease(f"{db_path}.projector-lease"), Lease(f"{db_path}.projector-lease")
+    first, second = Lease(db_path), Lease(db_path)
     assert first.acquire() and first.acquire()
     assert not second.acquire()
     with open(f"{db_path}.projector-lease") as lease_file:
@@ -70,7 +80,7 @@ def test_a_request_sees_a_write_another_process_acknowledged_before_it_arrived(c
 def test_a_request_that_cannot_see_every_acknowledged_write_is_a_503_with_retry_after(client, db_path, monkeypatch):
     client.get(LIST, headers=auth("staff"))  # the application's own connections are open
     monkeypatch.setenv("LEDGER_READ_WAIT", "0.05")
-    stuck = Lease(f"{db_path}.projector-lease")
+    stuck = Lease(db_path)
     assert stuck.acquire()  # a holder that never folds
     try:
         appended_unfolded_with_lease_held(db_path, "8.00")
@@ -96,6 +106,9 @@ def test_the_holder_lets_appends_gather_after_a_fold_and_folds_them_together(db_
     folding, writer = Ledger(db_path, sync_on_commit=False), Ledger(db_path)
     holder = projector.Projector(folding.store, folding.lease)
     try:
+        # The writer's first write folds for itself if the lease is free (the holder then waits
+        # TAKEOVER_SECONDS before trying again, long enough for every write below).
+        assert wait_until(lambda: folding.lease.held)
         usage.set_usage(writer, STAFF, report("1.00"))
         writer.reach_views()  # folded by the holder, whose gap begins
         assert [n for n in folded if n] == [1]
@@ -154,7 +167,7 @@ def test_a_request_writes_without_waiting_for_appends_made_after_it_arrived(ledg
     request's write is concurrent with it and goes on; a write that did not arrive waits and gives up."""
     monkeypatch.setenv("LEDGER_READ_WAIT", "0.05")
     ledger.roll_periods()  # known started, as after a server's first write: its first write in a month waits
-    stuck = Lease(f"{db_path}.projector-lease")
+    stuck = Lease(db_path)
     assert stuck.acquire()  # a holder that never folds
     try:
         ledger.arrive()
@@ -170,7 +183,7 @@ def test_a_request_writes_without_waiting_for_appends_made_after_it_arrived(ledg
 def test_a_request_whose_stream_moved_after_it_arrived_decides_again_on_views_that_hold_the_move(ledger, db_path, monkeypatch):
     monkeypatch.setenv("LEDGER_READ_WAIT", "0.05")
     ledger.roll_periods()
-    stuck = Lease(f"{db_path}.projector-lease")
+    stuck = Lease(db_path)
     assert stuck.acquire()
     try:
         ledger.arrive()

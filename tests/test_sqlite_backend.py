@@ -2,6 +2,7 @@
 
 import os
 import sqlite3
+import threading
 
 import pytest
 
@@ -68,6 +69,40 @@ class TestSQLiteLease(LeaseContract):
     @pytest.fixture
     def backend(self, tmp_path):
         return SQLiteBackend(str(tmp_path / "ledger.db"))
+
+
+def test_another_connections_append_wakes_the_holder_before_it_looks_on_its_own(tmp_path, monkeypatch):
+    """The projector's holder hears another process's append (here another connection's: the OS
+    tells no difference) through its watch on the log, not by looking at the log every few ms."""
+    monkeypatch.setattr(locks, "WATCHED_LOOK_SECONDS", 60)
+    path = str(tmp_path / "ledger.db")
+    holder, appender = locks.Lease(path), opened_store(path)
+    try:
+        assert holder.acquire()
+        assert holder.watch is not None  # inotify: Linux, where the tests run
+        heard = []
+        waiting = threading.Thread(target=lambda: heard.append(holder.await_appends(threading.Event())))
+        waiting.start()
+        appender.append([event("elsewhere", 1)])
+        waiting.join(timeout=30)
+        assert not waiting.is_alive()  # woken by the append, long before its own look
+        assert heard == [False]  # not its own process's append: the holder looks at the log before folding
+        monkeypatch.setattr(locks, "WATCHED_LOOK_SECONDS", 0.05)
+        assert not holder.await_appends(threading.Event())  # nothing written since: the wait runs out
+    finally:
+        holder.release()
+        closed(appender)
+    assert holder.watch is None
+
+
+def test_without_a_watch_on_the_log_the_holder_looks_every_few_milliseconds(tmp_path, monkeypatch):
+    monkeypatch.setattr(locks.LogWatch, "open", classmethod(lambda cls, database_file: None))  # a system without inotify
+    holder, appended = locks.Lease(str(tmp_path / "ledger.db")), threading.Event()
+    assert holder.acquire()
+    appended.set()
+    assert holder.await_appends(appended)
+    assert not holder.await_appends(appended)  # nothing appended: after LOOK_SECONDS it looks itself
+    holder.release()
 
 
 def test_a_path_is_a_sqlite_ledger_and_a_url_of_no_backend_is_refused():

@@ -46,7 +46,7 @@ class SQLiteBackend(Backend):
         return SQLiteEventStore(conn)
 
     def projector_lease(self, store: SQLiteEventStore) -> Lease | None:
-        return Lease(store.lease_path) if store.lease_path else None
+        return Lease(store.database_file) if store.database_file else None
 
     @translated()
     def background_work(self, store: SQLiteEventStore) -> checkpointer.Checkpointer | None:

@@ -8,11 +8,16 @@ import time
 from collections.abc import Iterator
 
 from ledger.backends.sqlite import connection
+from ledger.backends.sqlite.watch import LogWatch
 from ledger.errors import DatabaseLocked
 
 LOCK_POLL_SECONDS = 0.0005
-# Nothing tells the projector's holder of another process's append: it looks at the log this often at most.
+# Where nothing tells the projector's holder of another process's append (no watch on the log,
+# watch.py), it looks at the log this often.
 LOOK_SECONDS = 0.002
+# Where a watch tells it, it still looks this often on its own: an idle holder then reads the log a
+# few times a second, not 500 (3% of a core, measured on an idle `ledger serve`).
+WATCHED_LOOK_SECONDS = 0.2
 
 
 class WriterLock:
@@ -62,19 +67,20 @@ class Lease:
 
     An OS lock taken without waiting. The OS drops it when its holder dies (kill -9 included),
     so that another process takes over; the holder writes its pid into the file, for operators.
+    The holder watches the database's log for other processes' appends (watch.py), where it can.
     """
 
-    def __init__(self, path: str):
-        self.path = path
+    def __init__(self, database_file: str):
+        self.path, self.database_file = f"{database_file}.projector-lease", database_file
         self.descriptor: int | None = None
         self.pid: int | None = None
         self.held = False
+        self.watch: LogWatch | None = None
 
     def acquire(self) -> bool:
         """Takes the lease if nobody holds it; True when this object holds it (already, or now)."""
         if self.pid != os.getpid():
-            if self.descriptor is not None:  # inherited by fork: closing it leaves the parent's lease alone
-                os.close(self.descriptor)
+            self._close()  # inherited by fork: closing its files leaves the parent's lease and watch alone
             self.descriptor, self.pid, self.held = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid(), False
         if self.held:
             return True
@@ -85,19 +91,30 @@ class Lease:
         os.ftruncate(self.descriptor, 0)
         os.pwrite(self.descriptor, f"{os.getpid()}\n".encode(), 0)
         self.held = True
+        self.watch = LogWatch.open(self.database_file)  # before the holder first looks: no append goes unheard
         return True
 
-    @staticmethod
-    def await_appends(appended: threading.Event) -> bool:
-        """Woken by this process's appends; other processes' are found by looking every LOOK_SECONDS."""
-        woken = appended.wait(LOOK_SECONDS)
+    def await_appends(self, appended: threading.Event) -> bool:
+        """Woken by this process's appends. Other processes' are heard by the watch on the log (which
+        hears this process's too), and without one found by looking every LOOK_SECONDS."""
+        if self.watch is None:
+            woken = appended.wait(LOOK_SECONDS)
+        else:
+            self.watch.wait(WATCHED_LOOK_SECONDS)
+            woken = appended.is_set()  # heard from another process (or a fold's own writes): the holder looks
         appended.clear()
         return woken
 
     def release(self) -> None:
-        if self.descriptor is not None and self.pid == os.getpid():
-            if self.held:
-                fcntl.flock(self.descriptor, fcntl.LOCK_UN)
-            os.close(self.descriptor)
+        if self.descriptor is not None and self.pid == os.getpid() and self.held:
+            fcntl.flock(self.descriptor, fcntl.LOCK_UN)
+        self._close()
         self.descriptor = self.pid = None
         self.held = False
+
+    def _close(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None

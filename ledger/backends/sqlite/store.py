@@ -28,9 +28,8 @@ class SQLiteEventStore(SQLEventStore):
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
-        database_file = conn.execute("PRAGMA database_list").fetchone()[2]
+        self.database_file = database_file = conn.execute("PRAGMA database_list").fetchone()[2] or None
         self.lock_path = f"{database_file}.writer-lock" if database_file else None
-        self.lease_path = f"{database_file}.projector-lease" if database_file else None
         # An in-memory database has a single connection: nothing to queue for.
         self.writer_lock = WriterLock(self.lock_path) if database_file else None
         self.log_path = f"{database_file}-wal" if database_file else None
