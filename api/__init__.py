@@ -9,6 +9,7 @@ import time
 from flask import Flask, g, request
 from werkzeug.routing import BaseConverter
 
+from ledger.backends import Writes
 from ledger.commands import tokens
 from ledger.committer import GroupCommitter
 from ledger.database import Ledger
@@ -51,7 +52,9 @@ def start_process(app: Flask, process: dict) -> None:
     """This process's group committer, rollover timer and projector thread."""
     path, projector_thread = app.config["DATABASE"], None
     if app.config["PROJECTOR"]:
-        folding = Ledger(path, sync_on_commit=False)  # views lost to a power cut are folded again from the log
+        # Views lost to a power cut are folded again from the log; writing the views alone, on
+        # SQLite it folds while the group committers append (ledger/backends/sqlite/connection.py).
+        folding = Ledger(path, sync_on_commit=False, background_checkpoints=True, writes=Writes.VIEWS)
         projector_thread = projector.Projector(folding.store, folding.lease)
         # A worker stopped cleanly (gunicorn's SIGTERM ends it with sys.exit) folds what it wrote.
         atexit.register(projector_thread.stop)

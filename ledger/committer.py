@@ -15,6 +15,7 @@ import dataclasses
 import threading
 from collections.abc import Callable
 
+from ledger.backends import Writes
 from ledger.commands import idempotency
 from ledger.database import Ledger
 from ledger.log.records import NewEvent, StoredEvent
@@ -34,7 +35,8 @@ class GroupCommitter:
 
     def __init__(self, path: str, committed: Callable[[], None] = lambda: None):
         """`committed()` is called after each commit that appended: e.g. to wake the process's projector."""
-        self.ledger = Ledger(path, background_checkpoints=True, sync_on_commit=False)
+        # It writes the log alone: on SQLite its commits then go on while the projector folds.
+        self.ledger = Ledger(path, background_checkpoints=True, sync_on_commit=False, writes=Writes.LOG)
         self.committed = committed
         self.ledger.store.prepare_group_commits()
         self.queue_lock = threading.Lock()

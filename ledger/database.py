@@ -4,6 +4,7 @@ import contextlib
 from collections.abc import Callable, Collection, Iterator
 
 from ledger import backends
+from ledger.backends import Writes
 from ledger.commands import idempotency, tokens
 from ledger.errors import StreamConflict
 from ledger.log.records import NewEvent, StoredEvent
@@ -18,20 +19,23 @@ class Ledger:
     """One database holding the event log and the projections folded from it, in the backend its path chooses."""
 
     def __init__(self, path: str, committer=None, background_checkpoints: bool = False, sync_on_commit: bool = True,
-                 read_only: bool = False):
+                 read_only: bool = False, writes: Writes = Writes.EVERYTHING):
         """`committer`, a GroupCommitter of this process, lets concurrent writes share commits; its
         writes are folded by the process's projector (projections/projector.py) instead of here.
 
         With `background_checkpoints`, the backend's upkeep runs beside the writers instead of in
         their commits (SQLite's checkpoints, in a thread): for a process that writes a lot.
         Without `sync_on_commit`, the caller makes each commit durable (see Backend.connect).
-        A `read_only` ledger only reads (ledger/opening.py says who opens one).
+        A ledger that `writes` only the log (a group committer's) or only the views (a projector's)
+        writes them beside the other's writers. A `read_only` ledger only reads (ledger/opening.py
+        says who opens one); what it folds into views of its own, it keeps in memory.
         """
         self.path = path
         self.committer = committer
         backend = backends.backend_for(path)
-        self.conn = backend.connect(sync_on_commit, read_only)
-        self.store = backend.event_store(self.conn)
+        writes = Writes.VIEWS if read_only else writes
+        self.conn = backend.connect(sync_on_commit, read_only, writes)
+        self.store = backend.event_store(self.conn, writes)
         self.lease = backend.projector_lease(self.store)
         self.checkpointer = backend.background_work(self.store) if background_checkpoints else None
         # When the month after the latest one known to be started begins: until then, writes skip the rollover query.
@@ -48,7 +52,10 @@ class Ledger:
             outdated = runner.create(self.conn)
             idempotency.create(self.conn)
             tokens.create(self.conn)
-            if outdated:  # a view of an older release's shape: folded again from the log, once
+            # Views of an older release's shape, views of another log, or views just made beside a
+            # log that has events (a log copied alone): folded again from the log, at once.
+            made_beside_events = runner.position(self.conn) == 0 and self.store.head()[0] > 0
+            if outdated or made_beside_events or not runner.of_the_log(self.store):
                 runner.rebuild(self.store)
         self.reach_views()
 

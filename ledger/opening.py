@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from ledger.backends import backend_for, translated
 from ledger.database import Ledger
 from ledger.errors import DatabaseError, IntegrityViolation, NotALedger, UnsupportedDatabase
-from projections import runner
+from projections import runner, schema
 
 
 class Mode(enum.Enum):
@@ -39,9 +39,23 @@ def open_ledger(path: str, mode: Mode) -> Ledger:
     with translated_errors(path):
         ledger = Ledger(path, read_only=mode is Mode.READ)
         if mode is Mode.READ:
-            return ledger
+            return with_views(ledger)
         try:
             ledger.init()
+        except BaseException:
+            ledger.close()
+            raise
+    return ledger
+
+
+def with_views(ledger: Ledger) -> Ledger:
+    """`ledger`, opened to read, with views: a copy of a SQLite ledger's log without its views file
+    beside it (the backup of one file) has its views folded from the log in memory, for this
+    reader alone. Nothing is written to the copy."""
+    if not schema.columns(ledger.conn, schema.CHECKPOINTS.name):
+        try:
+            runner.create(ledger.conn)
+            runner.rebuild(ledger.store)
         except BaseException:
             ledger.close()
             raise

@@ -24,12 +24,13 @@ def create(conn: Connection, read_indexes: bool = True) -> bool:
     are left for later (see rebuild)."""
     outdated = schema.create(conn, [schema.CHECKPOINTS])
     # A view added to a ledger starts where the others stand: the events it folds are as new as it is.
-    start = conn.execute("SELECT MIN(position) FROM projection_checkpoints").fetchone()[0] or 0
+    start, start_hash = conn.execute(
+        "SELECT position, hash FROM projection_checkpoints ORDER BY position LIMIT 1").fetchone() or (0, None)
     outdated = schema.create(conn, tables(), read_indexes) or outdated
     conn.executemany(
-        "INSERT INTO projection_checkpoints (name, position, rows_changed_at) VALUES (?, ?, 0)"
+        "INSERT INTO projection_checkpoints (name, position, rows_changed_at, hash) VALUES (?, ?, 0, ?)"
         " ON CONFLICT (name) DO NOTHING",
-        [(projection.NAME, start) for projection in PROJECTIONS],
+        [(projection.NAME, start, start_hash) for projection in PROJECTIONS],
     )
     return outdated
 
@@ -53,7 +54,7 @@ def apply(conn: Connection, events: Iterable[StoredEvent]) -> None:
     changed rows (`rows_changed_at`), so that a count filtered on what rows keep stays right
     until such an event, once the rows added since are counted to it (api/caching.py).
     """
-    last = changed = None
+    last = changed = last_hash = None
     with contextlib.ExitStack() as batch:
         for projection in PROJECTIONS:
             if hasattr(projection, "batch"):
@@ -64,16 +65,24 @@ def apply(conn: Connection, events: Iterable[StoredEvent]) -> None:
                 handler = projection.HANDLERS.get(event.type)
                 if handler and handler(conn, event) is not True:
                     changed = event.seq
-            last = event.seq
+            last, last_hash = event.seq, event.hash
     if last is not None:
         conn.execute(
-            "UPDATE projection_checkpoints SET position = ?, rows_changed_at = coalesce(?, rows_changed_at)",
-            (last, changed),
+            "UPDATE projection_checkpoints SET position = ?, rows_changed_at = coalesce(?, rows_changed_at), hash = ?",
+            (last, changed, last_hash),
         )
 
 
 def position(conn: Connection) -> int:
     return positions(conn)[0]
+
+
+def of_the_log(store: EventStore) -> bool:
+    """Whether the views were folded from this log: the event at their position is the one they
+    folded last. Views kept apart from their log (SQLite's views file) may be another's: a log
+    copied without them beside another ledger's, or restored from a backup older than they are."""
+    row = store.conn.execute("SELECT position, hash FROM projection_checkpoints ORDER BY position LIMIT 1").fetchone()
+    return row is None or not row[0] or store.event_hash(row[0]) == row[1]
 
 
 # The views' positions as one row: see `positions`.

@@ -27,6 +27,13 @@ class Table:
     # Indexes that only reads use, not the fold's own statements: a rebuild makes them after folding,
     # which at a million records takes a fraction of keeping them up to date row by row.
     read_indexes: tuple[tuple[str, ...], ...] = ()
+    # Written with the log, not folded from it (idempotency keys, the token key): kept in the log's
+    # own schema, not the views' (projections/sql.py `views_schema`).
+    with_the_log: bool = False
+
+    def schema(self, dialect: "sql.Dialect") -> str:
+        """What goes before the table's (and its indexes') names in the DDL making them."""
+        return "" if self.with_the_log else dialect.views_schema
 
 
 def _column(term: str) -> str:
@@ -49,15 +56,16 @@ def statements(table: Table, dialect: sql.Dialect, read_indexes: bool = True) ->
     ]
     keyed = "UNIQUE" if "row_id" in table.columns.values() else "PRIMARY KEY"
     columns.append(f"{keyed} ({', '.join(map(_column, table.key))})")
-    ddl = [f'CREATE TABLE IF NOT EXISTS "{table.name}" ({", ".join(columns)})']
+    ddl = [f'CREATE TABLE IF NOT EXISTS {table.schema(dialect)}"{table.name}" ({", ".join(columns)})']
     for unique, indexes in ((True, table.unique), (False, table.indexes)):
-        ddl += index_statements(table, indexes, unique)
-    return ddl + (index_statements(table, table.read_indexes) if read_indexes else [])
+        ddl += index_statements(table, dialect, indexes, unique)
+    return ddl + (index_statements(table, dialect, table.read_indexes) if read_indexes else [])
 
 
-def index_statements(table: Table, indexes: tuple[tuple[str, ...], ...], unique: bool = False) -> list[str]:
+def index_statements(table: Table, dialect: sql.Dialect, indexes: tuple[tuple[str, ...], ...],
+                     unique: bool = False) -> list[str]:
     return [
-        f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {index_name(table.name, index)}"
+        f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {table.schema(dialect)}{index_name(table.name, index)}"
         f' ON "{table.name}" ({", ".join(map(_column, index))})'
         for index in indexes
     ]
@@ -72,8 +80,22 @@ def make(conn: Connection, table: Table, read_indexes: bool = True) -> None:
 def make_read_indexes(conn: Connection, tables: list[Table]) -> None:
     """Creates the indexes only reads use, where they are missing."""
     for table in tables:
-        for statement in index_statements(table, table.read_indexes):
+        for statement in index_statements(table, sql.dialect(conn), table.read_indexes):
             conn.execute(statement)
+
+
+def _dropped_from_the_log(conn: Connection, tables: list[Table]) -> bool:
+    """Drops the views' tables found in the log's schema where the views have one of their own (a
+    ledger of an earlier release kept them there); True when there were any. Left there, they
+    would be read in place of the views' (an unqualified name is looked up in the log's first)."""
+    dialect = sql.dialect(conn)
+    if not dialect.log_tables:
+        return False
+    found = {row[0] for row in conn.execute(dialect.log_tables)}
+    dropped = [table.name for table in tables if not table.with_the_log and table.name in found]
+    for name in dropped:
+        conn.execute(f'DROP TABLE main."{name}"')
+    return bool(dropped)
 
 
 def columns(conn: Connection, name: str) -> list[str]:
@@ -82,10 +104,11 @@ def columns(conn: Connection, name: str) -> list[str]:
 
 
 def create(conn: Connection, tables: list[Table], read_indexes: bool = True) -> bool:
-    """Creates tables where missing, first dropping those of another shape; True when one was dropped."""
+    """Creates tables where missing, first dropping those of another shape, and views' tables left
+    in the log's own schema by an earlier release; True when one was dropped."""
+    outdated = _dropped_from_the_log(conn, tables)
     for name in RETIRED_INDEXES:
         conn.execute(f"DROP INDEX IF EXISTS {name}")
-    outdated = False
     for table in tables:
         found = columns(conn, table.name)
         if found and set(found) != set(table.columns):
@@ -100,8 +123,9 @@ def drop(conn: Connection, tables: list[Table]) -> None:
         conn.execute(f'DROP TABLE IF EXISTS "{table.name}"')
 
 
-CHECKPOINTS = Table("projection_checkpoints", {"name": "text", "position": "integer", "rows_changed_at": "integer"},
-                    ("name",))
+# `hash`: the hash of the event at `position`, which ties the views to their log (runner.of_the_log).
+CHECKPOINTS = Table("projection_checkpoints", {"name": "text", "position": "integer", "rows_changed_at": "integer",
+                                               "hash": "text"}, ("name",))
 
 # Each usage filter's column followed by the default order (date DESC, type, uuid), so that a
 # filtered page is read straight off an index instead of sorting every matching row. The indexes

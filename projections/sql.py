@@ -34,6 +34,10 @@ class Dialect:
     # are saved (on a pipelined connection); SQLite has none to save, and a statement asked for
     # again while the last is still open is compiled again.
     reads_ahead: int
+    # Where the views' tables are made ("schema." before a name), when not beside the log's; and
+    # the tables of the log's own schema, where an earlier release made the views.
+    views_schema: str = ""
+    log_tables: str | None = None
 
 
 SQLITE = Dialect(
@@ -47,6 +51,8 @@ SQLITE = Dialect(
     columns="SELECT name FROM pragma_table_info(?) ORDER BY cid",
     nulls_first="",
     reads_ahead=1,
+    views_schema="views.",  # the attached views file (ledger/backends/sqlite/connection.py)
+    log_tables="SELECT name FROM main.sqlite_master WHERE type = 'table'",
 )
 POSTGRESQL = Dialect(
     name="postgresql",

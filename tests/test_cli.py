@@ -49,10 +49,13 @@ def test_init_creates_a_database(tmp_path):
     result = CliRunner().invoke(cli, ["--db", str(path), "init"])
     assert result.exit_code == 0, result.output
     assert f"initialised {path}" in result.output
-    conn = sqlite3.connect(path)
-    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    conn.close()
-    assert {"events", "projection_checkpoints", "customers", "component_usages"} <= tables
+    log, views = (sqlite3.connect(file) for file in (path, f"{path}.views"))
+    log_tables, view_tables = ({name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                               for conn in (log, views))
+    log.close()
+    views.close()
+    assert {"events", "idempotency_keys", "ledger_keys"} == log_tables  # the log, and what is written with it
+    assert {"projection_checkpoints", "customers", "component_usages"} <= view_tables
 
 
 def test_init_takes_the_database_from_ledger_db(tmp_path):
@@ -68,7 +71,7 @@ def test_init_twice_keeps_the_log(tmp_path, catalog, now):
     runner.invoke(cli, ["--db", path, "catalog", "load", "-"], input=json.dumps(catalog))
     result = runner.invoke(cli, ["--db", path, "init"])
     assert result.exit_code == 0, result.output
-    conn = sqlite3.connect(path)
+    conn = sqlite3.connect(f"{path}.views")
     (customers,) = conn.execute("SELECT COUNT(*) FROM customers").fetchone()
     conn.close()
     assert customers == len(catalog["customers"])

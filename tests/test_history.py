@@ -45,6 +45,7 @@ def all_records(path: str) -> list[dict]:
 def tamper(path: str, sql: str, *params) -> None:
     """Changes the database under the ledger, guards of the log dropped first."""
     conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("ATTACH DATABASE ? AS views", (f"{path}.views",))  # the views' file beside the log's
     conn.execute("DROP TRIGGER IF EXISTS events_no_update")
     conn.execute("DROP TRIGGER IF EXISTS events_no_delete")
     conn.execute(sql, params)

@@ -25,8 +25,9 @@ MONTHS = ("2026-03", "2026-04", "2026-05", "2026-06", "2026-07", "2026-08")
 def snapshot(conn: sqlite3.Connection) -> dict:
     """Every view's definition and full contents: the log itself left out, and the views' mark for
     caches of the last event that changed rows, which a rebuild moves (projections/runner.py)."""
-    objects = conn.execute(
-        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name != 'events' AND name NOT LIKE 'sqlite_%'"
+    objects = conn.execute(  # the log's file and the views' (ledger/backends/sqlite/connection.py)
+        "SELECT type, name, sql FROM main.sqlite_master WHERE tbl_name != 'events' AND name NOT LIKE 'sqlite_%'"
+        " UNION ALL SELECT type, name, sql FROM views.sqlite_master WHERE name NOT LIKE 'sqlite_%'"
     ).fetchall()
     contents = {
         name: sorted(conn.execute(f'SELECT * FROM "{name}"').fetchall(), key=repr)
@@ -139,11 +140,11 @@ def test_opening_a_database_drops_indexes_the_views_no_longer_have(db_path, ledg
         "idx_component_usages_offering_uuid_date_type_uuid": "offering_uuid, date DESC, type, uuid",
     }
     for name, columns in retired.items():
-        ledger.conn.execute(f"CREATE INDEX {name} ON component_usages ({columns})")
+        ledger.conn.execute(f"CREATE INDEX views.{name} ON component_usages ({columns})")
     reopened = Ledger(db_path)
     reopened.init()
     reopened.close()
-    names = {row[0] for row in ledger.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    names = {row[0] for row in ledger.conn.execute("SELECT name FROM views.sqlite_master WHERE type = 'index'")}
     assert not names & set(retired)
     assert {"idx_component_usages_resource_uuid_type_billing_period",
             "idx_component_usages_offering_uuid_date_type_desc_uuid_desc"} <= names

@@ -1,20 +1,29 @@
 """The SQLite backend: the contracts' suites run on it, and what is SQLite's own (lock files, driver errors)."""
 
+import json
 import os
+import shutil
 import sqlite3
 import threading
 
 import pytest
 
-from ledger.backends import backend_for
+from ledger.backends import Writes, backend_for
+from ledger.cli import load_catalog
+from ledger.commands import usage
 from ledger.backends.sqlite import SQLiteBackend, connection, driver_errors, locks
 from ledger.backends.sqlite.store import SQLiteEventStore
 from ledger.database import Ledger
 from ledger.errors import DatabaseLocked, DatabaseUnavailable, IntegrityViolation, UnsupportedDatabase
+from ledger.rules.access import Caller
+from projections import usages
 
 from .contracts.lease import LeaseContract
 from .contracts.store import EventStoreContract, SQLHooks, event
 from .contracts.views import ViewsContract
+from .world import RESOURCE
+
+STAFF = Caller(id=1, username="staff", is_staff=True)
 
 
 def opened_store(path: str) -> SQLiteEventStore:
@@ -135,15 +144,15 @@ def test_a_busy_database_is_locked_and_a_damaged_one_unavailable(tmp_path):
         SQLiteBackend(str(damaged)).connect()
 
 
-def test_the_writer_lock_file_is_opened_once_for_many_writes(tmp_path, monkeypatch):
+def test_the_writer_lock_files_are_opened_once_for_many_writes(tmp_path, monkeypatch):
     path = str(tmp_path / "events.db")
-    store = opened_store(path)
+    store = opened_store(path)  # a connection that writes both files: it queues for both locks
     opened, real_open = [], os.open
     monkeypatch.setattr(locks.os, "open", lambda name, *args: opened.append(name) or real_open(name, *args))
     for version in range(1, 6):
         store.append([event("s", version)])
     closed(store)
-    assert opened == [f"{os.path.realpath(path)}.writer-lock"]
+    assert opened == [f"{os.path.realpath(path)}.writer-lock", f"{os.path.realpath(path)}.views-lock"]
 
 
 def test_a_forked_process_queues_for_the_writer_lock_it_inherited(tmp_path, monkeypatch):
@@ -162,3 +171,101 @@ def test_a_forked_process_queues_for_the_writer_lock_it_inherited(tmp_path, monk
         _, status = os.waitpid(child, 0)
     closed(store)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_fold_goes_on_while_a_group_committer_appends(tmp_path, monkeypatch):
+    """The views are a file of their own: the projector's fold (a connection writing the views
+    alone) holds neither the log's writer lock nor SQLite's, so a group committer's append (a
+    connection writing the log alone) commits while the fold is still open."""
+    monkeypatch.setattr(connection, "BUSY_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(locks.connection, "BUSY_TIMEOUT_SECONDS", 1)
+    path = str(tmp_path / "ledger.db")
+    Ledger(path).init()
+    folder = SQLiteEventStore(connection.connect(path, writes=Writes.VIEWS), Writes.VIEWS)
+    appender = SQLiteEventStore(connection.connect(path, writes=Writes.LOG), Writes.LOG)
+    both = SQLiteEventStore(connection.connect(path))
+    try:
+        with folder.fold_transaction():
+            folder.conn.execute("UPDATE projection_checkpoints SET rows_changed_at = rows_changed_at")
+            appender.append([event("elsewhere", 1)])  # would wait for the fold, and time out, on one file
+            assert appender.head()[0] == 1
+            with pytest.raises(DatabaseLocked):  # a connection that writes both files waits for the fold
+                with both.transaction():
+                    pass
+        with pytest.raises(DatabaseUnavailable, match="readonly"):  # each writes its own file alone
+            with appender.transaction():
+                appender.conn.execute("UPDATE projection_checkpoints SET position = position")
+    finally:
+        for store in (folder, appender, both):
+            closed(store)
+
+
+def record_usages(path: str) -> list[tuple]:
+    ledger = Ledger(path)
+    try:
+        return [(r["uuid"], r["usage"]) for r in usages.records(ledger.conn, None, {}, [], usages.EVERY)]
+    finally:
+        ledger.close()
+
+
+@pytest.fixture
+def reported(db_path):
+    """The test ledger with two reports, folded."""
+    ledger = Ledger(db_path)
+    for amount in ("1.00", "2.50"):
+        usage.set_usage(ledger, STAFF, usage.SetUsage([usage.UsageItem("cpu", amount)], resource_uuid=RESOURCE))
+    ledger.reach_views()
+    ledger.close()
+    return db_path
+
+
+def test_views_an_earlier_release_kept_in_the_logs_file_are_folded_into_their_own(reported):
+    before = record_usages(reported)
+    conn = sqlite3.connect(reported)  # as an earlier release left it: stale views in the log's file
+    conn.execute("CREATE TABLE component_usages (uuid TEXT, usage TEXT)")
+    conn.execute("INSERT INTO component_usages VALUES ('stale', '9.99')")
+    conn.execute("CREATE TABLE projection_checkpoints (name TEXT, position INTEGER, rows_changed_at INTEGER)")
+    conn.commit()
+    conn.close()
+    ledger = Ledger(reported)
+    ledger.init()
+    tables = {name for (name,) in ledger.conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")}
+    ledger.close()
+    assert tables == {"events", "idempotency_keys", "ledger_keys"}
+    assert record_usages(reported) == before
+
+
+def test_views_beside_another_log_are_folded_again_from_this_one(reported, tmp_path, catalog, now):
+    other = str(tmp_path / "other" / "ledger.db")
+    os.mkdir(os.path.dirname(other))
+    ledger = Ledger(other)
+    ledger.init()
+    load_catalog(ledger, json.dumps(catalog))
+    usage.set_usage(ledger, STAFF, usage.SetUsage([usage.UsageItem("cpu", "7.00")], resource_uuid=RESOURCE))
+    ledger.close()
+    assert record_usages(other) != record_usages(reported)
+    expected = record_usages(reported)
+    for suffix in ("", "-wal", "-shm"):  # the log of one ledger copied beside the views of the other
+        if os.path.exists(reported + suffix):
+            shutil.copyfile(reported + suffix, other + suffix)
+        elif os.path.exists(other + suffix):
+            os.remove(other + suffix)
+    ledger = Ledger(other)
+    ledger.init()
+    ledger.close()
+    assert record_usages(other) == expected
+
+
+def test_a_log_copied_without_its_views_file_gets_them_folded_again(reported, tmp_path):
+    copy = str(tmp_path / "copy" / "ledger.db")
+    os.mkdir(os.path.dirname(copy))
+    source = sqlite3.connect(reported)
+    target = sqlite3.connect(copy)
+    source.backup(target)  # the log's file alone, as one backs up one file
+    source.close()
+    target.close()
+    ledger = Ledger(copy)
+    ledger.init()
+    ledger.close()
+    assert os.path.exists(f"{copy}.views")
+    assert record_usages(copy) == record_usages(reported)

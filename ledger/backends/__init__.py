@@ -5,14 +5,14 @@ import os
 import re
 from collections.abc import Iterator
 
-from ledger.backends.contract import Backend, Connection, ProjectorLease
+from ledger.backends.contract import Backend, Connection, ProjectorLease, Writes
 from ledger.backends.postgres import SCHEMES, PostgresBackend
 from ledger.backends.postgres import driver_errors as postgres_errors
 from ledger.backends.sqlite import SQLiteBackend
 from ledger.backends.sqlite import driver_errors as sqlite_errors
 from ledger.errors import UnsupportedDatabase
 
-__all__ = ["Backend", "Connection", "ProjectorLease", "backend_for", "independent_of_cwd", "translated"]
+__all__ = ["Backend", "Connection", "ProjectorLease", "Writes", "backend_for", "independent_of_cwd", "translated"]
 
 # A URL's scheme, as in postgresql://host/db; a file path has none.
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")

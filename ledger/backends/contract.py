@@ -2,6 +2,7 @@
 lease, and background upkeep. The write side and the views see a backend only through these."""
 
 import abc
+import enum
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol
@@ -53,6 +54,15 @@ class BackgroundWork(Protocol):
     def stop(self) -> None: ...
 
 
+class Writes(enum.Enum):
+    """What a connection's write transactions write: a backend may let a connection that only appends
+    and one that only folds write side by side (on SQLite the views are a file of their own)."""
+
+    EVERYTHING = "everything"
+    LOG = "log"  # a group committer: appends, never folds
+    VIEWS = "views"  # the projector: folds, never appends
+
+
 class Backend(abc.ABC):
     """One ledger's database, named by the `--db` value that chose the backend."""
 
@@ -72,13 +82,15 @@ class Backend(abc.ABC):
         """Raises NotALedger unless the database holds an event log (or is empty, when `empty_allowed`); reads only."""
 
     @abc.abstractmethod
-    def connect(self, sync_on_commit: bool = True, read_only: bool = False) -> Connection:
+    def connect(self, sync_on_commit: bool = True, read_only: bool = False,
+                writes: Writes = Writes.EVERYTHING) -> Connection:
         """A connection in autocommit mode. Without `sync_on_commit`, its commits need the store's
-        `sync_log` to be durable; a `read_only` one never writes the database."""
+        `sync_log` to be durable; a `read_only` one never writes the database; one that `writes`
+        only the log or only the views may fail to write the other."""
 
     @abc.abstractmethod
-    def event_store(self, conn: Connection) -> EventStore:
-        """The event store over a connection of this backend's."""
+    def event_store(self, conn: Connection, writes: Writes = Writes.EVERYTHING) -> EventStore:
+        """The event store over a connection of this backend's, made with the same `writes`."""
 
     @abc.abstractmethod
     def projector_lease(self, store: EventStore) -> ProjectorLease | None:

@@ -46,7 +46,7 @@ class Replayed(Exception):
 TABLE = schema.Table(
     "idempotency_keys",
     {"user_id": "integer", "key": "text", "request_hash": "text", "status": "integer", "created": "text"},
-    ("user_id", "key"), indexes=(("created",),),
+    ("user_id", "key"), indexes=(("created",),), with_the_log=True,  # checked and written with the append
 )
 
 

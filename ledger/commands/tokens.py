@@ -28,7 +28,8 @@ class TokenError(ValueError):
     """A token command that cannot be carried out (an unknown user or token, a past expiry)."""
 
 
-KEYS = schema.Table("ledger_keys", {"name": "text", "value": "blob"}, ("name",), required=("value",))
+KEYS = schema.Table("ledger_keys", {"name": "text", "value": "blob"}, ("name",), required=("value",),
+                    with_the_log=True)
 
 
 def create(conn: Connection) -> None:

@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from ledger.backends.postgres import connection as postgres_connection  # noqa: E402
+from ledger.backends.sqlite import connection as sqlite_connection  # noqa: E402
 from ledger.log import events  # noqa: E402
 from ledger.cli import DEFAULT_THREADS, DEFAULT_WORKERS, load_catalog  # noqa: E402
 from ledger.database import Ledger  # noqa: E402
@@ -130,6 +131,13 @@ def filled(db: str, resources: int, records: int) -> None:
     else:
         ledger.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     ledger.close()
+
+
+def copy_ledger(source: str, target: str) -> None:
+    """Copies a SQLite ledger whose logs are checkpointed: the log's file and the views' beside it."""
+    for source_file, target_file in zip(sqlite_connection.ledger_files(source), sqlite_connection.ledger_files(target)):
+        if os.path.exists(source_file):
+            shutil.copyfile(source_file, target_file)
 
 
 def durable_postgres() -> Server:
@@ -267,7 +275,7 @@ def main() -> None:
     db, baseline_db = ((postgres.new_database(), postgres.new_database()) if postgres
                        else (str(folder / "ledger.db"), str(folder / "baseline.db")))
     if args.filled and args.filled.exists():
-        shutil.copyfile(args.filled, db)
+        copy_ledger(str(args.filled), db)
         ledger = Ledger(db)
         ledger.init()
         load_catalog(ledger, json.dumps(catalog(args.resources)))  # a database filled before the owner was added
@@ -275,7 +283,7 @@ def main() -> None:
     else:
         filled(db, args.resources, args.records)
         if args.filled:
-            shutil.copyfile(db, args.filled)
+            copy_ledger(db, str(args.filled))
 
     os.sync()  # the gigabytes just written would otherwise be flushed during the measurement, stalling its fsyncs
     script = folder / "set_usage.lua"

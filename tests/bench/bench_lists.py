@@ -29,7 +29,7 @@ from ledger.database import Ledger  # noqa: E402
 from ledger.log import events
 from ledger.rules.access import Caller  # noqa: E402
 from projections import runner  # noqa: E402
-from tests.bench.bench_http import OFFERING, OWNER_TOKEN, TOKEN, catalog, fill, resource_uuid  # noqa: E402
+from tests.bench.bench_http import OFFERING, OWNER_TOKEN, TOKEN, catalog, copy_ledger, fill, resource_uuid  # noqa: E402
 
 LISTS = {
     "usage records": "/api/marketplace-component-usages/",
@@ -77,7 +77,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench-lists-"))
     path = folder / "ledger.db"
     if args.filled and args.filled.exists():
-        shutil.copyfile(args.filled, path)
+        copy_ledger(str(args.filled), str(path))
     else:
         ledger = Ledger(str(path))
         ledger.init()
@@ -87,7 +87,7 @@ def main() -> None:
         ledger.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         ledger.close()
         if args.filled:
-            shutil.copyfile(path, args.filled)
+            copy_ledger(str(path), str(args.filled))
 
     app = create_app({"DATABASE": str(path), "ROLLOVER_SECONDS": 0})
     client = app.test_client()

@@ -4,7 +4,7 @@ several machines can serve together. The database is made by its operator; `ledg
 import psycopg
 from psycopg import conninfo
 
-from ledger.backends.contract import Backend
+from ledger.backends.contract import Backend, Writes
 from ledger.backends.postgres import connection
 from ledger.backends.postgres.driver_errors import neutral, translated
 from ledger.backends.postgres.lease import Lease
@@ -69,11 +69,13 @@ class PostgresBackend(Backend):
             raise NotALedger("not a ledger database (an empty database)")
 
     @translated()
-    def connect(self, sync_on_commit: bool = True, read_only: bool = False) -> connection.Connection:
-        """A pooled connection; every commit is durable before it returns, so `sync_on_commit` asks nothing more."""
+    def connect(self, sync_on_commit: bool = True, read_only: bool = False,
+                writes: Writes = Writes.EVERYTHING) -> connection.Connection:
+        """A pooled connection; every commit is durable before it returns, so `sync_on_commit` asks
+        nothing more. Appenders and folders write side by side on any connection (store.py's locks)."""
         return connection.connect(self.location, read_only)
 
-    def event_store(self, conn: connection.Connection) -> PostgresEventStore:
+    def event_store(self, conn: connection.Connection, writes: Writes = Writes.EVERYTHING) -> PostgresEventStore:
         return PostgresEventStore(conn)
 
     def projector_lease(self, store: PostgresEventStore) -> Lease:

@@ -1,9 +1,9 @@
-"""The SQLite backend: a ledger in one database file, with its lock files beside it."""
+"""The SQLite backend: a ledger in a database file and its views' file beside it, with their lock files."""
 
 import os
 import sqlite3
 
-from ledger.backends.contract import Backend
+from ledger.backends.contract import Backend, Writes
 from ledger.backends.sqlite import checkpointer, connection
 from ledger.backends.sqlite.driver_errors import translated
 from ledger.backends.sqlite.locks import Lease
@@ -39,19 +39,23 @@ class SQLiteBackend(Backend):
             raise NotALedger("not a ledger database (no event log in it)")
 
     @translated()
-    def connect(self, sync_on_commit: bool = True, read_only: bool = False) -> sqlite3.Connection:
-        return connection.connect(self.location, sync_on_commit, read_only)
+    def connect(self, sync_on_commit: bool = True, read_only: bool = False,
+                writes: Writes = Writes.EVERYTHING) -> sqlite3.Connection:
+        return connection.connect(self.location, sync_on_commit, read_only, writes)
 
-    def event_store(self, conn: sqlite3.Connection) -> SQLiteEventStore:
-        return SQLiteEventStore(conn)
+    def event_store(self, conn: sqlite3.Connection, writes: Writes = Writes.EVERYTHING) -> SQLiteEventStore:
+        return SQLiteEventStore(conn, writes)
 
     def projector_lease(self, store: SQLiteEventStore) -> Lease | None:
         return Lease(store.database_file) if store.database_file else None
 
     @translated()
     def background_work(self, store: SQLiteEventStore) -> checkpointer.Checkpointer | None:
-        """A thread checkpointing the write-ahead log, instead of the commits of the store's connection."""
-        if not store.lock_path:
+        """A thread checkpointing the write-ahead log the store's connection writes (the views' for
+        one that writes only them), instead of that connection's commits."""
+        if not store.database_file:
             return None
         store.conn.execute(f"PRAGMA wal_autocheckpoint={checkpointer.WRITER_CHECKPOINT_PAGES}")
+        if store.writes is Writes.VIEWS:
+            return checkpointer.Checkpointer(self.location, store.views_lock_path, connection.VIEWS, Writes.VIEWS)
         return checkpointer.Checkpointer(self.location, store.lock_path)

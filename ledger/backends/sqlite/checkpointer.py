@@ -16,6 +16,7 @@ import logging
 import sqlite3
 import threading
 
+from ledger.backends.contract import Writes
 from ledger.backends.sqlite.connection import connect
 from ledger.backends.sqlite.locks import WriterLock
 
@@ -28,8 +29,10 @@ WRITER_CHECKPOINT_PAGES = 4 * RESTART_PAGES
 class Checkpointer:
     """A daemon thread copying committed pages of one database's log into the database file."""
 
-    def __init__(self, path: str, lock_path: str):
-        self.conn = connect(path)
+    def __init__(self, path: str, lock_path: str, schema: str = "main", writes: Writes = Writes.LOG):
+        """Checkpoints the log of the attached database `schema` (the log's own, or the views'), whose
+        writers queue on the lock at `lock_path`, over a connection that `writes` that database."""
+        self.conn, self.schema = connect(path, writes=writes), schema
         self.writer_lock = WriterLock(lock_path)
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
@@ -46,10 +49,10 @@ class Checkpointer:
 
     def checkpoint(self) -> None:
         """Copies what it can without blocking anyone; restarts a log grown past RESTART_PAGES."""
-        _, log_pages, _ = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        _, log_pages, _ = self.conn.execute(f"PRAGMA {self.schema}.wal_checkpoint(PASSIVE)").fetchone()
         if log_pages >= RESTART_PAGES:
             with self.writer_lock.held():
-                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                self.conn.execute(f"PRAGMA {self.schema}.wal_checkpoint(PASSIVE)")
 
     def stop(self) -> None:
         self.stopped.set()

@@ -1,4 +1,4 @@
-"""The event store in SQLite: the events table, its guards, transactions under the writer lock, durability."""
+"""The event store in SQLite: the events table, its guards, transactions under the writer locks, durability."""
 
 import contextlib
 import os
@@ -7,8 +7,9 @@ from collections.abc import Iterable, Iterator
 
 import sqlite_utils
 
+from ledger.backends.contract import Writes
 from ledger.backends.sql import SQLEventStore
-from ledger.backends.sqlite.connection import durable_commits
+from ledger.backends.sqlite.connection import VIEWS, durable_commits
 from ledger.backends.sqlite.driver_errors import translated
 from ledger.backends.sqlite.locks import WriterLock
 
@@ -18,20 +19,28 @@ FOLDING_CACHE_KIB = 64 * 1024
 
 
 class SQLiteEventStore(SQLEventStore):
-    """The log as the `events` table of a SQLite database, its writers queued on a lock file beside it."""
+    """The log as the `events` table of a SQLite database, its writers queued on a lock file beside
+    it; the views' writers (folds) queue on another, as a connection that `writes` them both on both."""
 
     translated = staticmethod(translated)
     duplicate = sqlite3.IntegrityError
     begin_snapshot = "BEGIN DEFERRED"  # a read transaction: its snapshot is taken at its first read
 
     @translated()
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, writes: Writes = Writes.EVERYTHING):
         self.conn = conn
         self.db = sqlite_utils.Database(conn)
-        self.database_file = database_file = conn.execute("PRAGMA database_list").fetchone()[2] or None
+        self.writes = writes
+        files = {name: file or None for _, name, file in conn.execute("PRAGMA database_list")}
+        self.database_file = database_file = files["main"]
         self.lock_path = f"{database_file}.writer-lock" if database_file else None
-        # An in-memory database has a single connection: nothing to queue for.
+        self.views_lock_path = f"{database_file}.views-lock" if database_file else None
+        # A database in memory has a single connection: nothing to queue for.
         self.writer_lock = WriterLock(self.lock_path) if database_file else None
+        self.views_lock = WriterLock(self.views_lock_path) if files[VIEWS] else None
+        # BEGIN IMMEDIATE takes the write lock of each file the connection may write: its transactions queue for each.
+        self.locks = [lock for lock, kind in ((self.writer_lock, Writes.LOG), (self.views_lock, Writes.VIEWS))
+                      if lock and writes in (kind, Writes.EVERYTHING)]
         self.log_path = f"{database_file}-wal" if database_file else None
         self.horizon: int | None = None  # see stream_versions
 
@@ -62,7 +71,9 @@ class SQLiteEventStore(SQLEventStore):
         if self.conn.in_transaction:
             yield
             return
-        with translated(), self.writer_lock.held() if self.writer_lock else contextlib.nullcontext():
+        with translated(), contextlib.ExitStack() as held:
+            for lock in self.locks:  # the log's first, then the views': always in that order
+                held.enter_context(lock.held())
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield
@@ -82,16 +93,18 @@ class SQLiteEventStore(SQLEventStore):
     def prepare_folding(self) -> None:
         # SQLite's default cache (2 MiB) cannot hold the usage view's indexes at a million records:
         # a rebuild spent a quarter of its time reading back pages it had just written.
-        self.conn.execute(f"PRAGMA cache_size=-{FOLDING_CACHE_KIB}")
+        self.conn.execute(f"PRAGMA {VIEWS}.cache_size=-{FOLDING_CACHE_KIB}")
 
     @translated()
     def forgo_durability(self) -> None:
         self.conn.execute("PRAGMA synchronous=OFF")
+        self.conn.execute(f"PRAGMA {VIEWS}.synchronous=OFF")
 
     def close(self) -> None:
-        """Closes the writer lock's file; the connection is its owner's to close."""
-        if self.writer_lock:
-            self.writer_lock.close()
+        """Closes the lock files; the connection is its owner's to close."""
+        for lock in (self.writer_lock, self.views_lock):
+            if lock:
+                lock.close()
 
     def sync_log(self) -> None:
         """Flushes the write-ahead log to disk: every commit so far, of any connection, is durable after it.
