@@ -7,6 +7,7 @@ import uuid
 import pytest
 from click.testing import CliRunner
 
+from ledger import history
 from ledger.cli import cli
 from ledger.commands import usage
 from ledger.database import Ledger
@@ -67,6 +68,27 @@ def test_verify_passes_on_an_intact_ledger(ledger, db_path):
     assert result.exit_code == 0, result.output
     assert f"hash chain intact: {ledger.store.count()} event(s)" in result.stdout
     assert "views identical" in result.stdout
+
+
+def test_verify_while_a_server_writes_compares_the_views_with_the_log_they_were_folded_from(ledger, db_path):
+    """A write committed and folded while verify walks the chain is in neither side it compares:
+    on SQLite the views and the log are two files, each read as of its first read in verify."""
+    report(ledger, cpu="1.00")
+    ledger.reach_views()
+    verifying = Ledger(db_path)
+    walk = verifying.store.verify_chain
+
+    def walk_while_another_writes(*args, **kwargs):
+        report(ledger, cpu="2.00")
+        ledger.reach_views()  # folded: the views now stand past the log's head as verify read it
+        return walk(*args, **kwargs)
+
+    verifying.store.verify_chain = walk_while_another_writes
+    try:
+        verification = history.verify(verifying)
+    finally:
+        verifying.close()
+    assert not verification.failed, verification.differences
 
 
 @pytest.mark.parametrize("position", ["first", "middle", "last"])

@@ -39,7 +39,8 @@ def project(source: EventStore, scratch: Ledger, until: int, progress: Progress,
 
 @contextlib.contextmanager
 def snapshot(conn: Connection) -> Iterator[None]:
-    """A read transaction: every read inside sees the database as of the first one, whoever writes meanwhile."""
+    """A read transaction: every read inside sees the database as of the first one, whoever writes
+    meanwhile; on SQLite each of its files (the log's, the views') as of the first read of it."""
     if conn.in_transaction:
         yield
         return

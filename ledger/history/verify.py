@@ -49,6 +49,9 @@ def verify(ledger: Ledger, heads: Iterable[tuple[int, str]] = (), progress: Prog
     The chain alone cannot show that events were cut off its end: a head kept elsewhere can."""
     store = ledger.store
     with snapshot(ledger.conn):
+        # The views first: on SQLite they are a file of their own, whose snapshot is taken at its first
+        # read; the log's, taken after, then holds every event they folded (folds follow appends).
+        position = runner.position(ledger.conn)
         head = store.head()
         unmatched = tuple(_unmatched_head(store, head, seq, hash_) for seq, hash_ in heads)
         unmatched = tuple(line for line in unmatched if line)
@@ -57,7 +60,6 @@ def verify(ledger: Ledger, heads: Iterable[tuple[int, str]] = (), progress: Prog
                 count = store.verify_chain(progress=bar.update)
             except ChainBroken as broken:
                 return Verification(head, broken, unmatched_heads=unmatched)
-        position = runner.position(ledger.conn)
         with scratch_ledger() as scratch:
             project(store, scratch, position, progress, "rebuilding the views")
             # The views, not the log's neighbours that no event rebuilds (idempotency keys).

@@ -80,7 +80,9 @@ class EventStore(abc.ABC):
 
     @abc.abstractmethod
     def snapshot(self) -> contextlib.AbstractContextManager[None]:
-        """A read transaction: every read inside it sees the database as of its first read."""
+        """A read transaction: every read inside it sees the database as of its first read. Where the
+        views are kept apart from the log (SQLite), each is seen as of its own first read: read the
+        views first, and the log then holds every event they folded."""
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from ledger.log import events  # noqa: E402
-from ledger.backends.sqlite.connection import connect  # noqa: E402
+from ledger.backends.sqlite.connection import VIEWS, connect  # noqa: E402
 from ledger.backends.sqlite.store import FOLDING_CACHE_KIB  # noqa: E402
 from ledger.commands import catalog
 from ledger.database import Ledger  # noqa: E402
@@ -122,7 +122,7 @@ def raw_inserts(source: str, target: str) -> tuple[float, int]:
         return raw_postgres_inserts(source, target)
     Ledger(target).init()
     conn, rows_written, elapsed = connect(target), 0, 0.0
-    conn.execute(f"PRAGMA cache_size=-{FOLDING_CACHE_KIB}")  # the page cache the rebuild folds with
+    conn.execute(f"PRAGMA {VIEWS}.cache_size=-{FOLDING_CACHE_KIB}")  # the page cache the rebuild folds with
     read = connect(source)
     for table in view_tables():
         conn.execute(f"DELETE FROM {table}")
