@@ -25,7 +25,7 @@ from . import runner
 
 POLL_SECONDS = 0.0005
 # After a fold that folded something, the holder lets appends gather this long before the next:
-# a fold's fixed cost (its transaction, the checkpoints, on SQLite the writer lock) is then shared
+# a fold's fixed cost (its transaction, the checkpoints, the folders' lock) is then shared
 # by the reports of several commits. Under set_usage load without this wait a fold carried 2 reports
 # on average, and folding costs a third less per report at 8 than alone (docs/write-path.md). A read
 # that waits for a write waits at most this much longer.
@@ -103,9 +103,9 @@ class Projector:
 
     def _holds_lease(self) -> bool:
         """Whether this thread holds the lease, confirmed with the lease at most every CONFIRM_SECONDS:
-        on PostgreSQL confirming is a round trip to the server, and on SQLite the loop turns every
-        few milliseconds.
-        Folding a moment longer after losing the lease is harmless: the writer lock orders folds."""
+        on PostgreSQL confirming is a round trip to the server, and the loop turns at every append.
+        Folding a moment longer after losing the lease is harmless: the folders' lock orders folds
+        (EventStore.fold_transaction)."""
         now = time.monotonic()
         if self.lease.held and now - self.confirmed < CONFIRM_SECONDS:
             return True

@@ -177,8 +177,7 @@ def test_a_fold_goes_on_while_a_group_committer_appends(tmp_path, monkeypatch):
     """The views are a file of their own: the projector's fold (a connection writing the views
     alone) holds neither the log's writer lock nor SQLite's, so a group committer's append (a
     connection writing the log alone) commits while the fold is still open."""
-    monkeypatch.setattr(connection, "BUSY_TIMEOUT_SECONDS", 1)
-    monkeypatch.setattr(locks.connection, "BUSY_TIMEOUT_SECONDS", 1)
+    monkeypatch.setattr(connection, "BUSY_TIMEOUT_SECONDS", 1)  # read at each wait, by the locks and SQLite alike
     path = str(tmp_path / "ledger.db")
     Ledger(path).init()
     folder = SQLiteEventStore(connection.connect(path, writes=Writes.VIEWS), Writes.VIEWS)

@@ -8,8 +8,8 @@ instead, while writers go on appending.
 
 A log only starts again from its beginning when a writer finds every page of it copied, which
 never happens while writers follow each other closely. So once the log has grown past
-RESTART_PAGES, the thread copies the last few pages while holding the writer lock, and the
-next writer starts the log over.
+RESTART_PAGES, the thread copies the last few pages while holding its writers' lock (the log's
+writer lock, or the views' lock for the views' own log), and the next writer starts the log over.
 """
 
 import logging
