@@ -6,11 +6,10 @@ from marshmallow import ValidationError
 from ledger import history
 from ledger.commands import usage
 from ledger.rules import clock
-from projections import catalog, usages
+from projections import usages
 
 from . import filters, reading, schemas
 from .auth import authenticate
-from .caching import ViewCache
 from .errors import bad_request, forbidden, not_found
 from .requests import idempotency_key, json_body, unwaited
 from .shapes import INTEGER, MOMENT, OBJECT, TEXT, UUID_TEXT, Field, Shape
@@ -35,16 +34,7 @@ def set_usage():
     try:
         fields = schemas.load_set_usage(body)
     except ValidationError as error:
-        errors = error.messages
-        fields = None
-    else:
-        errors = {}
-    for name in ("plan_period", "resource"):
-        value = fields.get(name) if fields else None
-        if value and not readable_target(caller, name, value):
-            errors[name] = [f"Object with uuid={body[name]} does not exist."]
-    if errors:
-        raise bad_request(errors)
+        raise bad_request(error.messages) from None
     command = usage.SetUsage(
         items=[
             usage.UsageItem(
@@ -60,28 +50,13 @@ def set_usage():
     )
     try:
         usage.set_usage(g.ledger, caller, command, key)
+    except usage.TargetUnreadable as error:
+        raise bad_request({name: [f"Object with uuid={body[name]} does not exist."] for name in error.fields}) from None
     except usage.UsageRejected as error:
         raise bad_request(error.body) from None
     except usage.PermissionDenied:
         raise forbidden() from None
     return "", 201
-
-
-# Resources and plan periods named by reports, kept while the catalog's rows stand still.
-TARGETS = ViewCache(size=16384)
-
-
-def readable_target(caller, name: str, uuid: str) -> bool:
-    """Whether a `plan_period` or `resource` names one of a resource the caller may read: one they
-    may not read is answered as one that does not exist, so set_usage tells strangers nothing of it."""
-    conn = g.ledger.conn
-    if name == "plan_period":
-        chosen = TARGETS.get(("plan_period", uuid), lambda: catalog.plan_period(conn, uuid), rows_only=True)
-        uuid = chosen["resource_uuid"] if chosen else None
-    resource = TARGETS.get(("resource", uuid), lambda: catalog.resource(conn, uuid), rows_only=True) if uuid else None
-    return resource is not None and caller.may_read(
-        resource["offering_uuid"], resource["provider_uuid"], resource["project_uuid"], resource["customer_uuid"]
-    )
 
 
 @blueprint.route("/", methods=["GET"])

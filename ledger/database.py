@@ -42,8 +42,6 @@ class Ledger:
         self._next_month_starts = None
         # Set by `arrive`: the views hold every write acknowledged before the caller's request arrived.
         self._arrived = False
-        # The views' positions (runner.positions) that the decision being made reads.
-        self.deciding_positions = (0, 0)
 
     def init(self) -> None:
         """Creates the log and the views if missing, and brings the views up to the log."""
@@ -96,7 +94,8 @@ class Ledger:
         if outermost:
             projector.fold_after_write(self.store, self.lease)
 
-    def write(self, decide: Callable[[], list[NewEvent]], key: idempotency.Key | None = None) -> list[StoredEvent]:
+    def write(self, decide: Callable[[], list[NewEvent]], key: idempotency.Key | None = None,
+              single_read: bool = False) -> list[StoredEvent]:
         """Decides on views that hold every event committed before the call (or, after `arrive`,
         before the caller's request arrived), then appends: all of it lands, or none.
 
@@ -108,6 +107,8 @@ class Ledger:
         sees its carried values. An idempotency `key` is checked and remembered in the append's
         transaction (raising Replayed or KeyReused). With a committer, the append shares a
         commit with other threads' writes; without one, the views are folded right after it.
+        A decision that makes a `single_read` of the views, in one statement, is a snapshot of its
+        own: it reads no positions and opens no transaction (a server's round trips saved).
         """
         arrived, self._arrived = self._arrived, False
         if self._month_entered():
@@ -119,10 +120,10 @@ class Ledger:
             try:
                 if last:
                     with self.locked():
-                        return self._append(self._decide(decide), key)
+                        return self._append(self._decide(decide, single_read), key)
                 if attempt > 1 or not arrived:  # views that trail what overtook the last decision, or the caller
                     self.reach_views()
-                decided = self._decide(decide)
+                decided = self._decide(decide, single_read)
                 if self.committer:
                     return self.committer.submit(decided, key)
                 with self.store.transaction():
@@ -134,12 +135,12 @@ class Ledger:
                     raise
                 attempt += 1
 
-    def _decide(self, decide: Callable[[], list[NewEvent]]) -> list[NewEvent]:
-        """`decide()` on one snapshot of the views, reading stream versions as the views hold them;
-        `deciding_positions` says where the views stand in it."""
+    def _decide(self, decide: Callable[[], list[NewEvent]], single_read: bool = False) -> list[NewEvent]:
+        """`decide()` on one snapshot of the views, reading stream versions as the views hold them."""
+        if single_read:
+            return decide()
         with self.store.snapshot():
-            self.deciding_positions = runner.positions(self.conn)
-            with self.store.deciding_at(self.deciding_positions[0]):
+            with self.store.deciding_at(runner.position(self.conn)):
                 return decide()
 
     def _append(self, decided: list[NewEvent], key: idempotency.Key | None) -> list[StoredEvent]:

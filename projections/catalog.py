@@ -176,13 +176,6 @@ def _record(cursor, columns: tuple[str, ...]) -> dict | None:
     return dict(zip(columns, row)) if row else None
 
 
-def plan_period(conn: Connection, uuid: str) -> dict | None:
-    return _record(
-        conn.execute('SELECT uuid, resource_uuid, start, "end" FROM plan_periods WHERE uuid = ?', (uuid,)),
-        ("uuid", "resource_uuid", "start", "end"),
-    )
-
-
 def plan_periods(conn: Connection, resource_uuid: str) -> list[dict]:
     return plan_periods_of(asked_plan_periods(conn, resource_uuid))
 
@@ -196,16 +189,16 @@ def plan_periods_of(rows) -> list[dict]:
     return [dict(zip(("uuid", "start", "end"), row)) for row in rows]
 
 
+# A resource with its offering's provider customer and its project's customer: see `resource`.
+RESOURCE_COLUMNS = ("r.uuid", "r.name", "r.state", "r.offering_uuid", "o.customer_uuid", "r.project_uuid", "p.customer_uuid")
+RESOURCE_KEYS = ("uuid", "name", "state", "offering_uuid", "provider_uuid", "project_uuid", "customer_uuid")
+RESOURCE_FROM = "FROM resources r JOIN offerings o ON o.uuid = r.offering_uuid JOIN projects p ON p.uuid = r.project_uuid"
+
+
 def resource(conn: Connection, uuid: str) -> dict | None:
     """A resource with its offering's provider customer and its project's customer."""
     return _record(
-        conn.execute(
-            "SELECT r.uuid, r.name, r.state, r.offering_uuid, o.customer_uuid, r.project_uuid, p.customer_uuid"
-            " FROM resources r JOIN offerings o ON o.uuid = r.offering_uuid JOIN projects p ON p.uuid = r.project_uuid"
-            " WHERE r.uuid = ?",
-            (uuid,),
-        ),
-        ("uuid", "name", "state", "offering_uuid", "provider_uuid", "project_uuid", "customer_uuid"),
+        conn.execute(f"SELECT {', '.join(RESOURCE_COLUMNS)} {RESOURCE_FROM} WHERE r.uuid = ?", (uuid,)), RESOURCE_KEYS
     )
 
 

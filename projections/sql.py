@@ -7,6 +7,7 @@ for flags. A connection tells its dialect in a `dialect` attribute; sqlite3's te
 """
 
 import dataclasses
+import json
 
 from ledger.backends import Connection
 
@@ -23,6 +24,8 @@ class Dialect:
     ordered_join: str
     # A subquery of the values of a JSON array given as one parameter.
     json_values: str
+    # An aggregate of the rows it is given, each a JSON array of the expressions in {}: read with `json_rows`.
+    rows_as_json: str
     # Whether {1} is a substring of {0} (two SQL expressions).
     contains: str
     real: str  # a floating-point number as wide as a Python float
@@ -46,6 +49,7 @@ SQLITE = Dialect(
     not_indexed=" NOT INDEXED",
     ordered_join="CROSS JOIN",
     json_values="SELECT value FROM json_each(?)",
+    rows_as_json="json_group_array(json_array({}))",
     contains="instr({0}, {1}) > 0",
     real="REAL",
     columns="SELECT name FROM pragma_table_info(?) ORDER BY cid",
@@ -62,6 +66,7 @@ POSTGRESQL = Dialect(
     not_indexed="",
     ordered_join="JOIN",
     json_values="SELECT value FROM json_array_elements_text(CAST(? AS json))",
+    rows_as_json="json_agg(json_build_array({}))",
     contains="strpos({0}, {1}) > 0",
     real="DOUBLE PRECISION",
     columns="SELECT column_name FROM information_schema.columns"
@@ -75,6 +80,11 @@ DIALECTS = {dialect.name: dialect for dialect in (SQLITE, POSTGRESQL)}
 def dialect(conn: Connection) -> Dialect:
     """The dialect a connection speaks: the one it names, else SQLite's (sqlite3's connection names none)."""
     return DIALECTS[getattr(conn, "dialect", SQLITE.name)]
+
+
+def json_rows(value) -> list[list]:
+    """The rows of a `rows_as_json` aggregate: SQLite gives its text, psycopg parses it (NULL for no rows)."""
+    return json.loads(value) if isinstance(value, str) else value or []
 
 
 def limit(count: int, offset: int = 0) -> str:

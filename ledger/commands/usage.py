@@ -11,7 +11,6 @@ from ledger.log.records import Decision, NewEvent, StoredEvent
 from ledger.rules import clock, plans
 from ledger.rules.access import Caller
 from projections import catalog, usages, user_usages
-from projections.kept import Kept
 
 WRITABLE_STATES = ("OK", "Updating", "Terminating")
 # What a set_usage request need not wait for the views to fold (Ledger.arrive): its decision reads
@@ -31,6 +30,14 @@ class UsageRejected(Exception):
     def __init__(self, body: dict):
         super().__init__(body)
         self.body = body
+
+
+class TargetUnreadable(Exception):
+    """The plan period or resource that a report names (`fields`) does not exist for the caller."""
+
+    def __init__(self, fields: list[str]):
+        super().__init__(fields)
+        self.fields = fields
 
 
 class PermissionDenied(Exception):
@@ -78,42 +85,53 @@ def set_usage(ledger: Ledger, caller: Caller, command: SetUsage, key: idempotenc
     """Records every item of a report, or none of them."""
 
     def decide_events() -> list[NewEvent]:
-        target = load_target(ledger, command)
         moment = command.date or clock.now()
         period = clock.billing_period(moment).isoformat()
+        types = list(dict.fromkeys(item.type for item in command.items))
+        reads = usages.report_reads(ledger.conn, command.plan_period_uuid, command.resource_uuid, period, types)
+        check_readable(command, reads, caller)
+        target = target_of(command, reads)
         resource_uuid = target.resource.get("uuid")
         versions = {}
         if resource_uuid:
-            records = {item.type: events.usage_record_uuid(resource_uuid, item.type, period) for item in command.items}
-            held = usages.stored_records(ledger.conn, list(records.values()))
-            target = dataclasses.replace(target, held={kind: held[uuid] for kind, uuid in records.items()})
-            # Each stream's version as the view holds it (EventStore.deciding_at), read with its record.
-            versions = {events.usage_stream(resource_uuid, kind, period): (held[uuid] or {"version": 0})["version"]
-                        for kind, uuid in records.items()}
+            # A record is held under its own uuid only (one of another shape would be another's).
+            held = {kind: record for kind, record in reads["records"].items()
+                    if record["uuid"] == events.usage_record_uuid(resource_uuid, kind, period)}
+            target = dataclasses.replace(target, held={kind: held.get(kind) for kind in types})
+            # Each stream's version as the view holds it, read with its record: the append checks it.
+            versions = {events.usage_stream(resource_uuid, kind, period): (held.get(kind) or {"version": 0})["version"]
+                        for kind in types}
         return decide(command, target, caller, clock.now(), versions)
 
-    return ledger.write(decide_events, key)
+    return ledger.write(decide_events, key, single_read=True)
 
 
-# What a report's resource is, kept while the catalog's rows stand still: the decision of a
-# site agent's report then reads only the usage records it changes.
-TARGETS = Kept(size=16384)
+def check_readable(command: SetUsage, reads: dict, caller: Caller) -> None:
+    """TargetUnreadable naming the `plan_period` and `resource` fields whose object does not exist or
+    is of a resource the caller may not read: such a one is answered as one that does not exist,
+    so set_usage tells strangers nothing of it."""
+    chosen, named = reads["chosen"], {}  # field -> the uuid of the resource it names
+    if command.plan_period_uuid is not None:
+        named["plan_period"] = chosen["resource_uuid"] if chosen else None
+    if command.resource_uuid is not None:
+        named["resource"] = command.resource_uuid
+    unreadable = [field for field, uuid in named.items() if not _readable(reads["resources"].get(uuid), caller)]
+    if unreadable:
+        raise TargetUnreadable(unreadable)
 
 
-def load_target(ledger: Ledger, command: SetUsage) -> Target:
-    key = (ledger.path, command.plan_period_uuid, command.resource_uuid)
-    return TARGETS.get(key, ledger.deciding_positions[1], lambda: read_target(ledger.conn, command))
+def _readable(resource: dict | None, caller: Caller) -> bool:
+    return resource is not None and caller.may_read(
+        resource["offering_uuid"], resource["provider_uuid"], resource["project_uuid"], resource["customer_uuid"]
+    )
 
 
-def read_target(conn, command: SetUsage) -> Target:
-    chosen = catalog.plan_period(conn, command.plan_period_uuid) if command.plan_period_uuid else None
-    resource_uuid = chosen["resource_uuid"] if chosen else command.resource_uuid
-    resource = catalog.resource(conn, resource_uuid) if resource_uuid else None
+def target_of(command: SetUsage, reads: dict) -> Target:
+    chosen = reads["chosen"]
+    resource = reads["resources"].get(chosen["resource_uuid"] if chosen else command.resource_uuid)
     if resource is None:
         return Target({}, [], {}, None)
-    return Target(
-        resource, catalog.plan_periods(conn, resource_uuid), catalog.billing_types(conn, resource["offering_uuid"]), chosen
-    )
+    return Target(resource, reads["plan_periods"], reads["components"], chosen)
 
 
 def decide(command: SetUsage, target: Target, caller: Caller, now: dt.datetime, versions: dict[str, int]) -> list[NewEvent]:
