@@ -9,7 +9,7 @@ import time
 from flask import Flask, g, request
 from werkzeug.routing import BaseConverter
 
-from ledger.backends import Writes
+from ledger.backends import Writes, backend_for
 from ledger.commands import tokens
 from ledger.committer import GroupCommitter
 from ledger.database import Ledger
@@ -58,8 +58,9 @@ def start_process(app: Flask, process: dict) -> None:
         projector_thread = projector.Projector(folding.store, folding.lease)
         # A worker stopped cleanly (gunicorn's SIGTERM ends it with sys.exit) folds what it wrote.
         atexit.register(projector_thread.stop)
-    wake = projector_thread.wake if projector_thread else lambda: None
-    process.update(pid=os.getpid(), committer=GroupCommitter(path, committed=wake), projector=projector_thread)
+    # A server's database shares its commits' flushes itself: each write is then a transaction of its own.
+    committer = None if backend_for(path).commits_share_flushes else GroupCommitter(path)
+    process.update(pid=os.getpid(), committer=committer, projector=projector_thread)
     if app.config["ROLLOVER_SECONDS"]:
         start_rollover_timer(path, app.config["ROLLOVER_SECONDS"])
 
@@ -100,8 +101,9 @@ def create_app(config: dict | None = None) -> Flask:
         with process_lock:
             if process["pid"] != os.getpid():
                 start_process(app, process)
-        if getattr(local, "ledger", None) is None or local.ledger.committer is not process["committer"]:
-            local.ledger = Ledger(app.config["DATABASE"], committer=process["committer"])
+        if getattr(local, "pid", None) != process["pid"]:  # none yet, or inherited by a fork
+            local.ledger = Ledger(app.config["DATABASE"], committer=process["committer"], projector=process["projector"])
+            local.pid = process["pid"]
         g.ledger = local.ledger
         # Every request reads the views (its caller's token, at least): they must hold every write
         # acknowledged before it arrived, in this process or another (but what its view says it

@@ -13,7 +13,6 @@ it: with the flush inside the lock, writes spent a third of their turn waiting f
 
 import dataclasses
 import threading
-from collections.abc import Callable
 
 from ledger.backends import Writes
 from ledger.commands import idempotency
@@ -33,11 +32,9 @@ class Submission:
 class GroupCommitter:
     """Commits the writes of one process together, on a connection of its own."""
 
-    def __init__(self, path: str, committed: Callable[[], None] = lambda: None):
-        """`committed()` is called after each commit that appended: e.g. to wake the process's projector."""
+    def __init__(self, path: str):
         # It writes the log alone: on SQLite its commits then go on while the projector folds.
         self.ledger = Ledger(path, background_checkpoints=True, sync_on_commit=False, writes=Writes.LOG)
-        self.committed = committed
         self.ledger.store.prepare_group_commits()
         self.queue_lock = threading.Lock()
         self.commit_lock = threading.Lock()
@@ -73,7 +70,6 @@ class GroupCommitter:
                     except Exception as error:  # noqa: BLE001 - one failed write must not fail the others
                         submission.error, submission.stored = error, None
             ledger.store.sync_log()  # outside the writer lock; a failed flush fails the batch below
-            self.committed()
         except BaseException as error:  # the commit itself failed: nothing of the batch landed
             batch = batch or self._take_queue()  # the write lock was never ours: fail what waits for it
             for submission in batch:

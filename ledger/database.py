@@ -19,9 +19,10 @@ class Ledger:
     """One database holding the event log and the projections folded from it, in the backend its path chooses."""
 
     def __init__(self, path: str, committer=None, background_checkpoints: bool = False, sync_on_commit: bool = True,
-                 read_only: bool = False, writes: Writes = Writes.EVERYTHING):
-        """`committer`, a GroupCommitter of this process, lets concurrent writes share commits; its
-        writes are folded by the process's projector (projections/projector.py) instead of here.
+                 read_only: bool = False, writes: Writes = Writes.EVERYTHING, projector=None):
+        """`committer`, a GroupCommitter of this process, lets concurrent writes share commits.
+        With the process's `projector` (projections/projector.py), writes wake it to fold them
+        instead of folding them here.
 
         With `background_checkpoints`, the backend's upkeep runs beside the writers instead of in
         their commits (SQLite's checkpoints, in a thread): for a process that writes a lot.
@@ -31,7 +32,7 @@ class Ledger:
         says who opens one); what it folds into views of its own, it keeps in memory.
         """
         self.path = path
-        self.committer = committer
+        self.committer, self.projector = committer, projector
         backend = backends.backend_for(path)
         writes = Writes.VIEWS if read_only else writes
         self.conn = backend.connect(sync_on_commit, read_only, writes)
@@ -124,11 +125,8 @@ class Ledger:
                 if attempt > 1 or not arrived:  # views that trail what overtook the last decision, or the caller
                     self.reach_views()
                 decided = self._decide(decide, single_read)
-                if self.committer:
-                    return self.committer.submit(decided, key)
-                with self.store.transaction():
-                    stored = self._append(decided, key)
-                projector.fold_after_write(self.store, self.lease)
+                stored = self.committer.submit(decided, key) if self.committer else self._append(decided, key)
+                self._written()
                 return stored
             except StreamConflict:
                 if last:
@@ -144,11 +142,22 @@ class Ledger:
                 return decide()
 
     def _append(self, decided: list[NewEvent], key: idempotency.Key | None) -> list[StoredEvent]:
-        """Inside a write transaction: the key checked and remembered, due months started, then the decision."""
-        if key:
-            idempotency.check(self.conn, key)
-            idempotency.remember(self.conn, key)
-        return self.append_rollover() + self.store.append(decided)
+        """In one write transaction: the key checked and remembered, due months started, then the
+        decision. The decision alone is a transaction of its own (on PostgreSQL, one statement)."""
+        if key is None and not self._month_entered():
+            return self.store.append(decided)
+        with self.store.transaction():
+            if key:
+                idempotency.check(self.conn, key)
+                idempotency.remember(self.conn, key)
+            return self.append_rollover() + self.store.append(decided)
+
+    def _written(self) -> None:
+        """After a write: the process's projector folds it, or this ledger does if nobody else does."""
+        if self.projector:
+            self.projector.wake()
+        elif not self.committer:
+            projector.fold_after_write(self.store, self.lease)
 
     def roll_periods(self) -> list[StoredEvent]:
         """Starts every billing month the clock has entered that the log has not started yet."""

@@ -66,6 +66,11 @@ class Writes(enum.Enum):
 class Backend(abc.ABC):
     """One ledger's database, named by the `--db` value that chose the backend."""
 
+    # Whether the database lets concurrent commits share a flush of its log by itself, as a
+    # server does (a commit that waits for the disk finds it flushed by another's): a process
+    # then appends each write in a transaction of its own, with no group committer of its own.
+    commits_share_flushes = False
+
     def __init__(self, location: str):
         self.location = location
 

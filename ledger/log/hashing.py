@@ -55,12 +55,21 @@ def _stored_row_hash(prev_hash: str, row: tuple) -> str:
     The store writes data only as canonical(data), so for an intact row this is exactly the
     defined content; a row it does not match is judged by chain_hash itself.
     """
-    seq, event_id, stream, version, type_, schema_version, occurred_at, recorded_at, actor_id, data = row[:10]
-    string = encode_basestring  # canonical() of a str; raises TypeError for anything else
-    text = (
-        f'{{"actor_id":{"null" if actor_id is None else actor_id},"data":{data},"event_id":{string(event_id)},'
-        f'"occurred_at":{string(occurred_at)},"recorded_at":{string(recorded_at)},'
-        f'"schema_version":{schema_version},"seq":{seq},"stream":{string(stream)},"type":{string(type_)},'
-        f'"version":{version}}}'
-    )
+    before, between, after = hashed_text_around(row)
+    text = f"{before}{encode_basestring(row[7])}{between}{row[0]}{after}"
     return hashlib.sha256((prev_hash + text).encode()).hexdigest()
+
+
+def hashed_text_around(row: tuple) -> tuple[str, str, str]:
+    """The text that chain_hash hashes after the previous hash, for a row as stored, but for its
+    recorded_at and seq: the text is `before`, recorded_at as a JSON string, `between`, seq, `after`.
+    For a store that numbers and times a row where it inserts it (PostgreSQL's ledger_append).
+    Raises TypeError for a column not of its type (see `row_hash`)."""
+    event_id, stream, version, type_, schema_version, occurred_at, _, actor_id, data = row[1:10]
+    string = encode_basestring  # canonical() of a str; raises TypeError for anything else
+    return (
+        f'{{"actor_id":{"null" if actor_id is None else actor_id},"data":{data},"event_id":{string(event_id)},'
+        f'"occurred_at":{string(occurred_at)},"recorded_at":',
+        f',"schema_version":{schema_version},"seq":',
+        f',"stream":{string(stream)},"type":{string(type_)},"version":{version}}}',
+    )

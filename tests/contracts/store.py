@@ -405,7 +405,7 @@ class EventStoreContract(abc.ABC):
     def test_each_hash_follows_the_chain_rule_for_unusual_values(self, store):
         store.append([
             event('quote"back\\slash\nline', 1, {"nested": {"é": [1, 2.5, None, True]}}, actor_id=7),
-            event("tab\tand\u2028", 1, {}, actor_id=None),
+            event("tab\tand\u2028", 1, {"rocket": "🚀 \u0001"}, actor_id=None),
         ])
         for stored in store.read():
             assert stored.hash == expected_hash(stored.row() | {"data": stored.data})

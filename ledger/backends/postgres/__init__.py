@@ -17,6 +17,8 @@ SCHEMES = ("postgresql://", "postgres://")
 class PostgresBackend(Backend):
     """A ledger in the PostgreSQL database that the URL `location` names (postgresql://user@host:port/database)."""
 
+    commits_share_flushes = True
+
     def exists(self) -> bool:
         try:
             connection.direct(self.location).close()

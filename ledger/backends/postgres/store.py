@@ -14,7 +14,11 @@ from ledger.backends.postgres.connection import Connection
 from ledger.backends.postgres.driver_errors import translated
 from ledger.backends.postgres.lease import APPENDED_CHANNEL
 from ledger.backends.sql import SQLEventStore
-from ledger.log.hashing import GENESIS_HASH
+from ledger.errors import StreamConflict
+from ledger.log.hashing import GENESIS_HASH, hashed_text_around
+from ledger.log.records import Decision, NewEvent, StoredEvent
+from ledger.log.store import uuid7
+from ledger.rules import clock
 
 # The advisory lock key every write transaction of a database queues on (the SQLite writer lock's role).
 APPEND_LOCK = 0x6C6564676572  # "ledger"
@@ -48,6 +52,65 @@ SCHEMA = (
     "CREATE TRIGGER events_no_delete BEFORE DELETE ON events FOR EACH ROW EXECUTE FUNCTION events_append_only()",
     "CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events EXECUTE FUNCTION events_append_only()",
 )
+# An append in one statement (PostgresEventStore.append): under the append lock, the streams read
+# must stand at the versions read and each event must be the next version of its stream (else a
+# unique_violation, as for a version taken: a conflict); then each row is numbered after the head,
+# chained to it (the text hashed made by ledger/log/hashing.py but for recorded_at and seq), inserted,
+# and the projector's holder notified. recorded_at never goes back along the log (a clock that
+# stepped back, or a node's behind another's).
+APPEND_FUNCTION = f"""CREATE OR REPLACE FUNCTION ledger_append(
+        read_streams TEXT[], read_versions BIGINT[], streams TEXT[], versions BIGINT[], event_ids TEXT[],
+        types TEXT[], schema_versions INTEGER[], occurred_ats TEXT[], actor_ids BIGINT[], datas TEXT[],
+        recorded TEXT, befores TEXT[], betweens TEXT[], afters TEXT[])
+    RETURNS TABLE (new_seq BIGINT, new_recorded_at TEXT, new_prev_hash TEXT, new_hash TEXT)
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        head_seq BIGINT := 0;
+        head_hash TEXT := '{GENESIS_HASH}';
+        head_recorded TEXT;
+        moved TEXT;
+        wrong RECORD;
+    BEGIN
+        PERFORM pg_advisory_xact_lock({APPEND_LOCK});
+        SELECT string_agg(quote_literal(r.stream), ', ' ORDER BY r.stream) INTO moved
+          FROM unnest(read_streams, read_versions) AS r(stream, version)
+         WHERE coalesce((SELECT max(e.version) FROM events e WHERE e.stream = r.stream), 0) <> r.version;
+        IF moved IS NOT NULL THEN
+            RAISE EXCEPTION 'streams [%] moved since the decision read them', moved USING ERRCODE = 'unique_violation';
+        END IF;
+        SELECT n.stream, n.version, n.expected INTO wrong FROM (
+            SELECT n.stream, n.version, n.ord, row_number() OVER (PARTITION BY n.stream ORDER BY n.ord)
+                   + coalesce((SELECT max(e.version) FROM events e WHERE e.stream = n.stream), 0) AS expected
+              FROM unnest(streams, versions) WITH ORDINALITY AS n(stream, version, ord)) n
+         WHERE n.version <> n.expected ORDER BY n.ord LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'stream % expected version %, got %', quote_literal(wrong.stream), wrong.expected,
+                wrong.version USING ERRCODE = 'unique_violation';
+        END IF;
+        SELECT e.seq, e.hash, e.recorded_at INTO head_seq, head_hash, head_recorded
+          FROM events e ORDER BY e.seq DESC LIMIT 1;
+        IF NOT FOUND THEN
+            head_seq := 0;
+            head_hash := '{GENESIS_HASH}';
+        END IF;
+        new_recorded_at := greatest(recorded, head_recorded);
+        FOR i IN 1 .. cardinality(streams) LOOP
+            new_seq := head_seq + i;
+            new_prev_hash := head_hash;
+            new_hash := encode(sha256(convert_to(head_hash || befores[i] || '"' || new_recorded_at || '"'
+                || betweens[i] || new_seq || afters[i], 'UTF8')), 'hex');
+            INSERT INTO events VALUES (new_seq, event_ids[i], streams[i], versions[i], types[i], schema_versions[i],
+                occurred_ats[i], new_recorded_at, actor_ids[i], datas[i], head_hash, new_hash);
+            head_hash := new_hash;
+            RETURN NEXT;
+        END LOOP;
+        PERFORM pg_notify('{APPENDED_CHANNEL}', '');
+    END
+$$"""
+APPEND_TYPES = ("TEXT[]", "BIGINT[]", "TEXT[]", "BIGINT[]", "TEXT[]", "TEXT[]", "INTEGER[]", "TEXT[]", "BIGINT[]",
+                "TEXT[]", "TEXT", "TEXT[]", "TEXT[]", "TEXT[]")
+APPEND_SIGNATURE = f"ledger_append({', '.join(APPEND_TYPES)})"
+APPEND_CALL = f"SELECT * FROM ledger_append({', '.join(f'CAST(? AS {kind})' for kind in APPEND_TYPES)})"
 
 
 class PostgresEventStore(SQLEventStore):
@@ -62,12 +125,16 @@ class PostgresEventStore(SQLEventStore):
         self.horizon: int | None = None  # see stream_versions
 
     def create_schema(self) -> None:
-        """Creates the log unless it exists; nodes starting together create it once, in turn under the append lock."""
+        """Creates the log and its append function unless they exist; nodes starting together create
+        them once, in turn under the append lock."""
         with self.transaction():
-            if self.conn.execute("SELECT to_regclass('events')").fetchone()[0] is not None:
-                return
-            for statement in SCHEMA:
+            log, append = self.conn.execute(
+                "SELECT to_regclass('events') IS NOT NULL, to_regprocedure(?) IS NOT NULL", (APPEND_SIGNATURE,)
+            ).fetchone()
+            for statement in () if log else SCHEMA:
                 self.conn.execute(statement)
+            if not append:  # a log of an earlier release appended without it
+                self.conn.execute(APPEND_FUNCTION)
 
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         return self._under(APPEND_LOCK, joined_takes_it=False)
@@ -92,6 +159,34 @@ class PostgresEventStore(SQLEventStore):
                 self.conn.execute("ROLLBACK")
                 raise
             self.conn.execute("COMMIT")
+
+    def append(self, events: Iterable[NewEvent]) -> list[StoredEvent]:
+        """As the contract says, in one statement: the server's ledger_append keeps the contract's
+        rules (versions, read-sets, the chain) under the append lock. Outside a transaction the
+        statement is a transaction of its own, durable when it answers: one round trip, where
+        reading the tip and inserting under a lock taken first made four."""
+        read = events.read if isinstance(events, Decision) else {}
+        events = list(events)
+        typed = all(type(e.version) is type(e.schema_version) is int and (e.actor_id is None or type(e.actor_id) is int)
+                    for e in events)
+        if not events or not typed:  # a column of another type: hashed by the definition (hashing.row_hash)
+            return super().append(Decision(events, read))
+        recorded_at, ids = clock.stored(clock.now()), [uuid7().hex for _ in events]
+        texts = [hashed_text_around((None, event_id, e.stream, e.version, e.type, e.schema_version, e.occurred_at, None,
+                                     e.actor_id, e.data_text)) for event_id, e in zip(ids, events)]
+        with translated():
+            try:
+                rows = self.conn.execute(APPEND_CALL, (
+                    list(read), list(read.values()), [e.stream for e in events], [e.version for e in events], ids,
+                    [e.type for e in events], [e.schema_version for e in events], [e.occurred_at for e in events],
+                    [e.actor_id for e in events], [e.data_text for e in events], recorded_at,
+                    *map(list, zip(*texts)),
+                )).fetchall()
+            except self.duplicate as error:
+                raise StreamConflict(error.diag.message_primary or str(error)) from error
+        return [StoredEvent(seq, event_id, e.stream, e.version, e.type, e.schema_version, e.occurred_at, recorded,
+                            e.actor_id, e.data, prev_hash, hash_)
+                for (seq, recorded, prev_hash, hash_), event_id, e in zip(rows, ids, events)]
 
     def insert_rows(self, rows: list[tuple]) -> None:
         """As the contract says; the commit then notifies the projector's holder (postgres/lease.py).
