@@ -16,7 +16,7 @@ from ledger.backends.postgres.lease import APPENDED_CHANNEL
 from ledger.backends.sql import SQLEventStore
 from ledger.errors import StreamConflict
 from ledger.log.hashing import GENESIS_HASH, hashed_text_around
-from ledger.log.records import Decision, NewEvent, StoredEvent
+from ledger.log.records import Decision, NewEvent, StoredEvent, canonical
 from ledger.log.store import uuid7
 from ledger.rules import clock
 
@@ -57,31 +57,31 @@ SCHEMA = (
 # unique_violation, as for a version taken: a conflict); then each row is numbered after the head,
 # chained to it (the text hashed made by ledger/log/hashing.py but for recorded_at and seq), inserted,
 # and the projector's holder notified. recorded_at never goes back along the log (a clock that
-# stepped back, or a node's behind another's).
-APPEND_FUNCTION = f"""CREATE OR REPLACE FUNCTION ledger_append(
-        read_streams TEXT[], read_versions BIGINT[], streams TEXT[], versions BIGINT[], event_ids TEXT[],
-        types TEXT[], schema_versions INTEGER[], occurred_ats TEXT[], actor_ids BIGINT[], datas TEXT[],
-        recorded TEXT, befores TEXT[], betweens TEXT[], afters TEXT[])
-    RETURNS TABLE (new_seq BIGINT, new_recorded_at TEXT, new_prev_hash TEXT, new_hash TEXT)
-    LANGUAGE plpgsql AS $$
+# stepped back, or a node's behind another's). The streams read come as a JSON object of their
+# versions, the events as a JSON array of APPENDED arrays: one text each to send, where arrays
+# of every column cost the client more than the rest of the append.
+APPENDED = ("stream", "version", "event_id", "type", "schema_version", "occurred_at", "actor_id", "data",
+            "before", "between", "after")
+APPEND_BODY = f"""
     DECLARE
         head_seq BIGINT := 0;
         head_hash TEXT := '{GENESIS_HASH}';
         head_recorded TEXT;
         moved TEXT;
         wrong RECORD;
+        event JSON;
     BEGIN
         PERFORM pg_advisory_xact_lock({APPEND_LOCK});
-        SELECT string_agg(quote_literal(r.stream), ', ' ORDER BY r.stream) INTO moved
-          FROM unnest(read_streams, read_versions) AS r(stream, version)
-         WHERE coalesce((SELECT max(e.version) FROM events e WHERE e.stream = r.stream), 0) <> r.version;
+        SELECT string_agg(quote_literal(r.key), ', ' ORDER BY r.key) INTO moved FROM json_each_text(read) r
+         WHERE coalesce((SELECT max(e.version) FROM events e WHERE e.stream = r.key), 0) <> r.value::BIGINT;
         IF moved IS NOT NULL THEN
             RAISE EXCEPTION 'streams [%] moved since the decision read them', moved USING ERRCODE = 'unique_violation';
         END IF;
         SELECT n.stream, n.version, n.expected INTO wrong FROM (
             SELECT n.stream, n.version, n.ord, row_number() OVER (PARTITION BY n.stream ORDER BY n.ord)
                    + coalesce((SELECT max(e.version) FROM events e WHERE e.stream = n.stream), 0) AS expected
-              FROM unnest(streams, versions) WITH ORDINALITY AS n(stream, version, ord)) n
+              FROM (SELECT x.item->>0 AS stream, (x.item->>1)::BIGINT AS version, x.ord
+                      FROM json_array_elements(appended) WITH ORDINALITY AS x(item, ord)) n) n
          WHERE n.version <> n.expected ORDER BY n.ord LIMIT 1;
         IF FOUND THEN
             RAISE EXCEPTION 'stream % expected version %, got %', quote_literal(wrong.stream), wrong.expected,
@@ -94,23 +94,25 @@ APPEND_FUNCTION = f"""CREATE OR REPLACE FUNCTION ledger_append(
             head_hash := '{GENESIS_HASH}';
         END IF;
         new_recorded_at := greatest(recorded, head_recorded);
-        FOR i IN 1 .. cardinality(streams) LOOP
-            new_seq := head_seq + i;
+        new_seq := head_seq;
+        FOR event IN SELECT json_array_elements(appended) LOOP
+            new_seq := new_seq + 1;
             new_prev_hash := head_hash;
-            new_hash := encode(sha256(convert_to(head_hash || befores[i] || '"' || new_recorded_at || '"'
-                || betweens[i] || new_seq || afters[i], 'UTF8')), 'hex');
-            INSERT INTO events VALUES (new_seq, event_ids[i], streams[i], versions[i], types[i], schema_versions[i],
-                occurred_ats[i], new_recorded_at, actor_ids[i], datas[i], head_hash, new_hash);
+            new_hash := encode(sha256(convert_to(head_hash || (event->>8) || '"' || new_recorded_at || '"'
+                || (event->>9) || new_seq || (event->>10), 'UTF8')), 'hex');
+            INSERT INTO events VALUES (new_seq, event->>2, event->>0, (event->>1)::BIGINT, event->>3,
+                (event->>4)::INTEGER, event->>5, new_recorded_at, (event->>6)::BIGINT, event->>7, head_hash, new_hash);
             head_hash := new_hash;
             RETURN NEXT;
         END LOOP;
         PERFORM pg_notify('{APPENDED_CHANNEL}', '');
     END
-$$"""
-APPEND_TYPES = ("TEXT[]", "BIGINT[]", "TEXT[]", "BIGINT[]", "TEXT[]", "TEXT[]", "INTEGER[]", "TEXT[]", "BIGINT[]",
-                "TEXT[]", "TEXT", "TEXT[]", "TEXT[]", "TEXT[]")
-APPEND_SIGNATURE = f"ledger_append({', '.join(APPEND_TYPES)})"
-APPEND_CALL = f"SELECT * FROM ledger_append({', '.join(f'CAST(? AS {kind})' for kind in APPEND_TYPES)})"
+"""
+APPEND_SIGNATURE = "ledger_append(JSON, JSON, TEXT)"
+APPEND_FUNCTION = f"""CREATE OR REPLACE FUNCTION ledger_append(read JSON, appended JSON, recorded TEXT)
+    RETURNS TABLE (new_seq BIGINT, new_recorded_at TEXT, new_prev_hash TEXT, new_hash TEXT)
+    LANGUAGE plpgsql AS $${APPEND_BODY}$$"""
+APPEND_CALL = "SELECT * FROM ledger_append(CAST(? AS JSON), CAST(? AS JSON), ?)"
 
 
 class PostgresEventStore(SQLEventStore):
@@ -129,11 +131,12 @@ class PostgresEventStore(SQLEventStore):
         them once, in turn under the append lock."""
         with self.transaction():
             log, append = self.conn.execute(
-                "SELECT to_regclass('events') IS NOT NULL, to_regprocedure(?) IS NOT NULL", (APPEND_SIGNATURE,)
+                "SELECT to_regclass('events') IS NOT NULL, (SELECT prosrc FROM pg_proc WHERE oid = to_regprocedure(?))",
+                (APPEND_SIGNATURE,),
             ).fetchone()
             for statement in () if log else SCHEMA:
                 self.conn.execute(statement)
-            if not append:  # a log of an earlier release appended without it
+            if append != APPEND_BODY:  # none yet (a log of an earlier release), or another release's
                 self.conn.execute(APPEND_FUNCTION)
 
     def transaction(self) -> contextlib.AbstractContextManager[None]:
@@ -172,16 +175,13 @@ class PostgresEventStore(SQLEventStore):
         if not events or not typed:  # a column of another type: hashed by the definition (hashing.row_hash)
             return super().append(Decision(events, read))
         recorded_at, ids = clock.stored(clock.now()), [uuid7().hex for _ in events]
-        texts = [hashed_text_around((None, event_id, e.stream, e.version, e.type, e.schema_version, e.occurred_at, None,
-                                     e.actor_id, e.data_text)) for event_id, e in zip(ids, events)]
+        appended = [(e.stream, e.version, event_id, e.type, e.schema_version, e.occurred_at, e.actor_id, e.data_text,
+                     *hashed_text_around((None, event_id, e.stream, e.version, e.type, e.schema_version, e.occurred_at,
+                                          None, e.actor_id, e.data_text)))
+                    for event_id, e in zip(ids, events)]
         with translated():
             try:
-                rows = self.conn.execute(APPEND_CALL, (
-                    list(read), list(read.values()), [e.stream for e in events], [e.version for e in events], ids,
-                    [e.type for e in events], [e.schema_version for e in events], [e.occurred_at for e in events],
-                    [e.actor_id for e in events], [e.data_text for e in events], recorded_at,
-                    *map(list, zip(*texts)),
-                )).fetchall()
+                rows = self.conn.execute(APPEND_CALL, (canonical(read), canonical(appended), recorded_at)).fetchall()
             except self.duplicate as error:
                 raise StreamConflict(error.diag.message_primary or str(error)) from error
         return [StoredEvent(seq, event_id, e.stream, e.version, e.type, e.schema_version, e.occurred_at, recorded,
