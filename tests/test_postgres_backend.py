@@ -12,8 +12,10 @@ from ledger.backends import backend_for, translated
 from ledger.backends.postgres import PostgresBackend, connection, driver_errors
 from ledger.backends.postgres import lease as lease_module
 from ledger.backends.postgres.connection import placeholders
+from ledger.backends.postgres import store as store_module
 from ledger.backends.postgres.store import PostgresEventStore
 from ledger.database import Ledger
+from ledger.log.records import Decision
 from ledger.errors import (DatabaseLocked, DatabaseUnavailable, IntegrityViolation, NotALedger, StreamConflict,
                            TransactionAborted)
 
@@ -179,6 +181,38 @@ def test_appenders_go_on_while_a_fold_runs(store, postgres_url):
             assert not appending.is_alive() and [e.seq for e in outcome[0]] == [1]
     finally:
         closed(appender)
+
+
+def test_an_append_outside_a_transaction_is_one_statement(store, monkeypatch):
+    """The append's rules run on the server (ledger_append): one round trip, a transaction of its own."""
+    sent = []
+    execute = connection.Connection.execute
+    monkeypatch.setattr(connection.Connection, "execute", lambda self, sql, *args: sent.append(sql) or execute(self, sql, *args))
+    store.append([event("a", 1), event("b", 1)])
+    store.append(Decision([event("a", 2)], read={"b": 1}))
+    assert len(sent) == 2 and not store.conn.in_transaction
+    assert [e.seq for e in store.read()] == [1, 2, 3] and store.verify_chain() == 3
+
+
+def test_recorded_at_never_goes_back_along_the_log(store, now):
+    """A node whose clock is behind the last append's records the time the log stands at."""
+    now("2026-03-15T12:00:05Z")
+    (first,) = store.append([event("a", 1)])
+    now("2026-03-15T12:00:01Z")
+    (second,) = store.append([event("a", 2)])
+    assert second.recorded_at == first.recorded_at == "2026-03-15T12:00:05.000000Z"
+    assert list(store.read())[1].recorded_at == second.recorded_at and store.verify_chain() == 2
+
+
+def test_an_append_function_of_another_release_is_replaced_at_start(store, postgres_url):
+    store.conn.execute(store_module.APPEND_FUNCTION.replace(store_module.APPEND_BODY, " BEGIN RAISE EXCEPTION 'an earlier release'; END "))
+    with pytest.raises(DatabaseUnavailable, match="an earlier release"):
+        store.append([event("a", 1)])
+    restarted = opened_store(postgres_url)
+    try:
+        assert [e.seq for e in restarted.append([event("a", 1)])] == [1]
+    finally:
+        closed(restarted)
 
 
 def test_the_database_refuses_update_delete_and_truncate_of_the_log(store):
