@@ -9,6 +9,9 @@ The commit itself does not wait for the disk: it writes the log and gives up the
 at once, and only then does this thread flush the log (`EventStore.sync_log`) and answer its
 writes. Writers of other processes thus take the lock while the flush runs, instead of after
 it: with the flush inside the lock, writes spent a third of their turn waiting for the disk.
+
+For SQLite: a database server shares its concurrent commits' flushes itself
+(Backend.commits_share_flushes), and a process of its ledger appends each write on its own.
 """
 
 import dataclasses
