@@ -85,7 +85,8 @@ def of_the_log(store: EventStore) -> bool:
     return row is None or not row[0] or store.event_hash(row[0]) == row[1]
 
 
-POSITIONS = schema.POSITIONS
+# The views' positions as one row: see `positions`.
+POSITIONS = "SELECT MIN(position) AS position, MAX(rows_changed_at) AS rows_changed_at FROM projection_checkpoints"
 
 
 def positions(conn: Connection) -> tuple[int, int]:

@@ -126,9 +126,6 @@ def drop(conn: Connection, tables: list[Table]) -> None:
 # `hash`: the hash of the event at `position`, which ties the views to their log (runner.of_the_log).
 CHECKPOINTS = Table("projection_checkpoints", {"name": "text", "position": "integer", "rows_changed_at": "integer",
                                                "hash": "text"}, ("name",))
-# The views' positions as one row (runner.positions): the position of the view that trails, and
-# the seq of the last event that changed rows in any.
-POSITIONS = "SELECT MIN(position) AS position, MAX(rows_changed_at) AS rows_changed_at FROM projection_checkpoints"
 
 # Each usage filter's column followed by the default order (date DESC, type, uuid), so that a
 # filtered page is read straight off an index instead of sorting every matching row. The indexes

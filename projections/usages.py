@@ -19,7 +19,7 @@ from ledger.log.events import usage_record_uuid
 from ledger.rules import clock
 from ledger.rules.carry_forward import Chain, carried_records
 
-from . import catalog, schema, sql
+from . import catalog, sql
 
 NAME = "usages"
 TABLES = ("component_usages", "billing_periods")
@@ -411,14 +411,14 @@ def stored_records(conn: Connection, uuids: list[str]) -> dict[str, dict | None]
 def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: str | None, billing_period: str,
                  types: list[str]) -> dict:
     """What a usage report's decision reads, in one statement, which is a snapshot of its own (a
-    server's round trip, and no transaction around it): the views' positions (runner.positions),
-    the plan period the report names, the resources it names (catalog.resource's rows), and of its
-    target, the plan period's resource or else the one named: its plan periods, its offering's
-    billing types, and its records of `types` in the billing period (by type)."""
+    server's round trip, and no transaction around it): the plan period the report names, the
+    resources it names (catalog.resource's rows), and of its target, the plan period's resource or
+    else the one named: its plan periods, its offering's billing types, and its records of `types`
+    in the billing period (by type, each with the version of its stream that the view holds)."""
     rows = sql.dialect(conn).rows_as_json.format
     target = "coalesce(chosen.resource_uuid, ?)"
     row = conn.execute(
-        f'SELECT given.position, given.rows_changed_at, chosen.uuid, chosen.resource_uuid, chosen.start, chosen."end",'
+        f'SELECT chosen.uuid, chosen.resource_uuid, chosen.start, chosen."end",'
         f" (SELECT {rows(', '.join(catalog.RESOURCE_COLUMNS))} {catalog.RESOURCE_FROM}"
         f" WHERE r.uuid IN (chosen.resource_uuid, ?)),"
         f""" (SELECT {rows('uuid, start, "end"')} FROM plan_periods WHERE resource_uuid = {target}),"""
@@ -426,16 +426,15 @@ def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: 
         f" ON r.offering_uuid = c.offering_uuid WHERE r.uuid = {target}),"
         f" (SELECT {rows(', '.join(COLUMNS))} FROM component_usages WHERE resource_uuid = {target}"
         f" AND billing_period = ? AND type IN ({', '.join('?' for _ in types)}))"
-        f" FROM ({schema.POSITIONS}) given LEFT JOIN plan_periods chosen ON chosen.uuid = ?",
+        f" FROM (SELECT 1) one LEFT JOIN plan_periods chosen ON chosen.uuid = ?",
         [resource_uuid, resource_uuid, resource_uuid, resource_uuid, billing_period, *types, plan_period_uuid],
     ).fetchone()
-    resources, plan_periods, components, records = map(sql.json_rows, row[6:])
+    resources, plan_periods, components, records = map(sql.json_rows, row[4:])
     return {
-        "positions": (row[0] or 0, row[1] or 0),
-        "chosen": dict(zip(("uuid", "resource_uuid", "start", "end"), row[2:6])) if row[2] else None,
+        "chosen": dict(zip(("uuid", "resource_uuid", "start", "end"), row[:4])) if row[0] else None,
         "resources": {found[0]: dict(zip(catalog.RESOURCE_KEYS, found)) for found in resources},
         "plan_periods": sorted((dict(zip(("uuid", "start", "end"), period)) for period in plan_periods),
                                key=lambda period: period["start"]),
         "components": dict(components),
-        "records": {record[6]: dict(zip(COLUMNS, record)) for record in records},
+        "records": {record["type"]: record for record in (dict(zip(COLUMNS, found)) for found in records)},
     }

@@ -58,10 +58,10 @@ SCHEMA = (
 # chained to it (the text hashed made by ledger/log/hashing.py but for recorded_at and seq), inserted,
 # and the projector's holder notified. recorded_at never goes back along the log (a clock that
 # stepped back, or a node's behind another's). The streams read come as a JSON object of their
-# versions, the events as a JSON array of APPENDED arrays: one text each to send, where arrays
-# of every column cost the client more than the rest of the append.
-APPENDED = ("stream", "version", "event_id", "type", "schema_version", "occurred_at", "actor_id", "data",
-            "before", "between", "after")
+# versions, the events as a JSON array of arrays (stream, version, event_id, type, schema_version,
+# occurred_at, actor_id, data, and the text hashed before recorded_at, between it and seq, after
+# seq): one text each to send, where arrays of every column cost the client more than the rest
+# of the append.
 APPEND_BODY = f"""
     DECLARE
         head_seq BIGINT := 0;
