@@ -414,9 +414,13 @@ def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: 
     server's round trip, and no transaction around it): the plan period the report names, the
     resources it names (catalog.resource's rows), and of its target, the plan period's resource or
     else the one named: its plan periods, its offering's billing types, and its records of `types`
-    in the billing period (by type, each with the version of its stream that the view holds)."""
+    in the billing period (by type, each with the version of its stream that the view holds), and
+    the version of each of those streams in the log (by stream; none for a stream without events),
+    which may be past the view's."""
     rows = sql.dialect(conn).rows_as_json.format
     target = "coalesce(chosen.resource_uuid, ?)"
+    streams = [f"/{kind}/{billing_period[:7]}" for kind in types]  # after the resource: events.usage_stream
+    logged_stream = f"'usage/' || {target} || ?"
     row = conn.execute(
         f'SELECT chosen.uuid, chosen.resource_uuid, chosen.start, chosen."end",'
         f" (SELECT {rows(', '.join(catalog.RESOURCE_COLUMNS))} {catalog.RESOURCE_FROM}"
@@ -425,11 +429,14 @@ def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: 
         f" (SELECT {rows('c.type, c.billing_type')} FROM components c JOIN resources r"
         f" ON r.offering_uuid = c.offering_uuid WHERE r.uuid = {target}),"
         f" (SELECT {rows(', '.join(COLUMNS))} FROM component_usages WHERE resource_uuid = {target}"
-        f" AND billing_period = ? AND type IN ({', '.join('?' for _ in types)}))"
+        f" AND billing_period = ? AND type IN ({', '.join('?' for _ in types)})),"
+        f" (SELECT {rows('stream, version')} FROM (SELECT stream, MAX(version) AS version FROM events"
+        f" WHERE stream IN ({', '.join(logged_stream for _ in streams)}) GROUP BY stream) logged)"
         f" FROM (SELECT 1) one LEFT JOIN plan_periods chosen ON chosen.uuid = ?",
-        [resource_uuid, resource_uuid, resource_uuid, resource_uuid, billing_period, *types, plan_period_uuid],
+        [resource_uuid, resource_uuid, resource_uuid, resource_uuid, billing_period, *types,
+         *(value for stream in streams for value in (resource_uuid, stream)), plan_period_uuid],
     ).fetchone()
-    resources, plan_periods, components, records = map(sql.json_rows, row[4:])
+    resources, plan_periods, components, records, logged = map(sql.json_rows, row[4:])
     return {
         "chosen": dict(zip(("uuid", "resource_uuid", "start", "end"), row[:4])) if row[0] else None,
         "resources": {found[0]: dict(zip(catalog.RESOURCE_KEYS, found)) for found in resources},
@@ -437,4 +444,5 @@ def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: 
                                key=lambda period: period["start"]),
         "components": dict(components),
         "records": {record["type"]: record for record in (dict(zip(COLUMNS, found)) for found in records)},
+        "logged": dict(logged),
     }

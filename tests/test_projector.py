@@ -162,6 +162,15 @@ def test_an_unchanged_report_decided_on_views_that_trail_the_log_is_decided_agai
     assert projector.reach(ledger.store, ledger.lease) == ledger.store.count()
 
 
+def test_an_unchanged_report_whose_records_the_log_holds_as_read_checks_nothing_again(ledger, monkeypatch):
+    """Its one read holds the log's versions of its streams beside the views': equal, the report is
+    true as read, and its append has no read set to check (a statement saved per repeated report)."""
+    usage.set_usage(ledger, STAFF, report("1.00"))
+    ledger.reach_views()
+    monkeypatch.setattr(type(ledger.store), "stream_versions", lambda *args: pytest.fail("read set checked again"))
+    assert usage.set_usage(ledger, STAFF, report("1.00")) == []
+
+
 def test_a_request_writes_without_waiting_for_appends_made_after_it_arrived(ledger, db_path, monkeypatch):
     """Another writer appends to another stream after the request arrived, and nobody folds it: the
     request's write is concurrent with it and goes on; a write that did not arrive waits and gives up."""
