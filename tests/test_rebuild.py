@@ -61,8 +61,9 @@ def generated_log(ledger, catalog, now):
     """Six months of reports from two writers, with backfills, policies and catalog changes between them."""
     rng = random.Random(20260315)
     for index, month in enumerate(MONTHS):
-        now(f"{month}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}:30:00Z")
-        for _ in range(25):
+        day = f"{month}-{rng.randint(1, 28):02d}T{rng.randint(0, 23):02d}"
+        for second in range(25):  # each report at a time of its own: a record keeps its first report's as `created`
+            now(f"{day}:30:{second:02d}Z")
             report(ledger, rng, month)
         if index == 1:
             catalog["resources"][0]["project_uuid"] = OTHER_PROJECT  # the resource moves to another project
