@@ -61,7 +61,7 @@ SCHEMA = (
 # versions, the events as a JSON array of arrays (stream, version, event_id, type, schema_version,
 # occurred_at, actor_id, data, and the text hashed before recorded_at, between it and seq, after
 # seq): one text each to send, where arrays of every column cost the client more than the rest
-# of the append.
+# of the append; parsed once by the server (JSONB), where JSON is parsed again at every access.
 APPEND_BODY = f"""
     DECLARE
         head_seq BIGINT := 0;
@@ -69,10 +69,10 @@ APPEND_BODY = f"""
         head_recorded TEXT;
         moved TEXT;
         wrong RECORD;
-        event JSON;
+        event JSONB;
     BEGIN
         PERFORM pg_advisory_xact_lock({APPEND_LOCK});
-        SELECT string_agg(quote_literal(r.key), ', ' ORDER BY r.key) INTO moved FROM json_each_text(read) r
+        SELECT string_agg(quote_literal(r.key), ', ' ORDER BY r.key) INTO moved FROM jsonb_each_text(read) r
          WHERE coalesce((SELECT max(e.version) FROM events e WHERE e.stream = r.key), 0) <> r.value::BIGINT;
         IF moved IS NOT NULL THEN
             RAISE EXCEPTION 'streams [%] moved since the decision read them', moved USING ERRCODE = 'unique_violation';
@@ -81,7 +81,7 @@ APPEND_BODY = f"""
             SELECT n.stream, n.version, n.ord, row_number() OVER (PARTITION BY n.stream ORDER BY n.ord)
                    + coalesce((SELECT max(e.version) FROM events e WHERE e.stream = n.stream), 0) AS expected
               FROM (SELECT x.item->>0 AS stream, (x.item->>1)::BIGINT AS version, x.ord
-                      FROM json_array_elements(appended) WITH ORDINALITY AS x(item, ord)) n) n
+                      FROM jsonb_array_elements(appended) WITH ORDINALITY AS x(item, ord)) n) n
          WHERE n.version <> n.expected ORDER BY n.ord LIMIT 1;
         IF FOUND THEN
             RAISE EXCEPTION 'stream % expected version %, got %', quote_literal(wrong.stream), wrong.expected,
@@ -95,7 +95,7 @@ APPEND_BODY = f"""
         END IF;
         new_recorded_at := greatest(recorded, head_recorded);
         new_seq := head_seq;
-        FOR event IN SELECT json_array_elements(appended) LOOP
+        FOR event IN SELECT jsonb_array_elements(appended) LOOP
             new_seq := new_seq + 1;
             new_prev_hash := head_hash;
             new_hash := encode(sha256(convert_to(head_hash || (event->>8) || '"' || new_recorded_at || '"'
@@ -108,11 +108,11 @@ APPEND_BODY = f"""
         PERFORM pg_notify('{APPENDED_CHANNEL}', '');
     END
 """
-APPEND_SIGNATURE = "ledger_append(JSON, JSON, TEXT)"
-APPEND_FUNCTION = f"""CREATE OR REPLACE FUNCTION ledger_append(read JSON, appended JSON, recorded TEXT)
+APPEND_SIGNATURE = "ledger_append(JSONB, JSONB, TEXT)"
+APPEND_FUNCTION = f"""CREATE OR REPLACE FUNCTION ledger_append(read JSONB, appended JSONB, recorded TEXT)
     RETURNS TABLE (new_seq BIGINT, new_recorded_at TEXT, new_prev_hash TEXT, new_hash TEXT)
     LANGUAGE plpgsql AS $${APPEND_BODY}$$"""
-APPEND_CALL = "SELECT * FROM ledger_append(CAST(? AS JSON), CAST(? AS JSON), ?)"
+APPEND_CALL = "SELECT * FROM ledger_append(CAST(? AS JSONB), CAST(? AS JSONB), ?)"
 
 
 class PostgresEventStore(SQLEventStore):
