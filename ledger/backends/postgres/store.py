@@ -115,6 +115,21 @@ APPEND_FUNCTION = f"""CREATE OR REPLACE FUNCTION ledger_append(read JSONB, appen
 APPEND_CALL = "SELECT * FROM ledger_append(CAST(? AS JSONB), CAST(? AS JSONB), ?)"
 
 
+def as_appended(events: list[NewEvent], ids: list[str]) -> list[tuple] | None:
+    """The events as ledger_append takes them, with their ids; None when a column holds a value not
+    of its type, which only the chain's definition hashes (hashing.row_hash)."""
+    if not all(type(e.version) is type(e.schema_version) is int and type(e.actor_id) in (int, type(None))
+               for e in events):
+        return None
+    try:
+        return [(e.stream, e.version, event_id, e.type, e.schema_version, e.occurred_at, e.actor_id, e.data_text,
+                 *hashed_text_around((None, event_id, e.stream, e.version, e.type, e.schema_version, e.occurred_at,
+                                      None, e.actor_id, e.data_text)))
+                for event_id, e in zip(ids, events)]
+    except TypeError:  # a text column holding something else
+        return None
+
+
 class PostgresEventStore(SQLEventStore):
     """The log as the `events` table of a PostgreSQL database, its writers queued on an advisory lock."""
 
@@ -170,15 +185,11 @@ class PostgresEventStore(SQLEventStore):
         reading the tip and inserting under a lock taken first made four."""
         read = events.read if isinstance(events, Decision) else {}
         events = list(events)
-        typed = all(type(e.version) is type(e.schema_version) is int and (e.actor_id is None or type(e.actor_id) is int)
-                    for e in events)
-        if not events or not typed:  # a column of another type: hashed by the definition (hashing.row_hash)
+        ids = [uuid7().hex for _ in events]
+        appended = as_appended(events, ids) if events else None
+        if appended is None:  # nothing to append, or a column of another type: hashed by the definition
             return super().append(Decision(events, read))
-        recorded_at, ids = clock.stored(clock.now()), [uuid7().hex for _ in events]
-        appended = [(e.stream, e.version, event_id, e.type, e.schema_version, e.occurred_at, e.actor_id, e.data_text,
-                     *hashed_text_around((None, event_id, e.stream, e.version, e.type, e.schema_version, e.occurred_at,
-                                          None, e.actor_id, e.data_text)))
-                    for event_id, e in zip(ids, events)]
+        recorded_at = clock.stored(clock.now())
         with translated():
             try:
                 rows = self.conn.execute(APPEND_CALL, (canonical(read), canonical(appended), recorded_at)).fetchall()
