@@ -88,8 +88,9 @@ def create_app(config: dict | None = None) -> Flask:
     token_key = tokens.key(ledger.conn)
     ledger.close()
 
-    # One connection per thread for reading and deciding, opened on first use; one group committer,
-    # one rollover timer and (with PROJECTOR) one projector thread per process (a forked worker makes its own).
+    # One connection per thread for reading and deciding, opened on first use; one group committer (on
+    # SQLite), one rollover timer and (with PROJECTOR) one projector thread per process (a forked
+    # worker makes its own).
     local = threading.local()
     process = app.extensions["ledger"] = {"pid": None, "committer": None, "projector": None, "token_key": token_key}
     process_lock = threading.Lock()

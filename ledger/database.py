@@ -107,7 +107,8 @@ class Ledger:
         never fails a write. A month the clock has entered is started first, so that a decision
         sees its carried values. An idempotency `key` is checked and remembered in the append's
         transaction (raising Replayed or KeyReused). With a committer, the append shares a
-        commit with other threads' writes; without one, the views are folded right after it.
+        commit with other threads' writes. The process's projector, if given, is woken to fold
+        the write; with neither, the views are folded right after it.
         A decision that makes a `single_read` of the views, in one statement, is a snapshot of its
         own: it reads no positions and opens no transaction (a server's round trips saved).
         """
