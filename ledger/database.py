@@ -93,7 +93,7 @@ class Ledger:
             runner.catch_up(self.store)
             yield
         if outermost:
-            projector.fold_after_write(self.store, self.lease)
+            self._written()
 
     def write(self, decide: Callable[[], list[NewEvent]], key: idempotency.Key | None = None,
               single_read: bool = False) -> list[StoredEvent]:
@@ -108,7 +108,7 @@ class Ledger:
         sees its carried values. An idempotency `key` is checked and remembered in the append's
         transaction (raising Replayed or KeyReused). With a committer, the append shares a
         commit with other threads' writes. The process's projector, if given, is woken to fold
-        the write; with neither, the views are folded right after it.
+        the write; without one, the views are folded right after it (`_written`).
         A decision that makes a `single_read` of the views, in one statement, is a snapshot of its
         own: it reads no positions and opens no transaction (a server's round trips saved).
         """
@@ -157,14 +157,14 @@ class Ledger:
         """After a write: the process's projector folds it, or this ledger does if nobody else does."""
         if self.projector:
             self.projector.wake()
-        elif not self.committer:
+        else:
             projector.fold_after_write(self.store, self.lease)
 
     def roll_periods(self) -> list[StoredEvent]:
         """Starts every billing month the clock has entered that the log has not started yet."""
         with self.store.transaction():
             stored = self.append_rollover()
-        projector.fold_after_write(self.store, self.lease)
+        self._written()
         return stored
 
     def append_rollover(self) -> list[StoredEvent]:

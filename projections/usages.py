@@ -394,18 +394,8 @@ def carried_from(conn: Connection, resource_uuid: str, component_type: str, bill
 
 def stored_record(conn: Connection, uuid: str) -> dict | None:
     """One record with every column of the view, for the commands that decide on it."""
-    return stored_records(conn, [uuid])[uuid]
-
-
-def stored_records(conn: Connection, uuids: list[str]) -> dict[str, dict | None]:
-    """Records by uuid, None for each that does not exist, in one query."""
-    if not uuids:
-        return {}
-    rows = conn.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM component_usages WHERE uuid IN ({', '.join('?' for _ in uuids)})", uuids
-    )
-    found = {row[0]: dict(zip(COLUMNS, row)) for row in rows}
-    return {uuid: found.get(uuid) for uuid in uuids}
+    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM component_usages WHERE uuid = ?", (uuid,)).fetchone()
+    return dict(zip(COLUMNS, row)) if row else None
 
 
 def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: str | None, billing_period: str,
