@@ -108,8 +108,14 @@ def create_app(config: dict | None = None) -> Flask:
         g.ledger = local.ledger
         # Every request reads the views (its caller's token, at least): they must hold every write
         # acknowledged before it arrived, in this process or another (but what its view says it
-        # need not wait for, see requests.unwaited).
-        g.views_positions = g.ledger.arrive(getattr(app.view_functions.get(request.endpoint), "unwaited", ()))
+        # need not wait for, see requests.unwaited). A view whose first read carries the arrival
+        # (requests.arrives_with_first_read) is served on the positions the last one found, until that read.
+        view = app.view_functions.get(request.endpoint)
+        unwaited = getattr(view, "unwaited", ())
+        if getattr(view, "arrives_with_first_read", False):
+            g.ledger.presume_arrival(unwaited)
+        else:
+            g.ledger.arrive(unwaited)
 
     app.url_map.converters["uuid"] = UUIDConverter
     app.url_map.strict_slashes = False  # a path without its trailing slash is served, not redirected as HTML

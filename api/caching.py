@@ -12,7 +12,6 @@ from collections.abc import Callable, Hashable
 
 from flask import g
 
-from projections import runner
 from projections.kept import Kept
 
 
@@ -55,8 +54,7 @@ class CountCache:
 
 
 def views_positions() -> tuple[int, int]:
-    """The views' log position and the seq of the last event that changed their rows, read once per
-    request (on its arrival, see Ledger.arrive)."""
-    if "views_positions" not in g:
-        g.views_positions = runner.positions(g.ledger.conn)
-    return g.views_positions
+    """The views' log position and the seq of the last event that changed their rows, as this
+    request's arrival found them (Ledger.arrive), or presumes them until its first read
+    confirms them (then as found there)."""
+    return g.ledger.found

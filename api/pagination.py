@@ -62,11 +62,20 @@ def select_fields(record: dict) -> dict:
     return field_selector(record)(record)
 
 
-def paginated(fetch, total: int):
-    """A list response: `fetch(limit, offset)` gives the page's records, already in wire format."""
+def paginated(fetch, count):
+    """A list response: `fetch(limit, offset)` gives the page's records, already in wire format, and
+    `count()` their total. The first page, which is always there, is read before the count: its
+    read may carry the request's arrival (api/requests.py arrives_with_first_read), which is
+    best confirmed before anything else is computed. Another page needs the count first."""
     size = page_size()
-    number = page_number(total, size)
-    records = fetch(size, (number - 1) * size)
+    if request.args.get("page", "1") == "1":
+        records = fetch(size, 0)
+        total = count()
+        number = 1
+    else:
+        total = count()
+        number = page_number(total, size)
+        records = fetch(size, (number - 1) * size)
     select = field_selector(records[0] if records else ())
     body = [select(record) for record in records]
     response = jsonify(body)

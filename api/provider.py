@@ -61,7 +61,7 @@ def query_filters(text=(), uuids=(), choices: dict | None = None, booleans=()) -
 
 def listed(rows: list[dict], wire) -> object:
     """A paginated list response of catalog-sized `rows`, each shown by `wire`."""
-    return pagination.paginated(lambda limit, offset: [wire(row) for row in rows[offset:offset + limit]], len(rows))
+    return pagination.paginated(lambda limit, offset: [wire(row) for row in rows[offset:offset + limit]], lambda: len(rows))
 
 
 def retrieved(rows: list[dict], wire) -> object:

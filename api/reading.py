@@ -30,9 +30,9 @@ def listing(view, parse_filters: Callable[[], dict], wire: Callable[[dict], dict
     conn, scopes = g.ledger.conn, narrowed(read_scopes(caller), found)
 
     def fetch(limit, offset):
-        return [wire(row) for row in view.records(conn, scopes, found, order, limit, offset)]
+        return [wire(row) for row in view.records(conn, scopes, found, order, limit, offset, g.ledger)]
 
-    return pagination.paginated(fetch, counted(view, conn, scopes, found))
+    return pagination.paginated(fetch, lambda: counted(view, conn, scopes, found))
 
 
 VISIBLE = ViewCache()  # see `narrowed`
@@ -62,7 +62,7 @@ def counted(view, conn, scopes: dict | None, found: dict) -> int:
 def retrieval(view, uuid: str, wire: Callable[[dict], dict]):
     """One record of the view; 404 when it does not exist or the caller may not read it."""
     caller = authenticate(g.ledger.conn)
-    rows = view.records(g.ledger.conn, read_scopes(caller), {"uuid": uuid}, [], 1)
+    rows = view.records(g.ledger.conn, read_scopes(caller), {"uuid": uuid}, [], 1, arriving=g.ledger)
     if not rows:
         raise not_found()
     return pagination.single(wire(rows[0]))

@@ -1,5 +1,6 @@
 """Request bodies: JSON as DRF parses it, with its error wording."""
 
+import functools
 import io
 import json
 import re
@@ -9,6 +10,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length
 
 from ledger.commands import idempotency
+from ledger.database import ArrivalMissed
 from ledger.log.records import canonical
 from ledger.rules.access import Caller
 
@@ -30,6 +32,29 @@ def unwaited(types: frozenset[str]):
         view.unwaited = types
         return view
     return marked
+
+
+def arrives_with_first_read(view):
+    """Marks a view whose request's arrival is presumed (Ledger.presume_arrival) and read by its first
+    read of the views; where the presumption does not hold, the request is served again, from the
+    positions then found (an error answered on it too: a token just made is known there)."""
+
+    @functools.wraps(view)
+    def served(*args, **kwargs):
+        try:
+            answer = view(*args, **kwargs)
+        except ArrivalMissed:
+            pass
+        except Exception:
+            if g.ledger.confirm_arrival():
+                raise
+        else:
+            if g.ledger.confirm_arrival():
+                return answer
+        return view(*args, **kwargs)  # on the positions found, which hold (Ledger.found)
+
+    served.arrives_with_first_read = True
+    return served
 
 
 def read_unsized_body() -> None:

@@ -11,7 +11,7 @@ from projections import usages
 from . import filters, reading, schemas
 from .auth import authenticate
 from .errors import bad_request, forbidden, not_found
-from .requests import idempotency_key, json_body, unwaited
+from .requests import arrives_with_first_read, idempotency_key, json_body, unwaited
 from .shapes import INTEGER, MOMENT, OBJECT, TEXT, UUID_TEXT, Field, Shape
 
 # One event of a record's history, its data as it was hashed.
@@ -26,6 +26,7 @@ blueprint = Blueprint("component_usages", __name__, url_prefix="/api/marketplace
 
 
 @blueprint.route("/set_usage/", methods=["POST"])
+@arrives_with_first_read
 @unwaited(usage.SET_USAGE_UNWAITED)
 def set_usage():
     caller = authenticate(g.ledger.conn)
@@ -60,11 +61,13 @@ def set_usage():
 
 
 @blueprint.route("/", methods=["GET"])
+@arrives_with_first_read
 def list_usages():
     return reading.listing(usages, filters.usage_filters, schemas.COMPONENT_USAGE.wire)
 
 
 @blueprint.route("/<uuid:record_uuid>/", methods=["GET"])
+@arrives_with_first_read
 def retrieve_usage(record_uuid):
     return reading.retrieval(usages, record_uuid, schemas.COMPONENT_USAGE.wire)
 

@@ -9,7 +9,7 @@ from projections import catalog, usages, user_usages
 from . import filters, reading, schemas
 from .auth import authenticate
 from .errors import bad_request, forbidden, not_found
-from .requests import idempotency_key, json_body
+from .requests import arrives_with_first_read, idempotency_key, json_body
 
 blueprint = Blueprint("component_user_usages", __name__, url_prefix="/api")
 USER_USAGE = schemas.UserUsageRequest()
@@ -87,10 +87,12 @@ def set_user_usages(record_uuid):
 
 
 @blueprint.route("/marketplace-component-user-usages/", methods=["GET"])
+@arrives_with_first_read
 def list_user_usages():
     return reading.listing(user_usages, filters.user_usage_filters, schemas.COMPONENT_USER_USAGE.wire)
 
 
 @blueprint.route("/marketplace-component-user-usages/<uuid:record_uuid>/", methods=["GET"])
+@arrives_with_first_read
 def retrieve_user_usage(record_uuid):
     return reading.retrieval(user_usages, record_uuid, schemas.COMPONENT_USER_USAGE.wire)

@@ -1,6 +1,7 @@
 """The ledger's database: the event log, and the views that the projector folds from it."""
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Collection, Iterator
 
 from ledger import backends
@@ -9,10 +10,33 @@ from ledger.commands import idempotency, tokens
 from ledger.errors import StreamConflict
 from ledger.log.records import NewEvent, StoredEvent
 from ledger.rules import clock, periods
-from projections import projector, runner
+from projections import projector, runner, sql
 
 # How often a write whose streams moved while it was deciding is decided again.
 WRITE_ATTEMPTS = 5
+
+
+class ArrivalMissed(Exception):
+    """A request served on presumed positions (Ledger.presume_arrival) that do not hold: it is served
+    again from the positions found (Ledger.found), where the views hold every write acknowledged
+    before it arrived."""
+
+
+@dataclasses.dataclass
+class PresumedArrival:
+    """The views' positions (runner.positions) that a request is served on before it has read them."""
+
+    positions: tuple[int, int]
+    unwaited: tuple[str, ...]
+    # Whether the request used an answer kept for the views' position, not only for their rows
+    # (api/caching.py): then the presumption holds only at that very position.
+    position_read: bool = False
+
+    def holds_at(self, positions: tuple[int, int], strictly: bool = False) -> bool:
+        """Whether what the request answered on the presumed positions is true at `positions`, where
+        the views hold every event it waits for."""
+        return positions[1] == self.positions[1] and (
+            positions[0] == self.positions[0] or not (self.position_read or strictly))
 
 
 class Ledger:
@@ -43,6 +67,10 @@ class Ledger:
         self._next_month_starts = None
         # Set by `arrive`: the views hold every write acknowledged before the caller's request arrived.
         self._arrived = False
+        # The views' positions that the last arrival found: a request's own once it has arrived (those
+        # it presumes until its first read confirms them, see presume_arrival); and that presumption.
+        self.found: tuple[int, int] | None = None
+        self.presumed: PresumedArrival | None = None
 
     def init(self) -> None:
         """Creates the log and the views if missing, and brings the views up to the log."""
@@ -76,13 +104,66 @@ class Ledger:
         Returns the views' positions (runner.positions) as the request found them once they held what it waits for.
         """
         # Every write acknowledged before the request is in the head: read with the views' positions, in one statement.
-        target, row = self.store.head_seq_with(runner.POSITIONS, unwaited)
+        self.presumed = None
+        return self._reached(*self.store.head_seq_with(runner.POSITIONS, unwaited))
+
+    def _reached(self, target: int, row: tuple) -> tuple[int, int]:
+        """The views' positions once they hold the event at `target`, from their `row` (runner.POSITIONS) as read with it."""
         positions = runner.positions_of(row)
         if positions[0] < target:
             projector.reach(self.store, self.lease, target)
             positions = runner.positions(self.conn)
-        self._arrived = True
+        self._arrived, self.found = True, positions
         return positions
+
+    def presume_arrival(self, unwaited: Collection[str] = ()) -> tuple[int, int]:
+        """Arrives as `arrive` does, without a statement of its own: on the positions that the last
+        arrival found, which the request's first read confirms by reading its arrival in the same
+        statement (`carried_arrival`, `arrived_with`). A server's round trip a request saved.
+
+        Where they do not hold, that read raises ArrivalMissed, and the caller serves the request
+        again from the positions found. A request answered without such a read (an error, say)
+        confirms its arrival after it (`confirm_arrival`). Without a last arrival, this one arrives.
+        """
+        if self.found is None:
+            return self.arrive(unwaited)
+        self.presumed = PresumedArrival(self.found, tuple(unwaited))
+        self._arrived = True
+        return self.found
+
+    def carried_arrival(self) -> tuple[str, list] | None:
+        """While the request's arrival is presumed: a column for the SELECT list of its first read (a
+        scalar subquery, and its parameters) that reads the arrival in that statement."""
+        if self.presumed is None:
+            return None
+        statement, parameters = self.store.head_with(runner.POSITIONS, self.presumed.unwaited)
+        row = sql.dialect(self.conn).rows_as_json.format("arrival.head, arrival.position, arrival.rows_changed_at")
+        # As text: each row of the read carries it, and a driver would parse the JSON of every one.
+        return f"(SELECT CAST({row} AS TEXT) FROM ({statement}) arrival)", parameters
+
+    def arrived_with(self, carried) -> None:
+        """The value of the carried column as the read gave it (None when it gave no row): raises
+        ArrivalMissed unless the presumed positions hold there."""
+        presumed, self.presumed = self.presumed, None
+        if carried is None:  # the arrival read after the read: the views must not have moved since the presumed position
+            target, row = self.store.head_seq_with(runner.POSITIONS, presumed.unwaited)
+        else:
+            (target, *row), = sql.json_rows(carried)
+        trailing = runner.positions_of(row)[0] < target  # the read was made on views that lack an awaited event
+        positions = self._reached(target, row)
+        if trailing or not presumed.holds_at(positions, strictly=carried is None):
+            raise ArrivalMissed(f"the views are at {positions}, not at the presumed {presumed.positions}")
+
+    def confirm_arrival(self) -> bool:
+        """After a request served on a presumed arrival: whether its answer holds (its arrival
+        confirmed by a read, or now); if not, it is served again on the positions found."""
+        presumed = self.presumed
+        return presumed is None or presumed.holds_at(self.arrive(presumed.unwaited), strictly=True)
+
+    def note_position_read(self) -> None:
+        """The request used an answer kept for the views' position: a presumed arrival holds only there."""
+        if self.presumed is not None:
+            self.presumed.position_read = True
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -127,7 +208,8 @@ class Ledger:
                     self.reach_views()
                 decided = self._decide(decide, single_read)
                 stored = self.committer.submit(decided, key) if self.committer else self._append(decided, key)
-                self._written()
+                if stored:  # a report that changes nothing leaves nothing to fold
+                    self._written()
                 return stored
             except StreamConflict:
                 if last:

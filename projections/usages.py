@@ -340,7 +340,9 @@ EVERY = 2**62
 
 
 def records(conn: Connection, scopes: dict | None, filters: dict, order: list[str],
-            limit: int, offset: int = 0) -> list[dict]:
+            limit: int, offset: int = 0, arriving=None) -> list[dict]:
+    """A page of the records that match, in `order` (or the default order); the page's statement
+    reads the request's arrival too, for a Ledger `arriving` (sql.rows_arriving)."""
     scopes = visible_scopes(conn, scopes, filters)
     scoped = [(column, value) for column, values in (scopes or {}).items() for value in values]
     if scopes is not None and not order and 0 < len(scoped) <= MAX_SCOPES_MERGED:
@@ -353,11 +355,12 @@ def records(conn: Connection, scopes: dict | None, filters: dict, order: list[st
     # million records, 0.3 s without.
     terms = order_by(conn, order)
     page = f"SELECT u.uuid FROM component_usages u WHERE {clause} ORDER BY {terms} {sql.limit(limit, offset)}"
-    rows = conn.execute(
+    rows = sql.rows_arriving(
+        conn,
         f"{RECORD_COLUMNS} FROM ({page}) page {sql.dialect(conn).ordered_join} component_usages u"
         f" ON u.uuid = page.uuid{RECORD_JOINS}"
         f" ORDER BY {terms}",
-        params,
+        params, arriving,
     )
     return [dict(zip(RECORD_KEYS, row)) for row in rows]
 
@@ -399,19 +402,21 @@ def stored_record(conn: Connection, uuid: str) -> dict | None:
 
 
 def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: str | None, billing_period: str,
-                 types: list[str]) -> dict:
+                 types: list[str], arriving=None) -> dict:
     """What a usage report's decision reads, in one statement, which is a snapshot of its own (a
     server's round trip, and no transaction around it): the plan period the report names, the
     resources it names (catalog.resource's rows), and of its target, the plan period's resource or
     else the one named: its plan periods, its offering's billing types, and its records of `types`
     in the billing period (by type, each with the version of its stream that the view holds), and
     the version of each of those streams in the log (by stream; none for a stream without events),
-    which may be past the view's."""
+    which may be past the view's. It reads the request's arrival too, for a Ledger `arriving`
+    (sql.rows_arriving)."""
     rows = sql.dialect(conn).rows_as_json.format
     target = "coalesce(chosen.resource_uuid, ?)"
     streams = [f"/{kind}/{billing_period[:7]}" for kind in types]  # after the resource: events.usage_stream
     logged_stream = f"'usage/' || {target} || ?"
-    row = conn.execute(
+    row, = sql.rows_arriving(
+        conn,
         f'SELECT chosen.uuid, chosen.resource_uuid, chosen.start, chosen."end",'
         f" (SELECT {rows(', '.join(catalog.RESOURCE_COLUMNS))} {catalog.RESOURCE_FROM}"
         f" WHERE r.uuid IN (chosen.resource_uuid, ?)),"
@@ -425,7 +430,8 @@ def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: 
         f" FROM (SELECT 1) one LEFT JOIN plan_periods chosen ON chosen.uuid = ?",
         [resource_uuid, resource_uuid, resource_uuid, resource_uuid, billing_period, *types,
          *(value for stream in streams for value in (resource_uuid, stream)), plan_period_uuid],
-    ).fetchone()
+        arriving,
+    )
     resources, plan_periods, components, records, logged = map(sql.json_rows, row[4:])
     return {
         "chosen": dict(zip(("uuid", "resource_uuid", "start", "end"), row[:4])) if row[0] else None,

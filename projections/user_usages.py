@@ -158,7 +158,7 @@ def _parent_join(conn: Connection, filters: dict) -> str:
 
 
 def records(conn: Connection, scopes: dict | None, filters: dict, order: list[str],
-            limit: int, offset: int = 0) -> list[dict]:
+            limit: int, offset: int = 0, arriving=None) -> list[dict]:
     """A page in the default order is read off an index, as the usage view's is (see there):
 
     - for a caller who sees everything the filters select, off the user usages' own order, each
@@ -166,6 +166,8 @@ def records(conn: Connection, scopes: dict | None, filters: dict, order: list[st
       filters keep only a few of them;
     - for a caller who sees some scopes, off each scope's index of parents (usages.records);
     - with a resource filter (a few records) or an ordering given, by sorting what matches.
+
+    The page's statement reads the request's arrival too, for a Ledger `arriving` (sql.rows_arriving).
     """
     scopes = usages.visible_scopes(conn, scopes, filters)
     scoped = [(column, value) for column, values in (scopes or {}).items() for value in values]
@@ -178,11 +180,12 @@ def records(conn: Connection, scopes: dict | None, filters: dict, order: list[st
     # As for usage records, only the page's rows are joined to the catalog (see usages.records).
     terms = usages.order_by(conn, order, ORDER_COLUMNS, DEFAULT_ORDER)
     page = f"SELECT uu.uuid FROM {WITH_PARENTS.format(join=join)} WHERE {clause} ORDER BY {terms} {sql.limit(limit, offset)}"
-    rows = conn.execute(
+    rows = sql.rows_arriving(
+        conn,
         f"{RECORD_COLUMNS} FROM ({page}) page {sql.dialect(conn).ordered_join} component_user_usages uu"
         " ON uu.uuid = page.uuid"
         f" JOIN component_usages u ON u.uuid = uu.component_usage_uuid{usages.RECORD_JOINS} ORDER BY {terms}",
-        params,
+        params, arriving,
     )
     return [dict(zip(RECORD_KEYS, row)) for row in rows]
 

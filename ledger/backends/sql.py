@@ -73,15 +73,19 @@ class SQLEventStore(EventStore):
             row = self.conn.execute("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1").fetchone()
         return (row[0], row[1]) if row else (0, GENESIS_HASH)
 
-    def head_seq_with(self, select: str, unwaited: Collection[str] = ()) -> tuple[int, tuple]:
+    def head_with(self, select: str, unwaited: Collection[str] = ()) -> tuple[str, list]:
         types = list(unwaited)
         if types:  # read backwards from the head down to the position at most: as far as the views trail
             head = (f"coalesce((SELECT MAX(seq) FROM events WHERE seq > coalesce(given.position, 0)"
                     f" AND type NOT IN ({', '.join('?' for _ in types)})), given.position, 0)")
         else:
             head = "coalesce((SELECT seq FROM events ORDER BY seq DESC LIMIT 1), 0)"
+        return f"SELECT {head} AS head, given.* FROM ({select}) given", types
+
+    def head_seq_with(self, select: str, unwaited: Collection[str] = ()) -> tuple[int, tuple]:
+        statement, parameters = self.head_with(select, unwaited)
         with self.translated():
-            row = self.conn.execute(f"SELECT {head}, given.* FROM ({select}) given", types).fetchone()
+            row = self.conn.execute(statement, parameters).fetchone()
         return row[0], tuple(row[1:])
 
     def event_hash(self, seq: int) -> str | None:

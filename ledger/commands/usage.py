@@ -88,7 +88,7 @@ def set_usage(ledger: Ledger, caller: Caller, command: SetUsage, key: idempotenc
         moment = command.date or clock.now()
         period = clock.billing_period(moment).isoformat()
         types = list(dict.fromkeys(item.type for item in command.items))
-        reads = usages.report_reads(ledger.conn, command.plan_period_uuid, command.resource_uuid, period, types)
+        reads = usages.report_reads(ledger.conn, command.plan_period_uuid, command.resource_uuid, period, types, ledger)
         check_readable(command, reads, caller)
         target = target_of(command, reads)
         resource_uuid = target.resource.get("uuid")

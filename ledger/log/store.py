@@ -152,6 +152,11 @@ class EventStore(abc.ABC):
         `position` column whose type is none of them (that position when there is none, 0 for a
         NULL one): what a reader that need not wait for those types waits for."""
 
+    @abc.abstractmethod
+    def head_with(self, select: str, unwaited: Collection[str] = ()) -> tuple[str, list]:
+        """The statement of `head_seq_with` and its parameters, its head in a column named `head`:
+        for a caller that reads it within a statement of its own."""
+
     def stream_version(self, stream: str) -> int:
         """The version of a stream's last event; 0 for a stream with none."""
         return self.stream_versions([stream])[stream]
