@@ -38,8 +38,10 @@ def authenticate(conn) -> Caller:
 
 def known_caller(conn, token: str) -> Caller | None:
     """The user holding `token` with their roles; None when the token is unknown, revoked or expired."""
-    digests = tokens.digests(current_app.extensions["ledger"]["token_key"], token)
-    found = CALLERS.get(digests[0], lambda: catalog.token_holder(conn, digests), rows_only=True)
+    token_key = current_app.extensions["ledger"]["token_key"]
+    # Kept by its digest under this ledger's key; an older ledger's digest is computed only to look it up.
+    found = CALLERS.get(tokens.digest(token_key, token),
+                        lambda: catalog.token_holder(conn, tokens.digests(token_key, token)), rows_only=True)
     if found is None or tokens.expired(found[1], clock.stored(clock.now())):
         return None
     return found[0]
