@@ -3,7 +3,9 @@
 import math
 from urllib.parse import urlencode
 
-from flask import jsonify, request
+from flask import g, jsonify, request
+
+from ledger.database import ArrivalMissed
 
 from . import links
 from .errors import ApiError
@@ -72,7 +74,9 @@ def paginated(fetch, count):
         records = fetch(size, 0)
         total = count()
         number = 1
-    else:
+    else:  # the count first, on views the request has arrived at
+        if not g.ledger.confirm_arrival():
+            raise ArrivalMissed("another page is counted on the views found")
         total = count()
         number = page_number(total, size)
         records = fetch(size, (number - 1) * size)
