@@ -25,6 +25,8 @@ class ViewCache:
         """The answer for `key`, computed again once the views' position has moved; with
         `rows_only`, an answer from the catalog's rows (every catalog event changes rows),
         computed again once rows have changed."""
+        if not rows_only:
+            g.ledger.note_position_read()
         return self.kept.get((g.ledger.path, rows_only, key), views_positions()[1 if rows_only else 0], compute)
 
 
@@ -39,6 +41,7 @@ class CountCache:
         of them for 0) and gives the mark of the last row: a count kept with its mark grows by the
         count past it, while no row has been removed or changed what rows keep."""
         key = (g.ledger.path, key)
+        g.ledger.note_position_read()
         position, rows_changed_at = views_positions()
         cached = self.entries.get(key)
         total, mark = 0, 0

@@ -66,6 +66,24 @@ def test_a_count_taken_after_the_page_is_of_the_views_the_page_found(client, db_
     assert len(answer.get_json()) == 2 and answer.headers["X-Result-Count"] == "2"
 
 
+@ON_BOTH_BACKENDS
+def test_a_later_page_counts_a_record_reported_since_the_last_request(client, db_path):
+    """A page other than the first is counted before it is read: on the views the request has
+    arrived at, not on the count kept for the positions the last request found."""
+    listed = f"/api/marketplace-component-usages/?resource_uuid={RESOURCE}&page_size=1"
+    for component in ("cpu", "ram", "license"):
+        other = Ledger(db_path)  # folds its report itself
+        try:
+            usage.set_usage(other, STAFF, usage.SetUsage([usage.UsageItem(component, "1")], resource_uuid=RESOURCE))
+        finally:
+            other.close()
+        if component == "ram":
+            assert client.get(listed, headers=auth("staff")).headers["X-Result-Count"] == "2"  # kept
+    answer = client.get(listed + "&page=2", headers=auth("staff"))
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.headers["X-Result-Count"] == "3" and len(answer.get_json()) == 1
+
+
 def reported(client, username: str, resource: str = RESOURCE):
     return client.post("/api/marketplace-component-usages/set_usage/", headers=auth(username),
                        json={"resource": resource, "usages": [{"type": "cpu", "amount": "2.5"}]})
