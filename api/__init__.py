@@ -17,6 +17,7 @@ from ledger.errors import DatabaseError
 from projections import projector
 
 from . import errors, links, requests
+from .json_provider import FastJSONProvider
 
 DEFAULT_MAX_BODY = 1024 * 1024
 
@@ -80,6 +81,7 @@ def create_app(config: dict | None = None) -> Flask:
     )
     app.config.update(config or {})
     links.configured_base_url()  # a malformed LEDGER_BASE_URL stops the server at start, not every request
+    app.json = FastJSONProvider(app)
     app.json.sort_keys = False
     app.json.compact = True
     ledger = Ledger(app.config["DATABASE"])

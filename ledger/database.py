@@ -137,9 +137,9 @@ class Ledger:
         if self.presumed is None:
             return None
         statement, parameters = self.store.head_with(runner.POSITIONS, self.presumed.unwaited)
+        # As text (rows_as_json): each row of the read carries it, and a driver would parse the JSON of every one.
         row = sql.dialect(self.conn).rows_as_json.format("arrival.head, arrival.position, arrival.rows_changed_at")
-        # As text: each row of the read carries it, and a driver would parse the JSON of every one.
-        return f"(SELECT CAST({row} AS TEXT) FROM ({statement}) arrival)", parameters
+        return f"(SELECT {row} FROM ({statement}) arrival)", parameters
 
     def arrived_with(self, carried) -> None:
         """The value of the carried column as the read gave it (None when it gave no row): raises
