@@ -12,6 +12,8 @@ request costs, steadier than a rate that other work on the machine slows.
 - set_usage: three items a request, a random resource each time, vs `POST /insert`
   (parse the same JSON, insert one row into SQLite; with `--db postgresql`, into a database of
   the same PostgreSQL server as the ledger's).
+- set_user_usages: two users' shares of a usage record of last month (a random resource's `cpu`
+  each time), as a site agent reports them after its set_usage, vs the same `POST /insert`.
 - filtered list: `offering_uuid` + `type`, page of 10, vs a bare Flask JSON endpoint;
   the database holds `--records` usage records (one million by default). Listed by staff,
   and by the provider's owner, who sees every record through their role (as a site agent
@@ -249,6 +251,26 @@ request = function()
 end
 """
 
+USER_USAGES_SCRIPT = """
+math.randomseed(%(seed)d)
+local records = {%(records)s}
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Token %(token)s"
+request = function()
+  local r = records[math.random(#records)]
+  local body = string.format('{"usages": [{"username": "alice", "usage": "%%d.5"}, {"username": "bob", "usage": "%%d"}]}', math.random(100), math.random(100))
+  return wrk.format(nil, %(path)s, nil, body)
+end
+"""
+
+
+def last_month_records(resources: int, records: int) -> list[str]:
+    """The uuids of last month's `cpu` records that `fill` made (it fills the latest month first)."""
+    period = clock.previous_period(clock.billing_period(clock.now())).isoformat()
+    filled_resources = min(resources, records // len(TYPES))
+    return [events.usage_record_uuid(resource_uuid(i), "cpu", period) for i in range(filled_resources)]
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -262,8 +284,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="seconds of load on each server before its rounds, unmeasured")
     parser.add_argument("--filled", type=Path, help="a database filled by an earlier run with the same --records"
                         " and --resources (kept there if missing), copied instead of filling again (SQLite only)")
-    parser.add_argument("--only", choices=("list", "owner", "set_usage"), action="append",
-                        help="run only these benchmarks (repeatable); all three by default")
+    parser.add_argument("--only", choices=("list", "owner", "set_usage", "set_user_usages"), action="append",
+                        help="run only these benchmarks (repeatable); all four by default")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite",
                         help="the ledger's backend; the baseline inserts into the same kind of database")
     args = parser.parse_args()
@@ -301,6 +323,12 @@ def main() -> None:
     baseline_script.write_text(POST_SCRIPT.replace('"Token %(token)s"', '"none"') % {
         "seed": 7, "resources": ", ".join(f'"{resource_uuid(i)}"' for i in range(args.resources)),
     })
+    user_usages_script, user_usages_baseline = folder / "set_user_usages.lua", folder / "insert_user_usages.lua"
+    records = ", ".join(f'"{uuid}"' for uuid in last_month_records(args.resources, args.records))
+    user_usages_script.write_text(USER_USAGES_SCRIPT % {
+        "seed": 7, "token": TOKEN, "records": records,
+        "path": '"/api/marketplace-component-usages/" .. r .. "/set_user_usages/"'})
+    user_usages_baseline.write_text(USER_USAGES_SCRIPT % {"seed": 7, "token": "none", "records": records, "path": "nil"})
     gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "-k", "gthread", "--threads",
                 str(args.threads), "--no-control-socket"]
 
@@ -326,6 +354,9 @@ def main() -> None:
              lambda seconds: wrk(ledger_url + "/api/marketplace-component-usages/set_usage/", seconds, args.connections,
                                  str(script)),
              lambda seconds: wrk(baseline_url + "/insert", seconds, args.connections, str(baseline_script))),
+            ("set_user_usages", "set_user_usages (2 users)",
+             lambda seconds: wrk(ledger_url, seconds, args.connections, str(user_usages_script)),
+             lambda seconds: wrk(baseline_url + "/insert", seconds, args.connections, str(user_usages_baseline))),
         )
         for key, name, ours, base in benchmarks:
             if args.only and key not in args.only:
