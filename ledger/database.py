@@ -111,8 +111,7 @@ class Ledger:
         """The views' positions once they hold the event at `target`, from their `row` (runner.POSITIONS) as read with it."""
         positions = runner.positions_of(row)
         if positions[0] < target:
-            projector.reach(self.store, self.lease, target)
-            positions = runner.positions(self.conn)
+            positions = projector.reach_positions(self.store, self.lease, target)
         self._arrived, self.found = True, positions
         return positions
 

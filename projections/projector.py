@@ -24,6 +24,7 @@ from ledger.log.store import EventStore
 from . import runner
 
 POLL_SECONDS = 0.0005
+MAX_POLL_SECONDS = 0.002
 # After a fold that folded something, the holder lets appends gather this long before the next:
 # a fold's fixed cost (its transaction, the checkpoints, the folders' lock) is then shared
 # by the reports of several commits. Under set_usage load without this wait a fold carried 2 reports
@@ -74,15 +75,34 @@ def fold_after_write(store: EventStore, lease: ProjectorLease | None) -> None:
 
 def reach(store: EventStore, lease: ProjectorLease | None, target: int | None = None, timeout: float | None = None) -> int:
     """Returns once the views have folded the log up to `target` (its head now, by default); returns their position."""
+    return reach_positions(store, lease, target, timeout)[0]
+
+
+def reach_positions(store: EventStore, lease: ProjectorLease | None, target: int | None = None,
+                    timeout: float | None = None) -> tuple[int, int]:
+    """As `reach`; returns the views' positions (runner.positions) as it found them there.
+
+    Folds itself if the lease is free: at once, and while another holds it, again every
+    TAKEOVER_SECONDS (its holder may have died). Between those, it looks at the views' position
+    every POLL_SECONDS at first, then less often, up to MAX_POLL_SECONDS: on PostgreSQL each look
+    is a statement, and a request that waited for a holder's fold (FOLD_GAP_SECONDS apart) under
+    set_user_usages load asked for the position and the lease about twenty times.
+    """
     if target is None:
         target = store.head()[0]
     deadline = time.monotonic() + (read_wait_seconds() if timeout is None else timeout)
-    while (position := runner.position(store.conn)) < target:
-        if fold(store, lease) is None:
-            if time.monotonic() > deadline:
-                raise ViewsBehind(target, position)
-            time.sleep(POLL_SECONDS)
-    return position
+    pause, lease_tried = POLL_SECONDS, float("-inf")
+    while (positions := runner.positions(store.conn))[0] < target:
+        now = time.monotonic()
+        if now - lease_tried >= TAKEOVER_SECONDS:
+            lease_tried = now
+            if fold(store, lease) is not None:
+                continue
+        if now > deadline:
+            raise ViewsBehind(target, positions[0])
+        time.sleep(pause)
+        pause = min(2 * pause, MAX_POLL_SECONDS)
+    return positions
 
 
 class Projector:

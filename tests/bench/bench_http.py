@@ -238,31 +238,32 @@ def worst_p99(runs: list[dict]) -> str:
     return max((run["p99"] for run in runs), key=seconds)
 
 
+# A POST of `body` (a Lua expression of `t`, a random one of `targets`) to `path` (nil: the URL's own).
 POST_SCRIPT = """
-math.randomseed(%(seed)d)
-local resources = {%(resources)s}
+math.randomseed(7)
+local targets = {%(targets)s}
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Token %(token)s"
 request = function()
-  local r = resources[math.random(#resources)]
-  local body = string.format('{"resource": "%%s", "usages": [{"type": "cpu", "amount": "%%d.25"}, {"type": "ram", "amount": "%%d"}, {"type": "gpu", "amount": "1.5", "description": "nightly"}]}', r, math.random(1000), math.random(64))
-  return wrk.format(nil, nil, nil, body)
+  local t = targets[math.random(#targets)]
+  return wrk.format(nil, %(path)s, nil, %(body)s)
 end
 """
+# Three items on the resource `t`.
+USAGE_BODY = ("""string.format('{"resource": "%s", "usages": [{"type": "cpu", "amount": "%d.25"}, {"type": "ram","""
+              """ "amount": "%d"}, {"type": "gpu", "amount": "1.5", "description": "nightly"}]}',"""
+              """ t, math.random(1000), math.random(64))""")
+# Two users' shares of the record `t`.
+USER_USAGES_BODY = ("""string.format('{"usages": [{"username": "alice", "usage": "%d.5"}, {"username": "bob","""
+                    """ "usage": "%d"}]}', math.random(100), math.random(100))""")
 
-USER_USAGES_SCRIPT = """
-math.randomseed(%(seed)d)
-local records = {%(records)s}
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Token %(token)s"
-request = function()
-  local r = records[math.random(#records)]
-  local body = string.format('{"usages": [{"username": "alice", "usage": "%%d.5"}, {"username": "bob", "usage": "%%d"}]}', math.random(100), math.random(100))
-  return wrk.format(nil, %(path)s, nil, body)
-end
-"""
+
+def post_script(path: Path, targets: list[str], body: str, token: str = "none", lua_path: str = "nil") -> str:
+    """Writes a wrk script of POST_SCRIPT at `path` (the baseline takes no token) and returns its path."""
+    path.write_text(POST_SCRIPT % {"targets": ", ".join(f'"{target}"' for target in targets), "token": token,
+                                   "path": lua_path, "body": body})
+    return str(path)
 
 
 def last_month_records(resources: int, records: int) -> list[str]:
@@ -314,21 +315,13 @@ def main() -> None:
             copy_ledger(db, str(args.filled))
 
     os.sync()  # the gigabytes just written would otherwise be flushed during the measurement, stalling its fsyncs
-    script = folder / "set_usage.lua"
-    script.write_text(POST_SCRIPT % {
-        "seed": 7, "token": TOKEN,
-        "resources": ", ".join(f'"{resource_uuid(i)}"' for i in range(args.resources)),
-    })
-    baseline_script = folder / "insert.lua"
-    baseline_script.write_text(POST_SCRIPT.replace('"Token %(token)s"', '"none"') % {
-        "seed": 7, "resources": ", ".join(f'"{resource_uuid(i)}"' for i in range(args.resources)),
-    })
-    user_usages_script, user_usages_baseline = folder / "set_user_usages.lua", folder / "insert_user_usages.lua"
-    records = ", ".join(f'"{uuid}"' for uuid in last_month_records(args.resources, args.records))
-    user_usages_script.write_text(USER_USAGES_SCRIPT % {
-        "seed": 7, "token": TOKEN, "records": records,
-        "path": '"/api/marketplace-component-usages/" .. r .. "/set_user_usages/"'})
-    user_usages_baseline.write_text(USER_USAGES_SCRIPT % {"seed": 7, "token": "none", "records": records, "path": "nil"})
+    resources = [resource_uuid(i) for i in range(args.resources)]
+    records = last_month_records(args.resources, args.records)
+    script = post_script(folder / "set_usage.lua", resources, USAGE_BODY, TOKEN)
+    baseline_script = post_script(folder / "insert.lua", resources, USAGE_BODY)
+    user_usages_script = post_script(folder / "set_user_usages.lua", records, USER_USAGES_BODY, TOKEN,
+                                     '"/api/marketplace-component-usages/" .. t .. "/set_user_usages/"')
+    user_usages_baseline = post_script(folder / "insert_user_usages.lua", records, USER_USAGES_BODY)
     gunicorn = [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "-k", "gthread", "--threads",
                 str(args.threads), "--no-control-socket"]
 
@@ -352,11 +345,11 @@ def main() -> None:
              lambda seconds: wrk(baseline_url + "/records", seconds, args.connections)),
             ("set_usage", "set_usage (3 items)",
              lambda seconds: wrk(ledger_url + "/api/marketplace-component-usages/set_usage/", seconds, args.connections,
-                                 str(script)),
-             lambda seconds: wrk(baseline_url + "/insert", seconds, args.connections, str(baseline_script))),
+                                 script),
+             lambda seconds: wrk(baseline_url + "/insert", seconds, args.connections, baseline_script)),
             ("set_user_usages", "set_user_usages (2 users)",
-             lambda seconds: wrk(ledger_url, seconds, args.connections, str(user_usages_script)),
-             lambda seconds: wrk(baseline_url + "/insert", seconds, args.connections, str(user_usages_baseline))),
+             lambda seconds: wrk(ledger_url, seconds, args.connections, user_usages_script),
+             lambda seconds: wrk(baseline_url + "/insert", seconds, args.connections, user_usages_baseline)),
         )
         for key, name, ours, base in benchmarks:
             if args.only and key not in args.only:
