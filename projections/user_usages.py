@@ -209,7 +209,9 @@ def _first_of_each_scope(conn: Connection, scoped: list[tuple[str, str]], filter
     return (f"uu.uuid IN ({' UNION '.join(selects)})", all_params) if selects else ("FALSE", [])
 
 
-def held_usage(conn: Connection, uuid: str) -> str | None:
-    """The usage a user usage record holds; None when there is no such record."""
-    row = conn.execute("SELECT usage FROM component_user_usages WHERE uuid = ?", (uuid,)).fetchone()
-    return row[0] if row else None
+def held_usages(conn: Connection, uuids: list[str]) -> dict[str, str]:
+    """The usage each of these user usage records holds, by uuid; those that do not exist are left out."""
+    return dict(conn.execute(
+        f"SELECT uuid, usage FROM component_user_usages WHERE uuid IN ({sql.dialect(conn).json_values})",
+        (json.dumps(uuids),),
+    ).fetchall())

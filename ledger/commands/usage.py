@@ -267,20 +267,16 @@ def load_user_usage_target(ledger: Ledger, command: SetUserUsages) -> UserUsageT
         raise RecordNotFound()
     resource_uuid, component_type = record["resource_uuid"], record["type"]
     periods = {item_period(record, item) for item in command.items}
-    records = {period: usages.stored_record(conn, events.usage_record_uuid(resource_uuid, component_type, period))
-               for period in periods}
+    # An item without a date is of the record's own month (the usual case): that record is read already.
+    uuids = {period: events.usage_record_uuid(resource_uuid, component_type, period) for period in periods}
+    records = {period: record if uuid == record["uuid"] else usages.stored_record(conn, uuid)
+               for period, uuid in uuids.items()}
     streams = {events.usage_stream(resource_uuid, component_type, period) for period in periods} | {
-        events.user_usage_stream(events.usage_record_uuid(resource_uuid, component_type, item_period(record, item)),
-                                 item.username)
-        for item in command.items
+        events.user_usage_stream(uuids[item_period(record, item)], item.username) for item in command.items
     }
-    held = {
-        (period, username): usage
-        for period, username in {(item_period(record, item), item.username) for item in command.items}
-        if (usage := user_usages.held_usage(
-            conn, events.user_usage_uuid(events.usage_record_uuid(resource_uuid, component_type, period), username)
-        )) is not None
-    }
+    shares = {events.user_usage_uuid(uuids[period], username): (period, username)
+              for period, username in {(item_period(record, item), item.username) for item in command.items}}
+    held = {shares[uuid]: usage for uuid, usage in user_usages.held_usages(conn, list(shares)).items()}
     sources = [stream for period, existing in records.items() if existing and existing["carried"]
                for stream in source_streams(conn, resource_uuid, component_type, period)]
     return UserUsageTarget(

@@ -243,8 +243,9 @@ class PostgresEventStore(SQLEventStore):
         """As the contract says, in one query."""
         streams = list(dict.fromkeys(streams))
         versions = dict.fromkeys(streams, 0)
-        bound = "" if self.horizon is None else f" AND seq <= {int(self.horizon)}"
-        versions.update(self.conn.execute(
-            f"SELECT stream, MAX(version) FROM events WHERE stream = ANY(?){bound} GROUP BY stream", (streams,)
-        ))
+        if streams:  # the horizon a parameter: one prepared statement, not one parsed and planned per decision
+            bound, parameters = ("", (streams,)) if self.horizon is None else (" AND seq <= ?", (streams, self.horizon))
+            versions.update(self.conn.execute(
+                f"SELECT stream, MAX(version) FROM events WHERE stream = ANY(?){bound} GROUP BY stream", parameters
+            ))
         return versions
