@@ -86,6 +86,6 @@ def _components(conn: Connection) -> dict[tuple[str, str], tuple[str, str]]:
 
 
 def _names(conn: Connection, table: str, uuids: set[str]) -> dict[str, str]:
-    rows = conn.execute(f"SELECT uuid, name FROM {table} WHERE uuid IN ({sql.dialect(conn).json_values})",
+    rows = conn.execute(f"SELECT uuid, name FROM {table} WHERE {sql.dialect(conn).json_in.format('uuid')}",
                         (json.dumps(sorted(uuids)),))
     return dict(rows.fetchall())

@@ -251,7 +251,7 @@ def visibility(conn: Connection, scopes: dict[str, list[str]] | None) -> tuple[s
     clauses, params = [], []
     for column, values in scopes.items():
         if values:
-            clauses.append(f"u.{column} IN ({sql.dialect(conn).json_values})")
+            clauses.append(sql.dialect(conn).json_in.format(f"u.{column}"))
             params.append(json.dumps(values))
     return f"({' OR '.join(clauses) or 'FALSE'})", params
 
@@ -278,7 +278,7 @@ def where(conn: Connection, scopes: dict | None, filters: dict) -> tuple[str, li
         clauses.append("u.date < ?")
         params.append((filters["date_before"] + dt.timedelta(days=1)).isoformat())
     if "missing_usage_policy" in filters:
-        clauses.append(f"u.missing_usage_policy IN ({sql.dialect(conn).json_values})")
+        clauses.append(sql.dialect(conn).json_in.format("u.missing_usage_policy"))
         params.append(json.dumps(filters["missing_usage_policy"]))
     return " AND ".join(clauses), params
 

@@ -75,7 +75,7 @@ def _copy_dates(conn, record_uuids) -> None:
     conn.execute(
         "UPDATE component_user_usages SET date = u.date FROM component_usages u"
         " WHERE u.uuid = component_user_usages.component_usage_uuid"
-        f" AND component_user_usages.component_usage_uuid IN ({sql.dialect(conn).json_values})",
+        f" AND {sql.dialect(conn).json_in.format('component_user_usages.component_usage_uuid')}",
         (json.dumps(sorted(record_uuids)),),
     )
 
@@ -212,6 +212,6 @@ def _first_of_each_scope(conn: Connection, scoped: list[tuple[str, str]], filter
 def held_usages(conn: Connection, uuids: list[str]) -> dict[str, str]:
     """The usage each of these user usage records holds, by uuid; those that do not exist are left out."""
     return dict(conn.execute(
-        f"SELECT uuid, usage FROM component_user_usages WHERE uuid IN ({sql.dialect(conn).json_values})",
+        f"SELECT uuid, usage FROM component_user_usages WHERE {sql.dialect(conn).json_in.format('uuid')}",
         (json.dumps(uuids),),
     ).fetchall())
