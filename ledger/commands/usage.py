@@ -253,8 +253,10 @@ def set_user_usages(
     """Records every user usage of a request, or none of them."""
 
     def decide_events() -> list[NewEvent]:
-        with ledger.store.snapshot():  # carried values and the versions they derive from, as of one moment
-            target = load_user_usage_target(ledger, command)
+        # Read in the snapshot Ledger.write decides in: carried values and the versions they derive
+        # from, as of one moment. (A snapshot of its own here opened a second transaction inside
+        # that one on PostgreSQL, where a pipeline hides the open transaction from `in_transaction`.)
+        target = load_user_usage_target(ledger, command)
         return decide_user_usages(command, target, caller, clock.now())
 
     return ledger.write(decide_events, key)

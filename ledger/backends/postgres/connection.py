@@ -50,6 +50,8 @@ class Connection:
 
     @property
     def in_transaction(self) -> bool:
+        # Stale inside a pipeline: libpq learns the status from the server's ReadyForQuery, which
+        # only a pipeline's sync brings, so a transaction begun in one reads as idle until then.
         return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
     def execute(self, sql: str, parameters: Sequence[Any] | dict = (), /) -> psycopg.Cursor:
