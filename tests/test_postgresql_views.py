@@ -16,7 +16,7 @@ from ledger.commands import idempotency, site_agents, tokens
 from ledger.commands.catalog import load
 from ledger.database import Ledger
 from ledger.rules.access import Caller
-from projections import catalog, provider_catalog, reports, runner, schema, usages, user_usages
+from projections import catalog, provider_catalog, reports, runner, schema, sql, usages, user_usages
 from projections import site_agents as site_agent_view
 
 
@@ -147,3 +147,18 @@ def test_the_ledgers_side_tables_are_made_and_used_on_postgresql(postgresql_view
     idempotency.remember(postgresql_views, key)
     with pytest.raises(idempotency.Replayed):
         idempotency.check(postgresql_views, key)
+
+
+def test_a_list_of_values_is_looked_up_in_an_index_not_joined(postgresql_views):
+    """A filter on several values (a caller's scopes, the fold's records) takes them as an array that
+    the planner looks up in the column's index; joined as a set of JSON values, it scanned the table
+    or walked a whole date index (82 ms at 100,000 records for three resources, against 0.25 ms)."""
+    matched = sql.dialect(postgresql_views).json_in.format("resource_uuid")
+    postgresql_views.execute("SET enable_seqscan = off")  # the demo's few rows would be scanned whatever the plan
+    try:
+        plan = "\n".join(row[0] for row in postgresql_views.execute(
+            f"EXPLAIN SELECT uuid FROM component_usages WHERE {matched} ORDER BY date DESC LIMIT 10",
+            (json.dumps(["a", "b", "c"]),)))
+    finally:
+        postgresql_views.execute("RESET enable_seqscan")
+    assert "Index Cond: (resource_uuid = ANY" in plan, plan
