@@ -350,3 +350,17 @@ def test_a_session_given_back_to_the_pool_loses_what_it_set(postgres_url, monkey
     timeout_ms = again.execute("SELECT setting FROM pg_settings WHERE name = 'lock_timeout'").fetchone()[0]
     assert int(timeout_ms) == connection.LOCK_TIMEOUT_SECONDS * 1000  # what every session starts with stays
     again.close()
+
+
+def test_a_snapshot_opened_inside_another_is_the_same_transaction(store, monkeypatch):
+    """A snapshot's BEGIN travels in a pipeline with its first read; one opened inside it must see
+    the transaction open (libpq reads it as idle until the pipeline syncs), not begin another."""
+    sent = []
+    execute = connection.Connection.execute
+    monkeypatch.setattr(connection.Connection, "execute", lambda self, sql, *args: sent.append(sql) or execute(self, sql, *args))
+    with store.snapshot():
+        store.head()
+        assert store.conn.in_transaction
+        with store.snapshot():
+            store.head()
+    assert [sql for sql in sent if sql.startswith(("BEGIN", "COMMIT"))] == [store.begin_snapshot, "COMMIT"]

@@ -254,8 +254,7 @@ def set_user_usages(
 
     def decide_events() -> list[NewEvent]:
         # Read in the snapshot Ledger.write decides in: carried values and the versions they derive
-        # from, as of one moment. (A snapshot of its own here opened a second transaction inside
-        # that one on PostgreSQL, where a pipeline hides the open transaction from `in_transaction`.)
+        # from, as of one moment.
         target = load_user_usage_target(ledger, command)
         return decide_user_usages(command, target, caller, clock.now())
 

@@ -2,10 +2,11 @@
 write side's and the views' `?` parameters."""
 
 import atexit
+import contextlib
 import functools
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -47,12 +48,18 @@ class Connection:
         self.raw = raw
         self.pool = pool
         self.pid = os.getpid()
+        self.pipelined: psycopg.Pipeline | None = None  # the pipeline open on the connection, if any
 
     @property
     def in_transaction(self) -> bool:
-        # Stale inside a pipeline: libpq learns the status from the server's ReadyForQuery, which
-        # only a pipeline's sync brings, so a transaction begun in one reads as idle until then.
-        return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        idle = self.raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        if idle and self.pipelined is not None:
+            # libpq learns the status from the server's ReadyForQuery, which only a pipeline's sync
+            # brings: a transaction begun in the pipeline reads as idle until then. A snapshot
+            # opened inside another (its BEGIN pipelined) sent a second BEGIN and COMMIT.
+            self.pipelined.sync()
+            idle = self.raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        return not idle
 
     def execute(self, sql: str, parameters: Sequence[Any] | dict = (), /) -> psycopg.Cursor:
         return self.raw.execute(placeholders(sql), parameters)
@@ -61,10 +68,16 @@ class Connection:
         """Runs statements without parameters, separated by `;`, in one round trip to the server."""
         self.raw.execute(sql)
 
-    def pipeline(self) -> psycopg.Pipeline:
+    @contextlib.contextmanager
+    def pipeline(self) -> Iterator[psycopg.Pipeline]:
         """Statements whose results are not read wait to be sent with the next one that is (or the
         block's end), in one round trip; their errors are raised there. See psycopg's pipeline mode."""
-        return self.raw.pipeline()
+        outer = self.pipelined
+        with self.raw.pipeline() as self.pipelined:
+            try:
+                yield self.pipelined
+            finally:
+                self.pipelined = outer
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor:
         cursor = self.raw.cursor()
