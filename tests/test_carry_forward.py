@@ -17,7 +17,7 @@ from ledger.rules import clock
 from ledger.rules.access import Caller
 from projections import runner, usages
 
-from .conftest import auth
+from .conftest import ON_BOTH_BACKENDS, auth
 from .world import OTHER_RESOURCE, RESOURCE, catalog_document
 
 STAFF = Caller(id=1, username="staff", is_staff=True)
@@ -316,3 +316,43 @@ def test_projection_equals_rebuild_and_reference_model(monkeypatch, steps):
         runner.rebuild(ledger.store)
         assert view(ledger) == incremental
         ledger.close()
+
+
+def views_rows(ledger) -> dict[str, list]:
+    """The usage records and user usages, without their row ids (PostgreSQL's skip numbers an upsert took)."""
+    return {
+        "records": ledger.conn.execute(
+            f"SELECT {', '.join(usages.COLUMNS)} FROM component_usages ORDER BY uuid").fetchall(),
+        "user_usages": ledger.conn.execute(
+            "SELECT uuid, component_usage_uuid, username, usage, user_uuid, created, modified, date, type"
+            " FROM component_user_usages ORDER BY uuid").fetchall(),
+    }
+
+
+@ON_BOTH_BACKENDS
+def test_a_batch_folds_its_reports_as_folding_them_one_by_one(ledger, now):
+    """A batch writes the records of reports that carry nothing together (projections/usages.py). Folded
+    report by report, then again as one batch by a rebuild: a record reported twice, a carried one
+    taken over, a user usage of a record that a report just made, and a backfill whose carrying reads
+    the records gathered before it must come out the same."""
+    month(now, ledger, "2026-01-10T00:00:00Z")
+    report(ledger, 5, "reuse")
+    month(now, ledger, "2026-04-02T00:00:00Z")
+    now("2026-04-03T00:00:00Z")
+    report(ledger, 7, "reuse")  # takes the carried April record over: `created` is this report's
+    report(ledger, 3, "none", kind="cpu", resource=OTHER_RESOURCE)
+    now("2026-04-04T00:00:00Z")
+    report(ledger, 8, "reuse")  # the same record again: `created` stays the first report's
+    made = usage_record_uuid(OTHER_RESOURCE, "cpu", "2026-04-01")  # by the report above: read by the user usage
+    usage.set_user_usages(ledger, STAFF, usage.SetUserUsages(made, [usage.UserUsageItem("alice", "2.00")], bulk=True))
+    now("2026-04-05T00:00:00Z")
+    report(ledger, 9, "reuse", date=clock.parse_datetime("2026-02-20T00:00:00Z"))  # carries into March, not April
+    report(ledger, 4, "reuse", kind="cpu", resource=OTHER_RESOURCE)
+    folded = views_rows(ledger)
+    record = usage_record_uuid(RESOURCE, "storage", "2026-04-01")
+    assert [row[9] for row in folded["records"] if row[0] == record] == ["8.00"]
+    assert len(folded["user_usages"]) == 1
+    runner.rebuild(ledger.store)
+    assert views_rows(ledger) == folded
+    assert chain(ledger)["2026-03"] == ("9.00", "reuse", True)
+
