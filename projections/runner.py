@@ -17,6 +17,7 @@ from . import catalog, schema, site_agents, usages, user_usages
 # `write_gathered(conn)` writes them before any event of another type is folded, and at the batch's end.
 # In order of dependence: a later view may read an earlier one while folding.
 PROJECTIONS = (catalog, usages, user_usages, site_agents)
+GATHERERS = tuple(projection for projection in PROJECTIONS if hasattr(projection, "GATHERED"))
 REBUILD_BATCH = 5000
 
 
@@ -57,14 +58,13 @@ def apply(conn: Connection, events: Iterable[StoredEvent]) -> None:
     until such an event, once the rows added since are counted to it (api/caching.py).
     """
     last = changed = last_hash = None
-    gatherers = [projection for projection in PROJECTIONS if hasattr(projection, "GATHERED")]
     with contextlib.ExitStack() as batch:
         for projection in PROJECTIONS:
             if hasattr(projection, "batch"):
                 batch.enter_context(projection.batch(conn))
         for event in events:
             event = event_types.upgrade(event)
-            for gatherer in gatherers:
+            for gatherer in GATHERERS:
                 if event.type not in gatherer.GATHERED:
                     gatherer.write_gathered(conn)
             for projection in PROJECTIONS:
@@ -72,7 +72,7 @@ def apply(conn: Connection, events: Iterable[StoredEvent]) -> None:
                 if handler and handler(conn, event) is not True:
                     changed = event.seq
             last, last_hash = event.seq, event.hash
-        for gatherer in gatherers:  # before the batches end: what they do at their end may read the rows
+        for gatherer in GATHERERS:  # before the batches end: what they do at their end may read the rows
             gatherer.write_gathered(conn)
     if last is not None:
         conn.execute(

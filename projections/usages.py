@@ -70,16 +70,15 @@ def _usage_reported(conn, event) -> bool:
     row = [uuid, data["type"], data["billing_period"], data["plan_period_uuid"], data["amount"], data["description"],
            data["missing_usage_policy"], event.occurred_at, event.recorded_at, event.actor_id, event.version,
            data["resource_uuid"]]  # the parameters of _write_records' statement
-    gathered = _gathered.get()
-    if gathered is None:  # folded alone
-        gathered = {}
-    elif uuid in gathered:  # reported twice in the batch: the first report made the record, or took it over
+    batched = _gathered.get()  # None when folded alone, outside a batch
+    gathered = {} if batched is None else batched
+    if uuid in gathered:  # reported twice in the batch: the first report made the record, or took it over
         row[8] = gathered[uuid][8]  # `created`, as the first report set it (see _write_records)
     gathered[uuid] = row  # where the first report put it: rows are made in the order of their first reports
     period = dt.date.fromisoformat(data["billing_period"])
     next_period = clock.next_period(period)
     last = latest_started(conn)
-    if gathered is _gathered.get() and (last is None or next_period.isoformat() > last[0]):
+    if batched is not None and (last is None or next_period.isoformat() > last[0]):
         return True  # no month after it to carry into: written with the batch's other reports
     _write_records(conn, gathered)
     # Carried records are replaced or removed: rows changed (projections/runner.py).
