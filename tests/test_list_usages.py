@@ -173,6 +173,8 @@ def test_last_o_wins_and_unknown_o_is_400(client, many):
         ({"type": "ram"}, 5),
         ({"billing_period": "2026-02-01"}, 4),
         ({"billing_period_month": "2", "billing_period_year": "2026"}, 4),
+        ({"billing_period_month": "2", "billing_period_year": "2025"}, 0),
+        ({"billing_period_month": "13", "billing_period_year": "2026"}, 0),
         ({"billing_period_month": "2.0"}, 4),
         ({"billing_period_year": "2025"}, 0),
         ({"date_after": "2026-04-10"}, 9),
