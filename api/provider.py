@@ -16,6 +16,7 @@ from projections import provider_catalog
 
 from . import links, pagination
 from .auth import authenticate
+from .caching import ViewCache
 from .errors import bad_request, not_found
 from .filters import hex_uuid
 from .shapes import BOOLEAN, LINK, NULLABLE_TEXT, OBJECT, TEXT, UUID_TEXT, Field, Shape, linked, many
@@ -60,8 +61,22 @@ def query_filters(text=(), uuids=(), choices: dict | None = None, booleans=()) -
 
 
 def listed(rows: list[dict], wire) -> object:
-    """A paginated list response of catalog-sized `rows`, each shown by `wire`."""
+    """A paginated list response of catalog-sized `rows` (a provider's offerings, say), each shown by `wire`."""
     return pagination.paginated(lambda limit, offset: [wire(row) for row in rows[offset:offset + limit]], lambda: len(rows))
+
+
+COUNTS = ViewCache()  # see `paged`
+
+
+def paged(query, count, filters: dict, wire) -> object:
+    """A paginated list response of the rows `query` reads a page of (a provider's resources, which
+    grow with its users), each shown by `wire`. The count is kept until the catalog's rows change."""
+    conn, scopes = g.ledger.conn, provider_scopes(authenticate(g.ledger.conn))
+    return pagination.paginated(
+        lambda limit, offset: [wire(row) for row in query(conn, scopes, filters, (limit, offset))],
+        lambda: COUNTS.get((count.__name__, repr(scopes), repr(sorted(filters.items()))),
+                           lambda: count(conn, scopes, filters), rows_only=True),
+    )
 
 
 def retrieved(rows: list[dict], wire) -> object:
@@ -171,7 +186,7 @@ def retrieve_service_provider(provider_uuid):
 def list_resources():
     filters = query_filters(text=("backend_id",), uuids=("offering_uuid", "project_uuid", "customer_uuid"),
                             choices={"state": STATES})
-    return listed(scoped(provider_catalog.resources, filters), RESOURCE.wire)
+    return paged(provider_catalog.resources, provider_catalog.count_resources, filters, RESOURCE.wire)
 
 
 @blueprint.route("/marketplace-provider-resources/<uuid:resource_uuid>/", methods=["GET"])
@@ -182,10 +197,10 @@ def retrieve_resource(resource_uuid):
 @blueprint.route("/marketplace-offering-users/", methods=["GET"])
 def list_offering_users():
     filters = query_filters(uuids=("offering_uuid",), booleans=("is_restricted",))
-    rows = scoped(provider_catalog.offering_users, filters)
-    if False not in filters.get("is_restricted", [False]):
-        rows = []  # no offering user of the catalog is restricted
-    return listed(rows, wire_offering_user)
+    if False not in filters.pop("is_restricted", [False]):
+        authenticate(g.ledger.conn)  # an empty list is still only for callers
+        return listed([], wire_offering_user)  # no offering user of the catalog is restricted
+    return paged(provider_catalog.offering_users, provider_catalog.count_offering_users, filters, wire_offering_user)
 
 
 @blueprint.route("/marketplace-offering-users/<uuid:offering_user_uuid>/", methods=["GET"])

@@ -6,6 +6,8 @@ they own or manage (`provider_uuid`) and the offerings they manage (`offering_uu
 
 from ledger.backends import Connection
 
+from . import sql
+
 
 def provider_scope(scopes: dict | None, offering: str = "o") -> tuple[str, list]:
     """SQL over an offerings table aliased `offering` for what provider-side `scopes` may read."""
@@ -72,29 +74,50 @@ RESOURCE_FILTERS = {
     "uuid": "r.uuid", "offering_uuid": "r.offering_uuid", "state": "r.state", "project_uuid": "r.project_uuid",
     "customer_uuid": "p.customer_uuid", "backend_id": "r.backend_id",
 }
+RESOURCES_FROM = (
+    "FROM resources r JOIN offerings o ON o.uuid = r.offering_uuid JOIN projects p ON p.uuid = r.project_uuid"
+    " JOIN customers cu ON cu.uuid = p.customer_uuid"
+)
+OFFERING_USERS_FROM = (
+    "FROM offering_users ou JOIN offerings o ON o.uuid = ou.offering_uuid LEFT JOIN users u ON u.id = ou.user_id"
+)
+OFFERING_USER_FILTERS = {"uuid": "ou.uuid", "offering_uuid": "ou.offering_uuid"}
 
 
-def resources(conn: Connection, scopes: dict | None, filters: dict) -> list[dict]:
+def _page(page: tuple[int, int] | None) -> str:
+    """The LIMIT of a page given as (limit, offset); none for every row. A provider's resources and
+    offering users grow with its users: a page is read off an index, not sliced from all of them."""
+    return f" {sql.limit(*page)}" if page else ""
+
+
+def resources(conn: Connection, scopes: dict | None, filters: dict, page: tuple[int, int] | None = None) -> list[dict]:
     """Resources of offerings the caller may read, with their offering, project and the project's
     customer, by name then uuid; filters as RESOURCE_FILTERS names them."""
     where, params = filtered(*provider_scope(scopes), filters, RESOURCE_FILTERS)
     return _rows(conn.execute(
         "SELECT r.uuid, r.name, r.backend_id, r.state, r.offering_uuid, o.name AS offering_name,"
         " r.project_uuid, p.name AS project_name, p.customer_uuid, cu.name AS customer_name"
-        " FROM resources r JOIN offerings o ON o.uuid = r.offering_uuid JOIN projects p ON p.uuid = r.project_uuid"
-        f" JOIN customers cu ON cu.uuid = p.customer_uuid WHERE {where} ORDER BY r.name, r.uuid",
+        f" {RESOURCES_FROM} WHERE {where} ORDER BY r.name, r.uuid{_page(page)}",
         params,
     ))
 
 
-def offering_users(conn: Connection, scopes: dict | None, filters: dict) -> list[dict]:
+def count_resources(conn: Connection, scopes: dict | None, filters: dict) -> int:
+    where, params = filtered(*provider_scope(scopes), filters, RESOURCE_FILTERS)
+    return conn.execute(f"SELECT COUNT(*) {RESOURCES_FROM} WHERE {where}", params).fetchone()[0]
+
+
+def offering_users(conn: Connection, scopes: dict | None, filters: dict,
+                   page: tuple[int, int] | None = None) -> list[dict]:
     """Offering users of offerings the caller may read, by username then uuid; filters `uuid`, `offering_uuid`."""
-    where, params = filtered(
-        *provider_scope(scopes), filters, {"uuid": "ou.uuid", "offering_uuid": "ou.offering_uuid"}
-    )
+    where, params = filtered(*provider_scope(scopes), filters, OFFERING_USER_FILTERS)
     return _rows(conn.execute(
         "SELECT ou.uuid, ou.username, ou.offering_uuid, o.name AS offering_name, ou.user_id,"
-        " u.username AS user_username FROM offering_users ou JOIN offerings o ON o.uuid = ou.offering_uuid"
-        f" LEFT JOIN users u ON u.id = ou.user_id WHERE {where} ORDER BY ou.username, ou.uuid",
+        f" u.username AS user_username {OFFERING_USERS_FROM} WHERE {where} ORDER BY ou.username, ou.uuid{_page(page)}",
         params,
     ))
+
+
+def count_offering_users(conn: Connection, scopes: dict | None, filters: dict) -> int:
+    where, params = filtered(*provider_scope(scopes), filters, OFFERING_USER_FILTERS)
+    return conn.execute(f"SELECT COUNT(*) {OFFERING_USERS_FROM} WHERE {where}", params).fetchone()[0]

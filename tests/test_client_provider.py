@@ -5,6 +5,7 @@ import datetime as dt
 import json
 from uuid import UUID
 
+import httpx
 import pytest
 from waldur_api_client import AuthenticatedClient
 from waldur_api_client.api.marketplace_offering_users import (
@@ -175,7 +176,14 @@ def test_provider_resources_are_paged_with_links_and_count(connect):
     assert 'rel="next"' in response.headers["Link"]
     second = list_resources.sync_detailed(client=connect("staff"), page_size=3, page=2)
     assert len(second.parsed) == 1
-    assert {r.uuid for r in response.parsed + second.parsed} == {r.uuid for r in list_resources.sync_all(client=connect("staff"))}
+    pages = response.parsed + second.parsed
+    assert {r.uuid for r in pages} == {r.uuid for r in list_resources.sync_all(client=connect("staff"))}
+    assert [(r.name, r.uuid.hex) for r in pages] == sorted((r.name, r.uuid.hex) for r in pages)
+    # Counted with its filters and the caller's scopes, as the page is read.
+    of_offering = list_resources.sync_detailed(client=connect("offering-manager"), page_size=1,
+                                               offering_uuid=[UUID(OFFERING)], state=[ResourceState.OK])
+    assert of_offering.headers["X-Result-Count"] == str(len(list_resources.sync_all(
+        client=connect("staff"), offering_uuid=[UUID(OFFERING)], state=[ResourceState.OK])))
 
 
 def test_provider_resource_fields_and_retrieve(connect):
@@ -197,6 +205,8 @@ def test_provider_resources_are_hidden_from_others(connect, user):
 def test_offering_users_and_the_link_of_a_user_usage_resolve(connect, live_server):
     staff = connect("staff")
     (alice,) = list_offering_users.sync_all(client=staff, offering_uuid=[UUID(OFFERING)], is_restricted=False)
+    anonymous = httpx.get(f"{live_server}/api/marketplace-offering-users/", params={"is_restricted": "true"})
+    assert anonymous.status_code == 401  # the empty list of restricted users is for callers too
     assert alice.username == "alice" and alice.user_uuid == UUID(user_uuid(1)) and alice.offering_uuid == UUID(OFFERING)
     assert alice.url == f"{live_server}/api/marketplace-offering-users/{OFFERING_USER}/"
     assert list_offering_users.sync_all(client=staff, is_restricted=True) == []
