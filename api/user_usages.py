@@ -9,7 +9,7 @@ from projections import catalog, usages, user_usages
 from . import filters, reading, schemas
 from .auth import authenticate
 from .errors import bad_request, forbidden, not_found
-from .requests import arrives_with_first_read, idempotency_key, json_body
+from .requests import arrives_with_first_read, idempotency_key, json_body, unwaited
 
 blueprint = Blueprint("component_user_usages", __name__, url_prefix="/api")
 USER_USAGE = schemas.UserUsageRequest()
@@ -20,6 +20,9 @@ def writable_record(record_uuid: str) -> dict:
     """The usage record of a user usage report: 404 when the caller may not see it, then 403 when they may not write."""
     caller = authenticate(g.ledger.conn)
     record = usages.stored_record(g.ledger.conn, record_uuid)
+    if record is None:  # or not folded yet: the request arrived without waiting for reports (usage.USER_USAGES_UNWAITED)
+        g.ledger.arrive()
+        record = usages.stored_record(g.ledger.conn, record_uuid)
     if record is None or not caller.may_read(
         record["offering_uuid"], record["provider_uuid"], record["project_uuid"], record["customer_uuid"]
     ):
@@ -65,6 +68,7 @@ def record_user_usages(command: usage.SetUserUsages, key):
 
 
 @blueprint.route("/marketplace-component-usages/<uuid:record_uuid>/set_user_usage/", methods=["POST"])
+@unwaited(usage.USER_USAGES_UNWAITED)
 def set_user_usage(record_uuid):
     record = writable_record(record_uuid)
     key = idempotency_key(g.caller)
@@ -76,6 +80,7 @@ def set_user_usage(record_uuid):
 
 
 @blueprint.route("/marketplace-component-usages/<uuid:record_uuid>/set_user_usages/", methods=["POST"])
+@unwaited(usage.USER_USAGES_UNWAITED)
 def set_user_usages(record_uuid):
     record = writable_record(record_uuid)
     key = idempotency_key(g.caller)

@@ -143,6 +143,30 @@ def test_a_user_usage_written_through_one_server_is_read_back_through_the_other_
     assert stale == []
 
 
+def test_a_record_just_made_through_one_server_takes_user_usages_through_the_other(two_servers):
+    """User usages do not wait on arrival for reports (usage.USER_USAGES_UNWAITED): a record that
+    the other server has just made, which the views may not hold yet, is waited for, not answered 404."""
+    _, servers = two_servers
+    months = [dt.date(2025 + m // 12, m % 12 + 1, 1) for m in range(14)]  # backfilled: 2025-01 to 2026-02
+    refused = []
+    with official_client(servers[0]) as first, official_client(servers[1]) as second:
+        for n, (resource, month) in enumerate((r, m) for r in WRITER_RESOURCES for m in months):
+            writer, other = (first, second) if n % 2 == 0 else (second, first)
+            body = ComponentUsageCreateRequest(
+                resource=UUID(resource), date=dt.datetime(month.year, month.month, 2, tzinfo=dt.timezone.utc),
+                usages=[ComponentUsageItemRequest(type_="ram", amount="4")],
+            )
+            assert set_usage.sync_detailed(client=writer, body=body).status_code == 201
+            record = UUID(events.usage_record_uuid(resource, "ram", month.isoformat()))
+            share = ComponentUserUsageCreateRequest(
+                username="alice", usage="1.50", user=f"http://x/api/marketplace-offering-users/{OFFERING_USER}/"
+            )
+            status = set_user_usage.sync_detailed(uuid=record, client=other, body=share).status_code
+            if status != 201:
+                refused.append((resource, month, status))
+    assert refused == []
+
+
 def read_back(server: LedgerServer, record: str) -> tuple[int | None, str | None]:
     """Retrieves a record, again when the connection broke (a killed worker answers nothing: no read)."""
     for _ in range(5):

@@ -332,6 +332,37 @@ def test_set_user_usages_leaves_a_nonzero_record_alone(client, ledger):
     assert parent(client, record)["usage"] == "10.00"
 
 
+@ON_BOTH_BACKENDS
+def test_user_usages_decided_on_views_behind_a_report_are_decided_again(db_path):
+    """User usages arrive without waiting for reports (usage.USER_USAGES_UNWAITED). Here the views
+    hold the record at 10 while the log already holds a report setting it to 0: the total of the
+    users' usages must go to it as to any record at 0, not be left out as for the 10 the views show."""
+    writer = Ledger(db_path, projector=NotFolding())
+    try:
+        record = report(writer, amount="10")
+        runner.catch_up(writer.store)
+        report(writer, amount="0")  # appended, not folded
+        writer.arrive(usage.USER_USAGES_UNWAITED)
+        assert stored_usage(writer, record) == "10.00"  # what the decision first reads
+        items = [usage.UserUsageItem(username="alice", usage="1"), usage.UserUsageItem(username="bob", usage="2")]
+        usage.set_user_usages(writer, STAFF, usage.SetUserUsages(record, items, bulk=True))
+        writer.reach_views()
+        assert stored_usage(writer, record) == "3.00"
+    finally:
+        writer.close()
+
+
+class NotFolding:
+    """A process's projector that never folds: a ledger's writes stay unfolded until it reaches the views."""
+
+    def wake(self) -> None:
+        pass
+
+
+def stored_usage(ledger, record: str) -> str:
+    return ledger.conn.execute("SELECT usage FROM component_usages WHERE uuid = ?", (record,)).fetchone()[0]
+
+
 def test_total_counts_a_repeated_username_once_with_its_last_usage(client, record):
     set_many(client, record, [{"username": "alice", "usage": "5"}, {"username": "alice", "usage": "2"}])
     assert parent(client, record)["usage"] == "2.00"

@@ -16,6 +16,11 @@ WRITABLE_STATES = ("OK", "Updating", "Terminating")
 # What a set_usage request need not wait for the views to fold (Ledger.arrive): its decision reads
 # usage records only through the stream versions its append checks, and never reads user usages.
 SET_USAGE_UNWAITED = frozenset({"UsageReported", "UserUsageReported"})
+# Nor need user usages: their decision reads the records of the months its items name, and the
+# users' shares, only through the versions of their streams, which the append checks (a record's
+# stream among them, even when nothing is appended to it); a record not folded yet is waited for
+# before it is found missing (api/user_usages.py).
+USER_USAGES_UNWAITED = SET_USAGE_UNWAITED
 REPORTABLE_BILLING_TYPES = ("usage", "limit", "one")
 # A non-staff provider's date in a past billing period of a `usage`-billed component, by set_usage or user usages.
 PROVIDER_BACKFILL = (
@@ -372,7 +377,13 @@ def decide_user_usages(command: SetUserUsages, target: UserUsageTarget, caller: 
                 period, existing["plan_period_uuid"], Decimal(existing["usage"]), existing["description"],
                 existing["missing_usage_policy"], existing["date"],
             ))
-    return Decision(created + reported + totals, read=read)
+    decided = created + reported + totals
+    appended = {event.stream for event in decided}
+    for period in target.records:  # as each record stood when read: if it has moved since, this is decided again
+        stream = events.usage_stream(resource_uuid, component_type, period)
+        if stream not in appended:
+            read[stream] = target.versions[stream]
+    return Decision(decided, read=read)
 
 
 def user_usage_errors(item: UserUsageItem, target: UserUsageTarget, caller: Caller, now: dt.datetime) -> dict:
