@@ -71,7 +71,7 @@ COUNTS = ViewCache()  # see `paged`
 def paged(query, count, filters: dict, wire) -> object:
     """A paginated list response of the rows `query` reads a page of (a provider's resources, which
     grow with its users), each shown by `wire`. The count is kept until the catalog's rows change."""
-    conn, scopes = g.ledger.conn, provider_scopes(authenticate(g.ledger.conn))
+    conn, scopes = g.ledger.conn, callers_scopes()
     return pagination.paginated(
         lambda limit, offset: [wire(row) for row in query(conn, scopes, filters, (limit, offset))],
         lambda: COUNTS.get((count.__name__, repr(scopes), repr(sorted(filters.items()))),
@@ -153,9 +153,13 @@ def wire_offering_user(row: dict) -> dict:
     return shown
 
 
+def callers_scopes() -> dict | None:
+    """The provider-side scopes of this request's caller (401 without a known token)."""
+    return provider_scopes(authenticate(g.ledger.conn))
+
+
 def scoped(query, filters: dict) -> list[dict]:
-    caller = authenticate(g.ledger.conn)
-    return query(g.ledger.conn, provider_scopes(caller), filters)
+    return query(g.ledger.conn, callers_scopes(), filters)
 
 
 @blueprint.route("/marketplace-provider-offerings/", methods=["GET"])

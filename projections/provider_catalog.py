@@ -93,7 +93,7 @@ def _page(page: tuple[int, int] | None) -> str:
 def resources(conn: Connection, scopes: dict | None, filters: dict, page: tuple[int, int] | None = None) -> list[dict]:
     """Resources of offerings the caller may read, with their offering, project and the project's
     customer, by name then uuid; filters as RESOURCE_FILTERS names them."""
-    where, params = filtered(*provider_scope(scopes), filters, RESOURCE_FILTERS)
+    where, params = _resources_where(scopes, filters)
     return _rows(conn.execute(
         "SELECT r.uuid, r.name, r.backend_id, r.state, r.offering_uuid, o.name AS offering_name,"
         " r.project_uuid, p.name AS project_name, p.customer_uuid, cu.name AS customer_name"
@@ -103,14 +103,18 @@ def resources(conn: Connection, scopes: dict | None, filters: dict, page: tuple[
 
 
 def count_resources(conn: Connection, scopes: dict | None, filters: dict) -> int:
-    where, params = filtered(*provider_scope(scopes), filters, RESOURCE_FILTERS)
+    where, params = _resources_where(scopes, filters)
     return conn.execute(f"SELECT COUNT(*) {RESOURCES_FROM} WHERE {where}", params).fetchone()[0]
+
+
+def _resources_where(scopes: dict | None, filters: dict) -> tuple[str, list]:
+    return filtered(*provider_scope(scopes), filters, RESOURCE_FILTERS)
 
 
 def offering_users(conn: Connection, scopes: dict | None, filters: dict,
                    page: tuple[int, int] | None = None) -> list[dict]:
     """Offering users of offerings the caller may read, by username then uuid; filters `uuid`, `offering_uuid`."""
-    where, params = filtered(*provider_scope(scopes), filters, OFFERING_USER_FILTERS)
+    where, params = _offering_users_where(scopes, filters)
     return _rows(conn.execute(
         "SELECT ou.uuid, ou.username, ou.offering_uuid, o.name AS offering_name, ou.user_id,"
         f" u.username AS user_username {OFFERING_USERS_FROM} WHERE {where} ORDER BY ou.username, ou.uuid{_page(page)}",
@@ -119,5 +123,9 @@ def offering_users(conn: Connection, scopes: dict | None, filters: dict,
 
 
 def count_offering_users(conn: Connection, scopes: dict | None, filters: dict) -> int:
-    where, params = filtered(*provider_scope(scopes), filters, OFFERING_USER_FILTERS)
+    where, params = _offering_users_where(scopes, filters)
     return conn.execute(f"SELECT COUNT(*) {OFFERING_USERS_FROM} WHERE {where}", params).fetchone()[0]
+
+
+def _offering_users_where(scopes: dict | None, filters: dict) -> tuple[str, list]:
+    return filtered(*provider_scope(scopes), filters, OFFERING_USER_FILTERS)
