@@ -162,3 +162,18 @@ def test_a_list_of_values_is_looked_up_in_an_index_not_joined(postgresql_views):
     finally:
         postgresql_views.execute("RESET enable_seqscan")
     assert "Index Cond: (resource_uuid = ANY" in plan, plan
+
+
+def test_a_filter_on_carried_policies_reads_their_own_index(postgresql_views):
+    """The records carried forward have an index of their own (projections/schema.py), which a
+    filter on their policies names the condition of: through the date index, finding none of them
+    read every record (1.2 s at a million)."""
+    clause, params = usages.where(postgresql_views, None, {"missing_usage_policy": ["reuse", "zero"]})
+    postgresql_views.execute("SET enable_seqscan = off")  # the demo's few rows would be scanned whatever the plan
+    try:
+        plan = "\n".join(row[0] for row in postgresql_views.execute(
+            f"EXPLAIN SELECT u.uuid FROM component_usages u WHERE {clause} ORDER BY {usages.DEFAULT_ORDER} LIMIT 10",
+            params))
+    finally:
+        postgresql_views.execute("RESET enable_seqscan")
+    assert "on idx_component_usages_carried_policies" in plan, plan
