@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 from collections.abc import Callable, Collection, Iterator
+from typing import TypeVar
 
 from ledger import backends
 from ledger.backends import Writes
@@ -11,6 +12,8 @@ from ledger.errors import StreamConflict
 from ledger.log.records import NewEvent, StoredEvent
 from ledger.rules import clock, periods
 from projections import projector, runner, sql
+
+T = TypeVar("T")
 
 # How often a write whose streams moved while it was deciding is decided again.
 WRITE_ATTEMPTS = 5
@@ -216,12 +219,14 @@ class Ledger:
                 attempt += 1
 
     def _decide(self, decide: Callable[[], list[NewEvent]], single_read: bool = False) -> list[NewEvent]:
-        """`decide()` on one snapshot of the views, reading stream versions as the views hold them."""
-        if single_read:
-            return decide()
+        return decide() if single_read else self.read_for_decision(decide)
+
+    def read_for_decision(self, read: Callable[[], T]) -> T:
+        """`read()` on one snapshot of the views, reading stream versions as the views hold them: a
+        decision's reads, where they are not a single read."""
         with self.store.snapshot():
             with self.store.deciding_at(runner.position(self.conn)):
-                return decide()
+                return read()
 
     def _append(self, decided: list[NewEvent], key: idempotency.Key | None) -> list[StoredEvent]:
         """In one write transaction: the key checked and remembered, due months started, then the

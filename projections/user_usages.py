@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 
 from ledger.backends import Connection
-from ledger.log.events import usage_record_uuid, user_usage_uuid
+from ledger.log.events import usage_record_uuid, user_usage_stream, user_usage_uuid
 
 from . import sql, usages
 
@@ -207,6 +207,49 @@ def _first_of_each_scope(conn: Connection, scoped: list[tuple[str, str]], filter
         )
         all_params += [value, *params]
     return (f"uu.uuid IN ({' UNION '.join(selects)})", all_params) if selects else ("FALSE", [])
+
+
+def report_reads(conn: Connection, record_uuid: str, usernames: list[str]) -> dict | None:
+    """What a report of users' usage of a record in the record's own month reads, in one statement,
+    which is a snapshot of its own (a server's round trip, where reading it piece by piece in a
+    transaction took seven): the record (usages.COLUMNS); its resource's plan periods; its
+    component's billing type; the usage each of `usernames` holds of it (by username); and the
+    versions, as the views have folded them, of the record's stream and of the usernames' user
+    usage streams (by stream; none for a stream without events). None when there is no such record.
+
+    Read by one statement on SQLite too, where the views are a file of their own: if the log was
+    read before the views, versions past the log's read are missing, and the append of a decision
+    that read them fails as overtaken, to be made again."""
+    dialect = sql.dialect(conn)
+    rows = dialect.rows_as_json.format
+    shares = {user_usage_uuid(record_uuid, username): username for username in usernames}
+    record_stream = "'usage/' || u.resource_uuid || '/' || u.type || '/' || substr(u.billing_period, 1, 7)"
+    # The versions of the streams that match the condition in {}, as the views have folded them.
+    versions = (f"(SELECT {rows('v.stream, v.version')} FROM (SELECT e.stream, MAX(e.version) AS version FROM events e"
+                " WHERE {} AND e.seq <= folded.position GROUP BY e.stream) v)")
+    row = conn.execute(
+        f"SELECT {', '.join(f'u.{column}' for column in usages.COLUMNS)},"
+        f""" (SELECT {rows('p.uuid, p.start, p."end"')} FROM plan_periods p WHERE p.resource_uuid = u.resource_uuid),"""
+        " (SELECT c.billing_type FROM components c WHERE c.offering_uuid = u.offering_uuid AND c.type = u.type),"
+        f" (SELECT {rows('s.uuid, s.usage')} FROM component_user_usages s WHERE {dialect.json_in.format('s.uuid')}),"
+        f" {versions.format(f'e.stream = {record_stream}')}, {versions.format(dialect.json_in.format('e.stream'))}"
+        " FROM component_usages u, (SELECT MIN(position) AS position FROM projection_checkpoints) folded"
+        " WHERE u.uuid = ?",
+        (json.dumps(list(shares)), json.dumps([user_usage_stream(record_uuid, name) for name in usernames]),
+         record_uuid),
+    ).fetchone()
+    if row is None:
+        return None
+    width = len(usages.COLUMNS)
+    plan_periods, billing_type, held, record_version, user_versions = row[width:]
+    return {
+        "record": dict(zip(usages.COLUMNS, row[:width])),
+        "plan_periods": sorted((dict(zip(("uuid", "start", "end"), period)) for period in sql.json_rows(plan_periods)),
+                               key=lambda period: period["start"]),
+        "billing_type": billing_type,
+        "held": {shares[uuid]: usage for uuid, usage in sql.json_rows(held)},
+        "versions": dict(sql.json_rows(record_version) + sql.json_rows(user_versions)),
+    }
 
 
 def held_usages(conn: Connection, uuids: list[str]) -> dict[str, str]:

@@ -1,5 +1,7 @@
 """User usages: set_user_usage, set_user_usages, and the user usage list."""
 
+import contextlib
+import dataclasses
 import re
 
 import pytest
@@ -350,6 +352,56 @@ def test_user_usages_decided_on_views_behind_a_report_are_decided_again(db_path)
         assert stored_usage(writer, record) == "3.00"
     finally:
         writer.close()
+
+
+@ON_BOTH_BACKENDS
+def test_a_report_of_the_records_own_month_reads_in_one_statement_what_the_snapshot_reads(db_path):
+    """The site agent's reports (items of the record's own month) are decided on one statement
+    (usage.user_usage_target); it must read what the reads piece by piece in a snapshot read
+    (load_user_usage_target), here with shares held, others not, and events the views have not
+    folded, whose versions the decision must not see."""
+    writer = Ledger(db_path, projector=NotFolding())
+    try:
+        record = report(writer, amount="10")
+        report(writer, amount="5", component="ram")
+        alice, bob, carol = (usage.UserUsageItem(username=name, usage=amount)
+                             for name, amount in (("alice", "1.00"), ("bob", "2.00"), ("carol", "3.00")))
+        usage.set_user_usages(writer, STAFF, usage.SetUserUsages(record, [alice], bulk=True))
+        report(writer, amount="12")  # appended, not folded
+        march = clock.parse_datetime("2026-03-02T00:00:00Z")
+        for items in ([alice, bob], [bob], [carol, alice, carol], [dataclasses.replace(alice, date=march)]):
+            command = usage.SetUserUsages(record, items, bulk=True)
+            statements = []
+            with counted_statements(writer, statements):
+                target = usage.user_usage_target(writer, command)
+            assert len(statements) == 1, statements
+            assert target == writer.read_for_decision(lambda: usage.load_user_usage_target(writer, command))
+        assert target.versions[events.usage_stream(RESOURCE, "cpu", MARCH)] == 1  # the second report is not folded
+        february = usage.SetUserUsages(record, [dataclasses.replace(bob, date=clock.parse_datetime("2026-02-10T00:00:00Z"))])
+        assert usage.user_usage_target(writer, february) == writer.read_for_decision(
+            lambda: usage.load_user_usage_target(writer, february))  # another month's record: read piece by piece
+        assert target.held == {(MARCH, "alice"): "1.00"} and stored_usage(writer, record) == "10.00"
+    finally:
+        writer.close()
+
+
+@contextlib.contextmanager
+def counted_statements(ledger, statements: list):
+    """Gathers the statements the ledger's connection runs meanwhile into `statements`."""
+    conn = ledger.conn
+    if hasattr(conn, "set_trace_callback"):  # SQLite's
+        conn.set_trace_callback(statements.append)
+        try:
+            yield
+        finally:
+            conn.set_trace_callback(None)
+        return
+    execute = conn.execute
+    conn.execute = lambda statement, *parameters: (statements.append(statement), execute(statement, *parameters))[1]
+    try:
+        yield
+    finally:
+        del conn.execute
 
 
 class NotFolding:

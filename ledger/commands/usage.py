@@ -258,15 +258,34 @@ def set_user_usages(
     """Records every user usage of a request, or none of them."""
 
     def decide_events() -> list[NewEvent]:
-        # Read in the snapshot Ledger.write decides in: carried values and the versions they derive
-        # from, as of one moment.
-        target = load_user_usage_target(ledger, command)
-        return decide_user_usages(command, target, caller, clock.now())
+        return decide_user_usages(command, user_usage_target(ledger, command), caller, clock.now())
 
-    return ledger.write(decide_events, key)
+    return ledger.write(decide_events, key, single_read=True)
+
+
+def user_usage_target(ledger: Ledger, command: SetUserUsages) -> UserUsageTarget:
+    """What the decision reads: in one statement where every item is of the record's own month
+    and the record is not carried (the site agent's reports); otherwise piece by piece, in one
+    snapshot (`load_user_usage_target`)."""
+    reads = user_usages.report_reads(ledger.conn, command.record_uuid, [item.username for item in command.items])
+    if reads is None:
+        raise RecordNotFound()
+    record = reads["record"]
+    period = record["billing_period"]
+    if record["carried"] or any(item_period(record, item) != period for item in command.items):
+        return ledger.read_for_decision(lambda: load_user_usage_target(ledger, command))
+    streams = [events.usage_stream(record["resource_uuid"], record["type"], period),
+               *(events.user_usage_stream(record["uuid"], item.username) for item in command.items)]
+    return UserUsageTarget(
+        record, reads["plan_periods"], {period: record}, {**dict.fromkeys(streams, 0), **reads["versions"]},
+        reads["billing_type"], {}, {(period, username): usage for username, usage in reads["held"].items()},
+    )
 
 
 def load_user_usage_target(ledger: Ledger, command: SetUserUsages) -> UserUsageTarget:
+    """As `user_usage_target`, for any items and record, in several statements: call it in a snapshot
+    of the views (Ledger.read_for_decision), where carried values and the versions they derive
+    from are read as of one moment."""
     conn = ledger.conn
     record = usages.stored_record(conn, command.record_uuid)
     if record is None:
