@@ -19,7 +19,7 @@ USER_USAGES = schemas.SetUserUsagesRequest()
 def writable_record(record_uuid: str) -> dict:
     """The usage record of a user usage report: 404 when the caller may not see it, then 403 when they may not write."""
     caller = authenticate(g.ledger.conn)
-    record = usages.stored_record(g.ledger.conn, record_uuid)
+    record = usages.stored_record(g.ledger.conn, record_uuid, arriving=g.ledger)
     if record is None:  # or not folded yet: the request arrived without waiting for reports (usage.USER_USAGES_UNWAITED)
         g.ledger.arrive()
         record = usages.stored_record(g.ledger.conn, record_uuid)
@@ -68,6 +68,7 @@ def record_user_usages(command: usage.SetUserUsages, key):
 
 
 @blueprint.route("/marketplace-component-usages/<uuid:record_uuid>/set_user_usage/", methods=["POST"])
+@arrives_with_first_read
 @unwaited(usage.USER_USAGES_UNWAITED)
 def set_user_usage(record_uuid):
     record = writable_record(record_uuid)
@@ -80,6 +81,7 @@ def set_user_usage(record_uuid):
 
 
 @blueprint.route("/marketplace-component-usages/<uuid:record_uuid>/set_user_usages/", methods=["POST"])
+@arrives_with_first_read
 @unwaited(usage.USER_USAGES_UNWAITED)
 def set_user_usages(record_uuid):
     record = writable_record(record_uuid)

@@ -454,10 +454,11 @@ def carried_from(conn: Connection, resource_uuid: str, component_type: str, bill
     return row[1] if row and row[0] else None
 
 
-def stored_record(conn: Connection, uuid: str) -> dict | None:
-    """One record with every column of the view, for the commands that decide on it."""
-    row = conn.execute(f"SELECT {', '.join(COLUMNS)} FROM component_usages WHERE uuid = ?", (uuid,)).fetchone()
-    return dict(zip(COLUMNS, row)) if row else None
+def stored_record(conn: Connection, uuid: str, arriving=None) -> dict | None:
+    """One record with every column of the view, for the commands that decide on it; the statement
+    reads the request's arrival too, for a Ledger `arriving` (sql.rows_arriving)."""
+    rows = sql.rows_arriving(conn, f"SELECT {', '.join(COLUMNS)} FROM component_usages WHERE uuid = ?", [uuid], arriving)
+    return dict(zip(COLUMNS, rows[0])) if rows else None
 
 
 def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: str | None, billing_period: str,

@@ -214,8 +214,9 @@ def report_reads(conn: Connection, record_uuid: str, usernames: list[str]) -> di
     which is a snapshot of its own (a server's round trip, where reading it piece by piece in a
     transaction took seven): the record (usages.COLUMNS); its resource's plan periods; its
     component's billing type; the usage each of `usernames` holds of it (by username); and the
-    versions, as the views have folded them, of the record's stream and of the usernames' user
-    usage streams (by stream; none for a stream without events). None when there is no such record.
+    versions of the record's stream and of the usernames' user usage streams, as the views have
+    folded them and as the log holds them (by stream; none for a stream without events). None
+    when there is no such record.
 
     Read by one statement on SQLite too, where the views are a file of their own: if the log was
     read before the views, versions past the log's read are missing, and the append of a decision
@@ -224,9 +225,10 @@ def report_reads(conn: Connection, record_uuid: str, usernames: list[str]) -> di
     rows = dialect.rows_as_json.format
     shares = {user_usage_uuid(record_uuid, username): username for username in usernames}
     record_stream = "'usage/' || u.resource_uuid || '/' || u.type || '/' || substr(u.billing_period, 1, 7)"
-    # The versions of the streams that match the condition in {}, as the views have folded them.
-    versions = (f"(SELECT {rows('v.stream, v.version')} FROM (SELECT e.stream, MAX(e.version) AS version FROM events e"
-                " WHERE {} AND e.seq <= folded.position GROUP BY e.stream) v)")
+    # The versions of the streams that match the condition in {}: as the views have folded them, and in the log.
+    versions = (f"(SELECT {rows('v.stream, v.folded, v.logged')} FROM (SELECT e.stream,"
+                " MAX(CASE WHEN e.seq <= folded.position THEN e.version END) AS folded, MAX(e.version) AS logged"
+                " FROM events e WHERE {} GROUP BY e.stream) v)")
     row = conn.execute(
         f"SELECT {', '.join(f'u.{column}' for column in usages.COLUMNS)},"
         f""" (SELECT {rows('p.uuid, p.start, p."end"')} FROM plan_periods p WHERE p.resource_uuid = u.resource_uuid),"""
@@ -241,14 +243,16 @@ def report_reads(conn: Connection, record_uuid: str, usernames: list[str]) -> di
     if row is None:
         return None
     width = len(usages.COLUMNS)
-    plan_periods, billing_type, held, record_version, user_versions = row[width:]
+    plan_periods, billing_type, held, record_versions, user_versions = row[width:]
+    streams = sql.json_rows(record_versions) + sql.json_rows(user_versions)
     return {
         "record": dict(zip(usages.COLUMNS, row[:width])),
         "plan_periods": sorted((dict(zip(("uuid", "start", "end"), period)) for period in sql.json_rows(plan_periods)),
                                key=lambda period: period["start"]),
         "billing_type": billing_type,
         "held": {shares[uuid]: usage for uuid, usage in sql.json_rows(held)},
-        "versions": dict(sql.json_rows(record_version) + sql.json_rows(user_versions)),
+        "versions": {stream: folded or 0 for stream, folded, _ in streams},
+        "logged": {stream: logged for stream, _, logged in streams},
     }
 
 

@@ -10,6 +10,8 @@ from ledger.backends.postgres import connection as postgres_connection
 from ledger.cli import load_catalog
 from ledger.commands import tokens, usage
 from ledger.database import Ledger
+from ledger.log import events
+from ledger.rules import clock
 from ledger.rules.access import Caller
 
 from .conftest import ON_BOTH_BACKENDS, auth
@@ -126,6 +128,9 @@ def test_a_token_issued_or_revoked_since_the_last_request_counts_at_once(client,
 def test_a_request_whose_presumed_positions_hold_reads_the_views_once(client, db_path, monkeypatch):
     client.post("/api/marketplace-component-usages/set_usage/", headers=auth("staff"),
                 json={"resource": RESOURCE, "usages": [{"type": "cpu", "amount": "1.5"}]})
+    record = events.usage_record_uuid(RESOURCE, "cpu", clock.billing_period(clock.now()).isoformat())
+    shares, alice = f"/api/marketplace-component-usages/{record}/set_user_usages/", {"usages": [{"username": "alice", "usage": "1.5"}]}
+    assert client.post(shares, headers=auth("staff"), json=alice).status_code == 201
     assert usages_listed(client) == ["1.50"]  # this request's caches are filled
     sent = []
     execute = postgres_connection.Connection.execute
@@ -138,3 +143,7 @@ def test_a_request_whose_presumed_positions_hold_reads_the_views_once(client, db
                          json={"resource": RESOURCE, "usages": [{"type": "cpu", "amount": "1.5"}]})
     assert answer.status_code == 201
     assert len(sent) == 1 and "arrival" in sent[0]  # the same figure again: its decision appends nothing
+    sent.clear()
+    assert client.post(shares, headers=auth("staff"), json=alice).status_code == 201
+    # The record, with the arrival; then the decision's one statement (the same share appends nothing).
+    assert len(sent) == 2 and "arrival" in sent[0], sent

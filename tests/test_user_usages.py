@@ -355,6 +355,25 @@ def test_user_usages_decided_on_views_behind_a_report_are_decided_again(db_path)
 
 
 @ON_BOTH_BACKENDS
+def test_a_share_unchanged_on_views_behind_the_log_is_decided_again(db_path):
+    """The views hold alice at 1.50, the log already at 2.00: a report of 1.50 changes nothing on
+    the views, but it changes the share, and must land."""
+    writer = Ledger(db_path, projector=NotFolding())
+    try:
+        record = report(writer, amount="10")
+        share = [usage.UserUsageItem(username="alice", usage="1.50")]
+        usage.set_user_usages(writer, STAFF, usage.SetUserUsages(record, share, bulk=True))
+        usage.set_user_usages(writer, STAFF, usage.SetUserUsages(record, [dataclasses.replace(share[0], usage="2.00")],
+                                                                 bulk=True))  # appended, not folded
+        writer.arrive(usage.USER_USAGES_UNWAITED)
+        usage.set_user_usages(writer, STAFF, usage.SetUserUsages(record, share, bulk=True))
+        writer.reach_views()
+        assert writer.conn.execute("SELECT usage FROM component_user_usages").fetchall() == [("1.50",)]
+    finally:
+        writer.close()
+
+
+@ON_BOTH_BACKENDS
 def test_a_report_of_the_records_own_month_reads_in_one_statement_what_the_snapshot_reads(db_path):
     """The site agent's reports (items of the record's own month) are decided on one statement
     (usage.user_usage_target); it must read what the reads piece by piece in a snapshot read
@@ -375,8 +394,10 @@ def test_a_report_of_the_records_own_month_reads_in_one_statement_what_the_snaps
             with counted_statements(writer, statements):
                 target = usage.user_usage_target(writer, command)
             assert len(statements) == 1, statements
-            assert target == writer.read_for_decision(lambda: usage.load_user_usage_target(writer, command))
-        assert target.versions[events.usage_stream(RESOURCE, "cpu", MARCH)] == 1  # the second report is not folded
+            snapshot = writer.read_for_decision(lambda: usage.load_user_usage_target(writer, command))
+            assert dataclasses.replace(target, logged=None) == snapshot
+        cpu = events.usage_stream(RESOURCE, "cpu", MARCH)
+        assert target.versions[cpu] == 1 and target.logged[cpu] == 2  # the second report is logged, not folded
         february = usage.SetUserUsages(record, [dataclasses.replace(bob, date=clock.parse_datetime("2026-02-10T00:00:00Z"))])
         assert usage.user_usage_target(writer, february) == writer.read_for_decision(
             lambda: usage.load_user_usage_target(writer, february))  # another month's record: read piece by piece

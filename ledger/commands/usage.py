@@ -250,6 +250,7 @@ class UserUsageTarget:
     billing_type: str | None  # of the record's component
     carried_from: dict[str, int]  # versions of the streams of the months the carried records among `records` derive from
     held: dict[tuple[str, str], str] = dataclasses.field(default_factory=dict)  # (period, username) -> usage
+    logged: dict[str, int] | None = None  # the versions of `versions` in the log, where read with them
 
 
 def set_user_usages(
@@ -258,7 +259,13 @@ def set_user_usages(
     """Records every user usage of a request, or none of them."""
 
     def decide_events() -> list[NewEvent]:
-        return decide_user_usages(command, user_usage_target(ledger, command), caller, clock.now())
+        target = user_usage_target(ledger, command)
+        decision = decide_user_usages(command, target, caller, clock.now())
+        if not decision and target.logged is not None and all(
+            target.logged.get(stream, 0) == version for stream, version in decision.read.items()
+        ):
+            return Decision()  # as for set_usage: a report that changes nothing, on records the log holds as read
+        return decision
 
     return ledger.write(decide_events, key, single_read=True)
 
@@ -279,6 +286,7 @@ def user_usage_target(ledger: Ledger, command: SetUserUsages) -> UserUsageTarget
     return UserUsageTarget(
         record, reads["plan_periods"], {period: record}, {**dict.fromkeys(streams, 0), **reads["versions"]},
         reads["billing_type"], {}, {(period, username): usage for username, usage in reads["held"].items()},
+        reads["logged"],
     )
 
 
