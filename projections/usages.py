@@ -15,7 +15,8 @@ import json
 from collections.abc import Iterator
 
 from ledger.backends import Connection
-from ledger.log.events import usage_record_uuid
+from ledger.backends.sql import STREAM_VERSION
+from ledger.log.events import usage_record_uuid, usage_stream
 from ledger.rules import clock
 from ledger.rules.carry_forward import Chain, carried_records
 
@@ -457,7 +458,8 @@ def carried_from(conn: Connection, resource_uuid: str, component_type: str, bill
 def stored_record(conn: Connection, uuid: str, arriving=None) -> dict | None:
     """One record with every column of the view, for the commands that decide on it; the statement
     reads the request's arrival too, for a Ledger `arriving` (sql.rows_arriving)."""
-    rows = sql.rows_arriving(conn, f"SELECT {', '.join(COLUMNS)} FROM component_usages WHERE uuid = ?", [uuid], arriving)
+    select = f"SELECT {', '.join(COLUMNS)} FROM component_usages WHERE uuid = ?"
+    rows = sql.rows_arriving(conn, select, [uuid], arriving)
     return dict(zip(COLUMNS, rows[0])) if rows else None
 
 
@@ -475,6 +477,7 @@ def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: 
     target = "coalesce(chosen.resource_uuid, ?)"
     streams = [f"/{kind}/{billing_period[:7]}" for kind in types]  # after the resource: events.usage_stream
     logged_stream = f"'usage/' || {target} || ?"
+    logged_version = f"({STREAM_VERSION.format(stream=logged_stream, bound='')})"
     row, = sql.rows_arriving(
         conn,
         f'SELECT chosen.uuid, chosen.resource_uuid, chosen.start, chosen."end",'
@@ -485,14 +488,16 @@ def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: 
         f" ON r.offering_uuid = c.offering_uuid WHERE r.uuid = {target}),"
         f" (SELECT {rows(', '.join(COLUMNS))} FROM component_usages WHERE resource_uuid = {target}"
         f" AND billing_period = ? AND type IN ({', '.join('?' for _ in types)})),"
-        f" (SELECT {rows('stream, version')} FROM (SELECT stream, MAX(version) AS version FROM events"
-        f" WHERE stream IN ({', '.join(logged_stream for _ in streams)}) GROUP BY stream) logged)"
+        f" {', '.join(logged_version for _ in streams)}"
         f" FROM (SELECT 1) one LEFT JOIN plan_periods chosen ON chosen.uuid = ?",
         [resource_uuid, resource_uuid, resource_uuid, resource_uuid, billing_period, *types,
          *(value for stream in streams for value in (resource_uuid, stream)), plan_period_uuid],
         arriving,
     )
-    resources, plan_periods, components, records, logged = map(sql.json_rows, row[4:])
+    resources, plan_periods, components, records = map(sql.json_rows, row[4:8])
+    target_uuid = row[1] or resource_uuid
+    logged = {usage_stream(target_uuid, kind, billing_period): version
+              for kind, version in zip(types, row[8:]) if version is not None}
     return {
         "chosen": dict(zip(("uuid", "resource_uuid", "start", "end"), row[:4])) if row[0] else None,
         "resources": {found[0]: dict(zip(catalog.RESOURCE_KEYS, found)) for found in resources},
@@ -500,5 +505,5 @@ def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: 
                                key=lambda period: period["start"]),
         "components": dict(components),
         "records": {record["type"]: record for record in (dict(zip(COLUMNS, found)) for found in records)},
-        "logged": dict(logged),
+        "logged": logged,
     }

@@ -12,7 +12,8 @@ import json
 from collections.abc import Iterator
 
 from ledger.backends import Connection
-from ledger.log.events import usage_record_uuid, user_usage_stream, user_usage_uuid
+from ledger.backends.sql import STREAM_VERSION
+from ledger.log.events import usage_record_uuid, usage_stream, user_usage_stream, user_usage_uuid
 
 from . import sql, usages
 
@@ -215,44 +216,47 @@ def report_reads(conn: Connection, record_uuid: str, usernames: list[str]) -> di
     transaction took seven): the record (usages.COLUMNS); its resource's plan periods; its
     component's billing type; the usage each of `usernames` holds of it (by username); and the
     versions of the record's stream and of the usernames' user usage streams, as the views have
-    folded them and as the log holds them (by stream; none for a stream without events). None
-    when there is no such record.
+    folded them and as the log holds them (by stream; 0 for a stream without events). None when
+    there is no such record.
 
     Read by one statement on SQLite too, where the views are a file of their own: if the log was
     read before the views, versions past the log's read are missing, and the append of a decision
     that read them fails as overtaken, to be made again."""
     dialect = sql.dialect(conn)
     rows = dialect.rows_as_json.format
+    usernames = list(dict.fromkeys(usernames))
     shares = {user_usage_uuid(record_uuid, username): username for username in usernames}
-    record_stream = "'usage/' || u.resource_uuid || '/' || u.type || '/' || substr(u.billing_period, 1, 7)"
-    # The versions of the streams that match the condition in {}: as the views have folded them, and in the log.
-    versions = (f"(SELECT {rows('v.stream, v.folded, v.logged')} FROM (SELECT e.stream,"
-                " MAX(CASE WHEN e.seq <= folded.position THEN e.version END) AS folded, MAX(e.version) AS logged"
-                " FROM events e WHERE {} GROUP BY e.stream) v)")
+    streams = ["'usage/' || u.resource_uuid || '/' || u.type || '/' || substr(u.billing_period, 1, 7)",
+               *("?" for _ in usernames)]
+    # Each stream's last version that the views have folded, and its last in the log.
+    versions = [f"({STREAM_VERSION.format(stream=stream, bound=' AND e.seq <= folded.position')}),"
+                f" ({STREAM_VERSION.format(stream=stream, bound='')})" for stream in streams]
     row = conn.execute(
         f"SELECT {', '.join(f'u.{column}' for column in usages.COLUMNS)},"
         f""" (SELECT {rows('p.uuid, p.start, p."end"')} FROM plan_periods p WHERE p.resource_uuid = u.resource_uuid),"""
         " (SELECT c.billing_type FROM components c WHERE c.offering_uuid = u.offering_uuid AND c.type = u.type),"
         f" (SELECT {rows('s.uuid, s.usage')} FROM component_user_usages s WHERE {dialect.json_in.format('s.uuid')}),"
-        f" {versions.format(f'e.stream = {record_stream}')}, {versions.format(dialect.json_in.format('e.stream'))}"
+        f" {', '.join(versions)}"
         " FROM component_usages u, (SELECT MIN(position) AS position FROM projection_checkpoints) folded"
         " WHERE u.uuid = ?",
-        (json.dumps(list(shares)), json.dumps([user_usage_stream(record_uuid, name) for name in usernames]),
-         record_uuid),
+        (json.dumps(list(shares)),
+         *(stream for name in usernames for stream in [user_usage_stream(record_uuid, name)] * 2), record_uuid),
     ).fetchone()
     if row is None:
         return None
     width = len(usages.COLUMNS)
-    plan_periods, billing_type, held, record_versions, user_versions = row[width:]
-    streams = sql.json_rows(record_versions) + sql.json_rows(user_versions)
+    record = dict(zip(usages.COLUMNS, row[:width]))
+    plan_periods, billing_type, held, *found = row[width:]
+    names = [usage_stream(record["resource_uuid"], record["type"], record["billing_period"]),
+             *(user_usage_stream(record_uuid, name) for name in usernames)]
     return {
-        "record": dict(zip(usages.COLUMNS, row[:width])),
+        "record": record,
         "plan_periods": sorted((dict(zip(("uuid", "start", "end"), period)) for period in sql.json_rows(plan_periods)),
                                key=lambda period: period["start"]),
         "billing_type": billing_type,
         "held": {shares[uuid]: usage for uuid, usage in sql.json_rows(held)},
-        "versions": {stream: folded or 0 for stream, folded, _ in streams},
-        "logged": {stream: logged for stream, _, logged in streams},
+        "versions": {name: version or 0 for name, version in zip(names, found[::2])},
+        "logged": {name: version or 0 for name, version in zip(names, found[1::2])},
     }
 
 

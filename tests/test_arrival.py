@@ -129,7 +129,8 @@ def test_a_request_whose_presumed_positions_hold_reads_the_views_once(client, db
     client.post("/api/marketplace-component-usages/set_usage/", headers=auth("staff"),
                 json={"resource": RESOURCE, "usages": [{"type": "cpu", "amount": "1.5"}]})
     record = events.usage_record_uuid(RESOURCE, "cpu", clock.billing_period(clock.now()).isoformat())
-    shares, alice = f"/api/marketplace-component-usages/{record}/set_user_usages/", {"usages": [{"username": "alice", "usage": "1.5"}]}
+    shares = f"/api/marketplace-component-usages/{record}/set_user_usages/"
+    alice = {"usages": [{"username": "alice", "usage": "1.5"}]}
     assert client.post(shares, headers=auth("staff"), json=alice).status_code == 201
     assert usages_listed(client) == ["1.50"]  # this request's caches are filled
     sent = []

@@ -364,3 +364,33 @@ def test_a_snapshot_opened_inside_another_is_the_same_transaction(store, monkeyp
         with store.snapshot():
             store.head()
     assert [sql for sql in sent if sql.startswith(("BEGIN", "COMMIT"))] == [store.begin_snapshot, "COMMIT"]
+
+
+def test_reading_a_streams_version_reads_one_row_of_it_however_many_it_has(store, monkeypatch):
+    """As on SQLite (test_sqlite_backend.py): a stream's version is read off the end of its index,
+    not aggregated over every version it has; with a decision's horizon too."""
+    streams = [f"long/{n}" for n in range(3)]
+    store.append([event(stream, version) for stream in streams for version in range(1, 201)])
+    # As over a log of millions: a few hundred rows would be read whole whatever the statement.
+    store.conn.execute("SET enable_seqscan = off")
+    store.conn.execute("SET enable_bitmapscan = off")
+    for horizon in (None, store.head()[0] - 1):
+        sent = []
+        execute = connection.Connection.execute
+        monkeypatch.setattr(connection.Connection, "execute",
+                            lambda self, sql, *args: sent.append((sql, *args)) or execute(self, sql, *args))
+        if horizon is None:
+            assert store.stream_versions([*streams, "none"]) == {**dict.fromkeys(streams, 200), "none": 0}
+        else:
+            with store.deciding_at(horizon):
+                assert store.stream_versions(streams) == {**dict.fromkeys(streams[:2], 200), streams[2]: 199}
+        monkeypatch.undo()
+        (statement, parameters), = sent
+        (plan,), = store.conn.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {statement}", parameters).fetchone()
+        assert rows_of(plan["Plan"], "events") <= len(streams), plan
+
+
+def rows_of(node: dict, relation: str) -> float:
+    """The rows that the scans of `relation` in a plan's `node` gave, over all their loops."""
+    own = node["Actual Rows"] * node["Actual Loops"] if node.get("Relation Name") == relation else 0
+    return own + sum(rows_of(child, relation) for child in node.get("Plans", ()))

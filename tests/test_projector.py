@@ -15,7 +15,7 @@ from ledger.rules.access import Caller
 from ledger.rules import clock
 from projections import projector, runner, usages
 
-from .conftest import auth
+from .conftest import auth, sqlite_work
 from .world import OTHER_RESOURCE, RESOURCE
 
 STAFF = Caller(id=1, username="staff", is_staff=True)
@@ -141,6 +141,24 @@ def test_a_decision_reads_stream_versions_as_the_views_hold_them(ledger, db_path
     with ledger.store.deciding_at(runner.position(ledger.conn)):
         assert ledger.store.stream_version(stream) == 1  # the views have not folded version 2
     assert ledger.store.stream_version(stream) == 2
+
+
+def test_a_reports_decision_reads_one_entry_of_its_records_stream_however_many_versions_it_has(ledger):
+    """A record's stream gains a version at each report that changes it (about 1,440 a month for a
+    record reported every half hour); the decision reads the log's version of it at every report."""
+    for amount in range(1, 301):
+        usage.set_usage(ledger, STAFF, report(f"{amount}.00"))
+    usage.set_usage(ledger, STAFF, report("1.00", resource=OTHER_RESOURCE))
+
+    def work(resource: str) -> int:
+        found = []
+        steps = sqlite_work(ledger.conn, lambda: found.append(
+            usages.report_reads(ledger.conn, None, resource, "2026-03-01", ["cpu"])))
+        stream, held = events.usage_stream(resource, "cpu", "2026-03-01"), found[0]["records"]["cpu"]
+        assert found[0]["logged"] == {stream: held["version"]}
+        return steps
+
+    assert work(RESOURCE) <= work(OTHER_RESOURCE) + 1
 
 
 def test_an_unchanged_report_decided_on_views_that_trail_the_log_is_decided_again(ledger, db_path):

@@ -398,7 +398,8 @@ def test_a_report_of_the_records_own_month_reads_in_one_statement_what_the_snaps
             assert dataclasses.replace(target, logged=None) == snapshot
         cpu = events.usage_stream(RESOURCE, "cpu", MARCH)
         assert target.versions[cpu] == 1 and target.logged[cpu] == 2  # the second report is logged, not folded
-        february = usage.SetUserUsages(record, [dataclasses.replace(bob, date=clock.parse_datetime("2026-02-10T00:00:00Z"))])
+        february = usage.SetUserUsages(
+            record, [dataclasses.replace(bob, date=clock.parse_datetime("2026-02-10T00:00:00Z"))])
         assert usage.user_usage_target(writer, february) == writer.read_for_decision(
             lambda: usage.load_user_usage_target(writer, february))  # another month's record: read piece by piece
         assert target.held == {(MARCH, "alice"): "1.00"} and stored_usage(writer, record) == "10.00"

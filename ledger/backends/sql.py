@@ -9,6 +9,11 @@ from ledger.log.records import COLUMNS, StoredEvent, stored_event
 from ledger.log.store import READ_BATCH, EventStore
 
 SELECTED = ", ".join(COLUMNS)
+# The last version of the stream that the expression {stream} names, of its events with {bound}
+# (a condition on `e.seq`, or nothing): one entry read off the end of the stream's index. As an
+# aggregate over several streams (MAX ... GROUP BY), every version of each was read, and a usage
+# record's stream gains one at each report that changes it, a user's share's too.
+STREAM_VERSION = "SELECT e.version FROM events e WHERE e.stream = {stream}{bound} ORDER BY e.version DESC LIMIT 1"
 
 
 class SQLEventStore(EventStore):

@@ -13,7 +13,7 @@ from psycopg import errors
 from ledger.backends.postgres.connection import Connection
 from ledger.backends.postgres.driver_errors import translated
 from ledger.backends.postgres.lease import APPENDED_CHANNEL
-from ledger.backends.sql import SQLEventStore
+from ledger.backends.sql import STREAM_VERSION, SQLEventStore
 from ledger.errors import StreamConflict
 from ledger.log.hashing import GENESIS_HASH, hashed_text_around
 from ledger.log.records import Decision, NewEvent, StoredEvent, canonical
@@ -113,6 +113,8 @@ APPEND_FUNCTION = f"""CREATE OR REPLACE FUNCTION ledger_append(read JSONB, appen
     RETURNS TABLE (new_seq BIGINT, new_recorded_at TEXT, new_prev_hash TEXT, new_hash TEXT)
     LANGUAGE plpgsql AS $${APPEND_BODY}$$"""
 APPEND_CALL = "SELECT * FROM ledger_append(CAST(? AS JSONB), CAST(? AS JSONB), ?)"
+# The stream names given as one array parameter, as rows of a column `stream` compared byte by byte.
+STREAMS = "unnest(CAST(? AS TEXT[])) AS s(stream)"
 
 
 def as_appended(events: list[NewEvent], ids: list[str]) -> list[tuple] | None:
@@ -228,24 +230,24 @@ class PostgresEventStore(SQLEventStore):
     def tip(self, streams: Iterable[str]) -> tuple[int, str, dict[str, int]]:
         """As the contract says, in one query: the head's row (no stream), and a row per stream that has events."""
         streams = list(dict.fromkeys(streams))
-        versions = dict.fromkeys(streams, 0)
         rows = self.conn.execute(
             "SELECT NULL, seq, hash FROM (SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1) head"
-            " UNION ALL SELECT stream, MAX(version), NULL FROM events WHERE stream = ANY(?) GROUP BY stream",
+            f" UNION ALL SELECT s.stream, ({STREAM_VERSION.format(stream='s.stream', bound='')}), NULL"
+            f" FROM {STREAMS}",
             (streams,),
         ).fetchall()
         seq, hash_ = next(((seq, hash_) for stream, seq, hash_ in rows if stream is None), (0, GENESIS_HASH))
-        versions.update((stream, version) for stream, version, _ in rows if stream is not None)
-        return seq, hash_, versions
+        return seq, hash_, {stream: version or 0 for stream, version, _ in rows if stream is not None}
 
     @translated()
     def stream_versions(self, streams: Iterable[str]) -> dict[str, int]:
-        """As the contract says, in one query."""
+        """As the contract says, in one query, each stream's version read off its index (STREAM_VERSION)."""
         streams = list(dict.fromkeys(streams))
-        versions = dict.fromkeys(streams, 0)
-        if streams:  # the horizon a parameter: one prepared statement, not one parsed and planned per decision
-            bound, parameters = ("", (streams,)) if self.horizon is None else (" AND seq <= ?", (streams, self.horizon))
-            versions.update(self.conn.execute(
-                f"SELECT stream, MAX(version) FROM events WHERE stream = ANY(?){bound} GROUP BY stream", parameters
-            ))
-        return versions
+        if not streams:
+            return {}
+        # The horizon a parameter: one prepared statement, not one parsed and planned per decision.
+        bound, parameters = ("", (streams,)) if self.horizon is None else (" AND e.seq <= ?", (self.horizon, streams))
+        rows = self.conn.execute(
+            f"SELECT s.stream, ({STREAM_VERSION.format(stream='s.stream', bound=bound)}) FROM {STREAMS}", parameters
+        )
+        return {stream: version or 0 for stream, version in rows}
