@@ -276,15 +276,15 @@ KEPT_FILTERS = frozenset({
 })
 
 
-def visibility(conn: Connection, scopes: dict[str, list[str]] | None, scope_term: str = "{}") -> tuple[str, list]:
+def visibility(conn: Connection, scopes: dict[str, list[str]] | None, term: str = "{}") -> tuple[str, list]:
     """A WHERE clause limiting records to those a caller may read; None means every record. Each
-    scope's column is written as `scope_term` has it (see `scope_term`)."""
+    scope's column is written into `term` (see `scope_term`)."""
     if scopes is None:
         return "TRUE", []
     clauses, params = [], []
     for column, values in scopes.items():
         if values:
-            clauses.append(sql.dialect(conn).json_in.format(scope_term.format(f"u.{column}")))
+            clauses.append(sql.dialect(conn).json_in.format(term.format(f"u.{column}")))
             params.append(json.dumps(values))
     return f"({' OR '.join(clauses) or 'FALSE'})", params
 
@@ -487,8 +487,8 @@ def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: 
         f" (SELECT {rows('c.type, c.billing_type')} FROM components c JOIN resources r"
         f" ON r.offering_uuid = c.offering_uuid WHERE r.uuid = {target}),"
         f" (SELECT {rows(', '.join(COLUMNS))} FROM component_usages WHERE resource_uuid = {target}"
-        f" AND billing_period = ? AND type IN ({', '.join('?' for _ in types)})),"
-        f" {', '.join(logged_version for _ in streams)}"
+        f" AND billing_period = ? AND type IN ({', '.join('?' for _ in types)}))"
+        f"{''.join(f', {logged_version}' for _ in streams)}"
         f" FROM (SELECT 1) one LEFT JOIN plan_periods chosen ON chosen.uuid = ?",
         [resource_uuid, resource_uuid, resource_uuid, resource_uuid, billing_period, *types,
          *(value for stream in streams for value in (resource_uuid, stream)), plan_period_uuid],
