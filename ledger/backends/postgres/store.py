@@ -228,7 +228,7 @@ class PostgresEventStore(SQLEventStore):
 
     @translated()
     def tip(self, streams: Iterable[str]) -> tuple[int, str, dict[str, int]]:
-        """As the contract says, in one query: the head's row (no stream), and a row per stream that has events."""
+        """As the contract says, in one query: the head's row (no stream), and a row per stream."""
         streams = list(dict.fromkeys(streams))
         rows = self.conn.execute(
             "SELECT NULL, seq, hash FROM (SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1) head"
