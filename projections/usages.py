@@ -478,6 +478,7 @@ def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: 
     streams = [f"/{kind}/{billing_period[:7]}" for kind in types]  # after the resource: events.usage_stream
     logged_stream = f"'usage/' || {target} || ?"
     logged_version = f"({STREAM_VERSION.format(stream=logged_stream, bound='')})"
+    of_types = f"type IN ({', '.join('?' for _ in types)})" if types else "FALSE"  # `IN ()`: PostgreSQL refuses it
     row, = sql.rows_arriving(
         conn,
         f'SELECT chosen.uuid, chosen.resource_uuid, chosen.start, chosen."end",'
@@ -487,7 +488,7 @@ def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: 
         f" (SELECT {rows('c.type, c.billing_type')} FROM components c JOIN resources r"
         f" ON r.offering_uuid = c.offering_uuid WHERE r.uuid = {target}),"
         f" (SELECT {rows(', '.join(COLUMNS))} FROM component_usages WHERE resource_uuid = {target}"
-        f" AND billing_period = ? AND type IN ({', '.join('?' for _ in types)}))"
+        f" AND billing_period = ? AND {of_types})"
         f"{''.join(f', {logged_version}' for _ in streams)}"
         f" FROM (SELECT 1) one LEFT JOIN plan_periods chosen ON chosen.uuid = ?",
         [resource_uuid, resource_uuid, resource_uuid, resource_uuid, billing_period, *types,

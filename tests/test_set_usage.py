@@ -2,7 +2,7 @@
 
 import pytest
 
-from .conftest import auth
+from .conftest import ON_BOTH_BACKENDS, auth
 from .world import (
     ERRED_RESOURCE, NON_READERS, OTHER_PLAN_PERIOD, OTHER_PROJECT, OTHER_RESOURCE, PLAN_PERIOD, PLANLESS_RESOURCE, READERS, RESOURCE,
     USERS, WRITERS,
@@ -45,6 +45,7 @@ def test_duplicate_types_in_one_request_apply_in_order(client, ledger):
     assert record["usage"] == "2.00"
 
 
+@ON_BOTH_BACKENDS
 def test_empty_usages_list_records_nothing(client, ledger):
     before = event_count(ledger)
     assert post(client, {"resource": RESOURCE, "usages": []}).status_code == 201
@@ -129,6 +130,7 @@ def test_description_and_type_lengths_are_limited(client):
     }]}
 
 
+@ON_BOTH_BACKENDS
 def test_unknown_resource_and_plan_period(client):
     missing = "f" * 32
     response = post(client, {"resource": missing, "plan_period": missing, "usages": []})
