@@ -16,7 +16,7 @@ from schemathesis import checks
 
 from api.openapi import build_spec
 
-from .conftest import auth
+from .conftest import ON_BOTH_BACKENDS, auth
 from .world import RESOURCE
 
 OPERATIONS = [(path, method) for path, operations in build_spec()["paths"].items() for method in operations]
@@ -42,6 +42,7 @@ def known_uuids(client):
     return [record["uuid"] for record in records + user_records]
 
 
+@ON_BOTH_BACKENDS
 @pytest.mark.parametrize("path, method", OPERATIONS)
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE])
 def test_api_answers_generated_requests_as_documented(app, known_uuids, path, method, mode):
