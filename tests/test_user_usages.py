@@ -22,6 +22,7 @@ from .conftest import (
     auth,
     caller_of,
     query_plan_of_page,
+    sqlite_work,
 )
 from .world import (
     CLIENT,
@@ -405,6 +406,24 @@ def test_a_report_of_the_records_own_month_reads_in_one_statement_what_the_snaps
         assert target.held == {(MARCH, "alice"): "1.00"} and stored_usage(writer, record) == "10.00"
     finally:
         writer.close()
+
+
+def test_the_one_statement_reads_one_entry_of_a_users_stream_however_many_versions_it_has(ledger):
+    """A user's share gains a version at each report that changes it (about 1,440 a month, reported
+    every half hour): the decision's read of its versions must not read them all."""
+    record = report(ledger, amount="10")
+    for amount in range(1, 201):
+        usage.set_user_usages(ledger, STAFF, usage.SetUserUsages(record, [usage.UserUsageItem("alice", f"{amount}.00")]))
+    runner.catch_up(ledger.store)
+
+    def work(username: str) -> int:
+        found = []
+        steps = sqlite_work(ledger.conn,
+                            lambda: found.append(user_usage_view.report_reads(ledger.conn, record, [username])))
+        assert found[0]["versions"] == found[0]["logged"]
+        return steps
+
+    assert work("alice") <= work("carol") + 1
 
 
 @contextlib.contextmanager
