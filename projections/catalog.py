@@ -189,6 +189,11 @@ def plan_periods_of(rows) -> list[dict]:
     return [dict(zip(("uuid", "start", "end"), row)) for row in rows]
 
 
+def plan_periods_by_start(rows) -> list[dict]:
+    """As `plan_periods_of`, for rows in no order (a JSON aggregate's): ordered by start, as `plan_periods`."""
+    return sorted(plan_periods_of(rows), key=lambda period: period["start"])
+
+
 # A resource with its offering's provider customer and its project's customer: see `resource`.
 RESOURCE_COLUMNS = ("r.uuid", "r.name", "r.state", "r.offering_uuid", "o.customer_uuid", "r.project_uuid", "p.customer_uuid")
 RESOURCE_KEYS = ("uuid", "name", "state", "offering_uuid", "provider_uuid", "project_uuid", "customer_uuid")

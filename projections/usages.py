@@ -502,8 +502,7 @@ def report_reads(conn: Connection, plan_period_uuid: str | None, resource_uuid: 
     return {
         "chosen": dict(zip(("uuid", "resource_uuid", "start", "end"), row[:4])) if row[0] else None,
         "resources": {found[0]: dict(zip(catalog.RESOURCE_KEYS, found)) for found in resources},
-        "plan_periods": sorted((dict(zip(("uuid", "start", "end"), period)) for period in plan_periods),
-                               key=lambda period: period["start"]),
+        "plan_periods": catalog.plan_periods_by_start(plan_periods),
         "components": dict(components),
         "records": {record["type"]: record for record in (dict(zip(COLUMNS, found)) for found in records)},
         "logged": logged,

@@ -15,7 +15,7 @@ from ledger.backends import Connection
 from ledger.backends.sql import STREAM_VERSION
 from ledger.log.events import usage_record_uuid, usage_stream, user_usage_stream, user_usage_uuid
 
-from . import sql, usages
+from . import catalog, sql, usages
 
 NAME = "user_usages"
 TABLES = ("component_user_usages",)
@@ -251,8 +251,7 @@ def report_reads(conn: Connection, record_uuid: str, usernames: list[str]) -> di
              *(user_usage_stream(record_uuid, name) for name in usernames)]
     return {
         "record": record,
-        "plan_periods": sorted((dict(zip(("uuid", "start", "end"), period)) for period in sql.json_rows(plan_periods)),
-                               key=lambda period: period["start"]),
+        "plan_periods": catalog.plan_periods_by_start(sql.json_rows(plan_periods)),
         "billing_type": billing_type,
         "held": {shares[uuid]: usage for uuid, usage in sql.json_rows(held)},
         "versions": {name: version or 0 for name, version in zip(names, found[::2])},

@@ -107,13 +107,17 @@ def set_usage(ledger: Ledger, caller: Caller, command: SetUsage, key: idempotenc
             versions = {events.usage_stream(resource_uuid, kind, period): (held.get(kind) or {"version": 0})["version"]
                         for kind in types}
         decision = decide(command, target, caller, clock.now(), versions)
-        if not decision and all(reads["logged"].get(stream, 0) == version for stream, version in decision.read.items()):
-            # A report that changes nothing, whose records the log holds as read: true as it was
-            # read, so there is nothing for the append to check again.
+        if changes_nothing(decision, reads["logged"]):  # most of a site agent's reports
             return Decision()
         return decision
 
     return ledger.write(decide_events, key, single_read=True)
+
+
+def changes_nothing(decision: Decision, logged: dict[str, int]) -> bool:
+    """Whether a decision appends nothing, on streams that the log holds at the versions it read
+    (`logged`, read with them): it is true as it was read, so its append has nothing to check."""
+    return not decision and all(logged.get(stream, 0) == version for stream, version in decision.read.items())
 
 
 def check_readable(command: SetUsage, reads: dict, caller: Caller) -> None:
@@ -261,10 +265,8 @@ def set_user_usages(
     def decide_events() -> list[NewEvent]:
         target = user_usage_target(ledger, command)
         decision = decide_user_usages(command, target, caller, clock.now())
-        if not decision and target.logged is not None and all(
-            target.logged.get(stream, 0) == version for stream, version in decision.read.items()
-        ):
-            return Decision()  # as for set_usage: a report that changes nothing, on records the log holds as read
+        if target.logged is not None and changes_nothing(decision, target.logged):
+            return Decision()  # as for set_usage
         return decision
 
     return ledger.write(decide_events, key, single_read=True)
