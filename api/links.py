@@ -23,7 +23,9 @@ def configured_base_url() -> str | None:
 def root() -> str:
     """The URL that `api/...` paths are appended to, ending in a slash."""
     # As request.url_root, as a URI: werkzeug's also turns it into an IRI, a tenth of a list's time.
-    return configured_base_url() or f"{request.scheme}://{request.host}{request.script_root}/"
+    # The request looked up once: each attribute read through flask's proxy looks it up again.
+    here = request._get_current_object()
+    return configured_base_url() or f"{here.scheme}://{here.host}{here.script_root}/"
 
 
 def to(kind: str, uuid: str) -> str:

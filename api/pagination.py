@@ -1,5 +1,6 @@
 """Waldur's list conventions: a bare JSON array, `X-Result-Count`, a `Link` header, `field` selection."""
 
+import functools
 import math
 from urllib.parse import urlencode
 
@@ -34,8 +35,15 @@ def page_number(total: int, size: int) -> int:
 def link_header(number: int, total: int, size: int) -> str:
     """Links to the first, previous, next and last pages: this request's absolute URL, its
     parameters kept, with `page=N` except for page 1."""
+    return page_links(links.here(), request.query_string, number, total, size)
+
+
+@functools.lru_cache(maxsize=256)
+def page_links(here: str, query_string: bytes, number: int, total: int, size: int) -> str:
+    """link_header's text, kept for the next list read alike: re-encoding the parameters was an
+    eighth of a list page's own work. It reads request.args, which `query_string` determines."""
     query = urlencode([(key, value) for key, value in request.args.items(multi=True) if key != "page"])
-    base = links.here() + (f"?{query}&" if query else "?")
+    base = here + (f"?{query}&" if query else "?")
 
     def page_url(page: int) -> str:
         return f"{base}page={page}" if page > 1 else base[:-1]

@@ -407,15 +407,16 @@ def records(conn: Connection, scopes: dict | None, filters: dict, order: list[st
     # page's rows are joined to the catalog. Joined while sorting, every matching record was looked
     # up in five tables before all but a page of them were dropped: 2.3 s for `o=-usage` at a
     # million records, 0.3 s without.
+    # Past an offset, the records skipped are passed over in an index alone, and only the page's
+    # are read, by their uuid; the first page reads its records as it finds them (on PostgreSQL,
+    # half the buffers read by way of their uuids, a tenth of the statement's time).
     terms = order_by(conn, order)
-    page = f"SELECT u.uuid FROM component_usages u WHERE {clause} ORDER BY {terms} {sql.limit(limit, offset)}"
-    rows = sql.rows_arriving(
-        conn,
-        f"{RECORD_COLUMNS} FROM ({page}) page {sql.dialect(conn).ordered_join} component_usages u"
-        f" ON u.uuid = page.uuid{RECORD_JOINS}"
-        f" ORDER BY {terms}",
-        params, arriving,
-    )
+    found = f"FROM component_usages u WHERE {clause} ORDER BY {terms} {sql.limit(limit, offset)}"
+    if offset:
+        page = f"({'SELECT u.uuid ' + found}) page {sql.dialect(conn).ordered_join} component_usages u ON u.uuid = page.uuid"
+    else:
+        page = f"({'SELECT u.* ' + found}) u"
+    rows = sql.rows_arriving(conn, f"{RECORD_COLUMNS} FROM {page}{RECORD_JOINS} ORDER BY {terms}", params, arriving)
     return [dict(zip(RECORD_KEYS, row)) for row in rows]
 
 

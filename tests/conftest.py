@@ -158,7 +158,8 @@ def assert_first_page_work_stays_flat(conn, fetch_page, add_rows) -> None:
 
 def query_plan_of_page(conn, fetch_page) -> str:
     """SQLite's plan for finding the rows of the page that `fetch_page()` gives (its last statement):
-    of its subquery `page` when it has one, after which only the page's own rows are joined and sorted."""
+    of its subquery in FROM (`page`, or `u` for a first page) when it has one, after which only the
+    page's own rows are joined and sorted."""
     statements = []
     conn.set_trace_callback(statements.append)
     try:
@@ -166,7 +167,7 @@ def query_plan_of_page(conn, fetch_page) -> str:
     finally:
         conn.set_trace_callback(None)
     plan = conn.execute(f"EXPLAIN QUERY PLAN {statements[-1]}").fetchall()
-    page = {node for node, _, _, detail in plan if detail == "CO-ROUTINE page"}
+    page = {node for node, _, _, detail in plan if detail in ("CO-ROUTINE page", "CO-ROUTINE u", "MATERIALIZE u")}
     for node, parent, _, _ in plan:  # parents come before their children
         if parent in page:
             page.add(node)
