@@ -14,6 +14,10 @@ from flask import g
 
 from projections.kept import Kept
 
+# Both caches read the views' version off `g.ledger.found`: the views' log position and the seq of
+# the last event that changed their rows, as the request's arrival found them (Ledger.arrive), or
+# presumes them until its first read confirms them (then as found there).
+
 
 class ViewCache:
     """A bounded map from a key to (views' version, answer), per database."""
@@ -25,9 +29,10 @@ class ViewCache:
         """The answer for `key`, computed again once the views' position has moved; with
         `rows_only`, an answer from the catalog's rows (every catalog event changes rows),
         computed again once rows have changed."""
+        ledger = g.ledger  # each read through flask's proxy looks it up again
         if not rows_only:
-            g.ledger.note_position_read()
-        return self.kept.get((g.ledger.path, rows_only, key), views_positions()[1 if rows_only else 0], compute)
+            ledger.note_position_read()
+        return self.kept.get((ledger.path, rows_only, key), ledger.found[1 if rows_only else 0], compute)
 
 
 class CountCache:
@@ -40,9 +45,10 @@ class CountCache:
         """The count for `key`. `count_since(mark)` counts the matching rows past a row mark (all
         of them for 0) and gives the mark of the last row: a count kept with its mark grows by the
         count past it, while no row has been removed or changed what rows keep."""
-        key = (g.ledger.path, key)
-        g.ledger.note_position_read()
-        position, rows_changed_at = views_positions()
+        ledger = g.ledger
+        key = (ledger.path, key)
+        ledger.note_position_read()
+        position, rows_changed_at = ledger.found
         cached = self.entries.get(key)
         total, mark = 0, 0
         if cached and cached[0] == rows_changed_at:
@@ -55,9 +61,3 @@ class CountCache:
         self.entries[key] = (rows_changed_at, position, total + added, mark or 0)
         return total + added
 
-
-def views_positions() -> tuple[int, int]:
-    """The views' log position and the seq of the last event that changed their rows, as this
-    request's arrival found them (Ledger.arrive), or presumes them until its first read
-    confirms them (then as found there)."""
-    return g.ledger.found

@@ -157,17 +157,18 @@ def assert_first_page_work_stays_flat(conn, fetch_page, add_rows) -> None:
 
 
 def query_plan_of_page(conn, fetch_page) -> str:
-    """SQLite's plan for finding the rows of the page that `fetch_page()` gives (its last statement):
-    of its subquery in FROM (`page`, or `u` for a first page) when it has one, after which only the
-    page's own rows are joined and sorted."""
+    """SQLite's plan for finding the rows of the page that `fetch_page()` gives (its last statement
+    that reads records, before their catalog names are read): of its subquery `page` when it has
+    one, after which only the page's own rows are joined and sorted."""
     statements = []
     conn.set_trace_callback(statements.append)
     try:
         assert fetch_page()
     finally:
         conn.set_trace_callback(None)
-    plan = conn.execute(f"EXPLAIN QUERY PLAN {statements[-1]}").fetchall()
-    page = {node for node, _, _, detail in plan if detail in ("CO-ROUTINE page", "CO-ROUTINE u", "MATERIALIZE u")}
+    page_statement = [statement for statement in statements if "component_usages" in statement][-1]
+    plan = conn.execute(f"EXPLAIN QUERY PLAN {page_statement}").fetchall()
+    page = {node for node, _, _, detail in plan if detail == "CO-ROUTINE page"}
     for node, parent, _, _ in plan:  # parents come before their children
         if parent in page:
             page.add(node)

@@ -12,6 +12,7 @@ from ledger.rules.access import Caller
 from projections import usages as usage_view
 
 from .conftest import (
+    ON_BOTH_BACKENDS,
     assert_first_page_work_stays_flat,
     assert_ordered_pages_are_the_plain_ones,
     assert_page_is_found_without_the_catalog,
@@ -70,6 +71,54 @@ def test_an_offering_handed_to_another_provider_leaves_its_old_owners_list(clien
     load_catalog(ledger, json.dumps(handed_over))
     assert get(client, "provider-owner", offering_uuid=OFFERING).get_json() == []
     assert len(get(client, "other-owner", offering_uuid=OFFERING, page_size=100).get_json()) == 20
+
+
+def placement_names(record: dict) -> tuple:
+    return tuple(record[key] for key in (
+        "resource_name", "offering_name", "project_name", "customer_name", "name", "measured_unit"))
+
+
+@ON_BOTH_BACKENDS
+def test_pages_show_the_catalogs_names_as_they_are_once_it_changes(client, ledger, many, catalog):
+    """The names a page shows are kept by the process, for as long as the catalog's rows are unchanged."""
+    first = get(client, type="cpu", resource_uuid=RESOURCE).get_json()[0]
+    assert placement_names(first) == ("alloc-01", "HPC", "Climate", "Client Org", "CPU hours", "h")
+    renamed = copy.deepcopy(catalog)
+    next(r for r in renamed["resources"] if r["uuid"] == RESOURCE)["name"] = "alloc-01b"
+    offering = next(o for o in renamed["offerings"] if o["uuid"] == OFFERING)
+    offering["name"] = "HPC II"
+    next(c for c in offering["components"] if c["type"] == "cpu").update(name="Core hours", measured_unit="core-h")
+    offering["components"] = [c for c in offering["components"] if c["type"] != "license"]
+    next(p for p in renamed["projects"] if p["uuid"] == PROJECT)["name"] = "Climate 2"
+    next(c for c in renamed["customers"] if c["uuid"] == CLIENT)["name"] = "Client Org Ltd"
+    load_catalog(ledger, json.dumps(renamed))
+
+    listed = get(client, type="cpu", resource_uuid=RESOURCE).get_json()[0]
+    retrieved = client.get(f"{LIST}{first['uuid']}/", headers=auth("staff")).get_json()
+    expected = ("alloc-01b", "HPC II", "Climate 2", "Client Org Ltd", "Core hours", "core-h")
+    assert placement_names(listed) == placement_names(retrieved) == expected
+    dropped = get(client, type="license", resource_uuid=RESOURCE).get_json()
+    assert {placement_names(record)[4:] for record in dropped} == {("", "")}  # its offering has no such component now
+    assert {record["offering_name"] for record in get(client, page_size=100).get_json()} == {"HPC II", "Cloud"}
+
+
+def test_a_page_reads_the_catalogs_names_once_while_its_rows_are_unchanged(ledger, many, catalog):
+    statements = []
+    ledger.conn.set_trace_callback(statements.append)
+
+    def catalog_reads() -> int:
+        statements.clear()
+        ledger.arrive()
+        assert len(usage_view.records(ledger.conn, None, {}, [], 10, 0, ledger)) == 10
+        return sum("FROM resources" in statement for statement in statements)
+
+    assert catalog_reads() == 1
+    assert catalog_reads() == 0
+    report(ledger, cpu=7)  # a report changes no rows of the catalog
+    assert catalog_reads() == 0
+    next(r for r in catalog["resources"] if r["uuid"] == RESOURCE)["name"] = "alloc-01b"
+    load_catalog(ledger, json.dumps(catalog))
+    assert catalog_reads() == 1
 
 
 def test_list_is_a_bare_array_with_count_and_links(client, many):
