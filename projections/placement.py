@@ -53,9 +53,9 @@ def named(conn: Connection, rows: Sequence[dict], kept_at: tuple[str, int] | Non
     catalog's rows that the rows' read found, whose names are kept; without it, every name is read."""
     names = KEPT.at(*kept_at) if kept_at is not None else empty()
     if not filled(rows, names):
-        missing = [(kind, row[column]) for kind, column in FOUND_BY for row in rows if row[column] not in names[kind]]
         if sum(map(len, names.values())) > MAX_KEPT:
             names.update(empty())
+        missing = {kind: {row[column] for row in rows}.difference(names[kind]) for kind, column in FOUND_BY}
         for kind, found in read(conn, missing).items():
             names[kind].update(found)
         filled(rows, names)
@@ -77,13 +77,11 @@ def filled(rows: Sequence[dict], names: dict[str, dict]) -> bool:
     return True
 
 
-def read(conn: Connection, missing: list[tuple[str, str]]) -> dict:
-    """The names of the placements `missing` (kind, uuid) names, in one statement, by kind and uuid as
-    `named` keeps them: a name (None for a row not found), or for an offering's components, each
-    one's name and unit by its type."""
-    wanted: dict[str, set] = {}
-    for kind, uuid in missing:
-        wanted.setdefault(kind, set()).add(uuid)
+def read(conn: Connection, missing: dict[str, set]) -> dict[str, dict]:
+    """The names of the placements `missing` names (uuids by kind), in one statement, by kind and
+    uuid as `named` keeps them: a name (None for a row not found), or for an offering's components,
+    each one's name and unit by its type."""
+    wanted = {kind: uuids for kind, uuids in missing.items() if uuids}
     in_list = sql.dialect(conn).json_in.format
     selects, parameters = [], []
     for kind, uuids in wanted.items():

@@ -9,6 +9,7 @@ import pytest
 from ledger.cli import load_catalog
 from ledger.commands import usage
 from ledger.rules.access import Caller
+from projections import placement
 from projections import usages as usage_view
 
 from .conftest import (
@@ -119,6 +120,18 @@ def test_a_page_reads_the_catalogs_names_once_while_its_rows_are_unchanged(ledge
     next(r for r in catalog["resources"] if r["uuid"] == RESOURCE)["name"] = "alloc-01b"
     load_catalog(ledger, json.dumps(catalog))
     assert catalog_reads() == 1
+
+
+def test_names_past_what_a_process_keeps_are_read_again(client, many, monkeypatch):
+    monkeypatch.setattr(placement, "MAX_KEPT", 2)
+    names = {RESOURCE: ("alloc-01", "HPC", "Climate", "Client Org", "CPU hours", "h"),
+             OTHER_RESOURCE: ("alloc-02", "Cloud", "Genomics", "Other Org", "vCPU", "h")}
+    for _ in range(2):
+        assert placement_names(get(client, type="cpu", resource_uuid=RESOURCE).get_json()[0]) == names[RESOURCE]
+        # a page of both resources, one's names kept and the other's not: past the limit, all are read again
+        both = get(client, type="cpu", page_size=100).get_json()
+        assert {record["resource_uuid"] for record in both} == set(names)
+        assert all(placement_names(record) == names[record["resource_uuid"]] for record in both)
 
 
 def test_list_is_a_bare_array_with_count_and_links(client, many):
