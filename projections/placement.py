@@ -1,5 +1,5 @@
-"""The names a usage record shows of where it is placed: its resource's, offering's, project's and
-customer's, and its component's name and unit.
+"""The names a usage record (or a user's share of one) shows of where it is placed: its resource's,
+offering's, project's and customer's, and its component's name and unit.
 
 A page of records is read on its own table, and these names are added from the catalog's rows, which
 a process keeps. Joined into the page's statement, the five catalog tables were most of its work on
@@ -46,23 +46,25 @@ def empty() -> dict[str, dict]:
     return {kind: {} for kind, _ in FOUND_BY}
 
 
-def named(conn: Connection, rows: Sequence[dict], kept_at: tuple[str, int] | None = None) -> Sequence[dict]:
-    """`rows` (records with the `*_uuid` of their placement and `type`) with `resource_name`,
-    `offering_name`, `project_name`, `customer_name`, and their component's `name` and `measured_unit`
-    (None where the offering has no such component). `kept_at`: a database and the version of its
-    catalog's rows that the rows' read found, whose names are kept; without it, every name is read."""
+def named(conn: Connection, rows: Sequence[dict], kept_at: tuple[str, int] | None = None,
+          type_key: str = "type", name_key: str | None = "name") -> Sequence[dict]:
+    """`rows` (records with the `*_uuid` of their placement and their component's type under
+    `type_key`) with `resource_name`, `offering_name`, `project_name`, `customer_name`, and their
+    component's name (under `name_key`, unless None) and `measured_unit` (None where the offering has
+    no such component). `kept_at`: a database and the version of its catalog's rows that the rows'
+    read found, whose names are kept; without it, every name is read."""
     names = KEPT.at(*kept_at) if kept_at is not None else empty()
-    if not filled(rows, names):
+    if not filled(rows, names, type_key, name_key):
         if sum(map(len, names.values())) > MAX_KEPT:
             names.update(empty())
         missing = {kind: {row[column] for row in rows}.difference(names[kind]) for kind, column in FOUND_BY}
         for kind, found in read(conn, missing).items():
             names[kind].update(found)
-        filled(rows, names)
+        filled(rows, names, type_key, name_key)
     return rows
 
 
-def filled(rows: Sequence[dict], names: dict[str, dict]) -> bool:
+def filled(rows: Sequence[dict], names: dict[str, dict], type_key: str, name_key: str | None) -> bool:
     """Whether `names` held every name of `rows`, which it added to them."""
     resources, offerings, projects, customers, components = (names[kind] for kind, _ in FOUND_BY)
     try:
@@ -71,7 +73,9 @@ def filled(rows: Sequence[dict], names: dict[str, dict]) -> bool:
             row["offering_name"] = offerings[row["offering_uuid"]]
             row["project_name"] = projects[row["project_uuid"]]
             row["customer_name"] = customers[row["customer_uuid"]]
-            row["name"], row["measured_unit"] = components[row["offering_uuid"]].get(row["type"], (None, None))
+            name, row["measured_unit"] = components[row["offering_uuid"]].get(row[type_key], (None, None))
+            if name_key:
+                row[name_key] = name
     except KeyError:
         return False
     return True

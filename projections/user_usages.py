@@ -15,7 +15,7 @@ from ledger.backends import Connection
 from ledger.backends.sql import STREAM_VERSION
 from ledger.log.events import usage_record_uuid, usage_stream, user_usage_stream, user_usage_uuid
 
-from . import catalog, sql, usages
+from . import catalog, placement, sql, usages
 
 NAME = "user_usages"
 TABLES = ("component_user_usages",)
@@ -91,6 +91,13 @@ RECORD_COLUMNS = (
 # User usages `uu` with their parents `u`: JOIN, or a join in order (SQLite's CROSS JOIN) to read the user usages first.
 WITH_PARENTS = "component_user_usages uu {join} component_usages u ON u.uuid = uu.component_usage_uuid"
 RECORD_SELECT = f"{RECORD_COLUMNS} FROM {WITH_PARENTS}{usages.RECORD_JOINS}"
+# A page's columns: the user usage's and its parent's own, in RECORD_KEYS' order, and NULL for the
+# names of its placement, which placement.named adds from the catalog's rows.
+PAGE_COLUMNS = (
+    "SELECT uu.uuid, uu.user_uuid, uu.username, uu.component_usage_uuid, uu.usage, NULL,"
+    " uu.created, uu.modified, NULL, u.resource_uuid, NULL, u.offering_uuid, NULL, u.project_uuid,"
+    " NULL, u.customer_uuid, u.type, u.date, u.billing_period"
+)
 RECORD_KEYS = (
     "uuid", "user_uuid", "username", "component_usage_uuid", "usage", "measured_unit", "created", "modified",
     "resource_name", "resource_uuid", "offering_name", "offering_uuid", "project_name", "project_uuid",
@@ -178,17 +185,18 @@ def records(conn: Connection, scopes: dict | None, filters: dict, order: list[st
         join = "JOIN"
     else:
         clause, params = where(conn, scopes, filters)
-    # As for usage records, only the page's rows are joined to the catalog (see usages.records).
+    # As for usage records, the page is read without the catalog's names (see usages.records).
     terms = usages.order_by(conn, order, ORDER_COLUMNS, DEFAULT_ORDER)
     page = f"SELECT uu.uuid FROM {WITH_PARENTS.format(join=join)} WHERE {clause} ORDER BY {terms} {sql.limit(limit, offset)}"
     rows = sql.rows_arriving(
         conn,
-        f"{RECORD_COLUMNS} FROM ({page}) page {sql.dialect(conn).ordered_join} component_user_usages uu"
-        " ON uu.uuid = page.uuid"
-        f" JOIN component_usages u ON u.uuid = uu.component_usage_uuid{usages.RECORD_JOINS} ORDER BY {terms}",
+        f"{PAGE_COLUMNS} FROM ({page}) page {sql.dialect(conn).ordered_join} component_user_usages uu"
+        f" ON uu.uuid = page.uuid JOIN component_usages u ON u.uuid = uu.component_usage_uuid ORDER BY {terms}",
         params, arriving,
     )
-    return [dict(zip(RECORD_KEYS, row)) for row in rows]
+    kept_at = (arriving.path, arriving.found[1]) if arriving is not None else None
+    return placement.named(conn, [dict(zip(RECORD_KEYS, row)) for row in rows], kept_at,
+                           type_key="component_type", name_key=None)
 
 
 def _first_of_each_scope(conn: Connection, scoped: list[tuple[str, str]], filters: dict,

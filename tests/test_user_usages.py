@@ -2,10 +2,12 @@
 
 import contextlib
 import dataclasses
+import json
 import re
 
 import pytest
 
+from ledger.cli import load_catalog
 from ledger.commands import usage
 from ledger.database import Ledger
 from ledger.log import events
@@ -76,6 +78,24 @@ def user_usages(client, user="staff", **params):
 
 def parent(client, record_uuid):
     return client.get(f"/api/marketplace-component-usages/{record_uuid}/", headers=auth("staff")).get_json()
+
+
+@ON_BOTH_BACKENDS
+def test_user_usages_show_the_catalogs_names_as_they_are_once_it_changes(client, ledger, record, catalog):
+    assert set_one(client, record, {"username": "alice", "usage": "2"}).status_code == 201
+    shown = lambda share: (share["resource_name"], share["offering_name"], share["project_name"],  # noqa: E731
+                           share["customer_name"], share["measured_unit"])
+    assert shown(user_usages(client)[0]) == ("alloc-01", "HPC", "Climate", "Client Org", "h")
+    next(r for r in catalog["resources"] if r["uuid"] == RESOURCE)["name"] = "alloc-01b"
+    offering = next(o for o in catalog["offerings"] if o["uuid"] == OFFERING)
+    offering["name"] = "HPC II"
+    next(c for c in offering["components"] if c["type"] == "cpu")["measured_unit"] = "core-h"
+    next(p for p in catalog["projects"] if p["uuid"] == PROJECT)["name"] = "Climate 2"
+    next(c for c in catalog["customers"] if c["uuid"] == CLIENT)["name"] = "Client Org Ltd"
+    load_catalog(ledger, json.dumps(catalog))
+    listed = user_usages(client)[0]
+    retrieved = client.get(f"{LIST}{listed['uuid']}/", headers=auth("staff")).get_json()
+    assert shown(listed) == shown(retrieved) == ("alloc-01b", "HPC II", "Climate 2", "Client Org Ltd", "core-h")
 
 
 def test_set_user_usage_answers_201_with_empty_body(client, record):
