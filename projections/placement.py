@@ -46,14 +46,14 @@ def empty() -> dict[str, dict]:
     return {kind: {} for kind, _ in FOUND_BY}
 
 
-def named(conn: Connection, rows: Sequence[dict], kept_at: tuple[str, int] | None = None,
+def named(conn: Connection, rows: Sequence[dict], arriving=None,
           type_key: str = "type", name_key: str | None = "name") -> Sequence[dict]:
     """`rows` (records with the `*_uuid` of their placement and their component's type under
     `type_key`) with `resource_name`, `offering_name`, `project_name`, `customer_name`, and their
     component's name (under `name_key`, unless None) and `measured_unit` (None where the offering has
-    no such component). `kept_at`: a database and the version of its catalog's rows that the rows'
-    read found, whose names are kept; without it, every name is read."""
-    names = KEPT.at(*kept_at) if kept_at is not None else empty()
+    no such component). In a request, whose Ledger `arriving` read the rows, the names kept for the
+    version of the catalog's rows that its arrival found (Ledger.found); else every name is read."""
+    names = KEPT.at(arriving.path, arriving.found[1]) if arriving is not None else empty()
     if not filled(rows, names, type_key, name_key):
         if sum(map(len, names.values())) > MAX_KEPT:
             names.update(empty())

@@ -419,9 +419,7 @@ def records(conn: Connection, scopes: dict | None, filters: dict, order: list[st
         found = (f"FROM (SELECT u.uuid {found}) page {sql.dialect(conn).ordered_join} component_usages u"
                  f" ON u.uuid = page.uuid ORDER BY {terms}")
     rows = sql.rows_arriving(conn, f"{PAGE_COLUMNS} {found}", params, arriving)
-    # In a request, the names kept for the catalog's rows as its read found them (Ledger.found).
-    kept_at = (arriving.path, arriving.found[1]) if arriving is not None else None
-    return placement.named(conn, [dict(zip(RECORD_KEYS, row)) for row in rows], kept_at)
+    return placement.named(conn, [dict(zip(RECORD_KEYS, row)) for row in rows], arriving)
 
 
 def _first_of_each_scope(conn: Connection, scoped: list[tuple[str, str]], filters: dict,

@@ -194,8 +194,7 @@ def records(conn: Connection, scopes: dict | None, filters: dict, order: list[st
         f" ON uu.uuid = page.uuid JOIN component_usages u ON u.uuid = uu.component_usage_uuid ORDER BY {terms}",
         params, arriving,
     )
-    kept_at = (arriving.path, arriving.found[1]) if arriving is not None else None
-    return placement.named(conn, [dict(zip(RECORD_KEYS, row)) for row in rows], kept_at,
+    return placement.named(conn, [dict(zip(RECORD_KEYS, row)) for row in rows], arriving,
                            type_key="component_type", name_key=None)
 
 
