@@ -410,15 +410,20 @@ def records(conn: Connection, scopes: dict | None, filters: dict, order: list[st
         clause, params = _first_of_each_scope(conn, scoped, filters, offset + limit)
     else:
         clause, params = where(conn, scopes, filters)
-    # The page's records are read on their own table, without the catalog's names (placement.py).
-    # Past an offset, the records skipped are passed over in an index alone, and only the page's
-    # are read, by their uuid.
+    # The page's records are found (and sorted, for an ordering given) in an index where one holds
+    # what the filters and the order need, by their uuids alone; only the page's rows are read, by
+    # their uuid, and without the catalog's names (placement.py). Read whole while found, the records
+    # an ordered scan passes over were each read from the table: SQLite's first page filtered on
+    # `type` took 16 ms instead of 3 at a million records, and 20,000 records past an offset on
+    # PostgreSQL 18,171 buffers instead of 4,039.
     terms = order_by(conn, order)
-    found = f"FROM component_usages u WHERE {clause} ORDER BY {terms} {sql.limit(limit, offset)}"
-    if offset:
-        found = (f"FROM (SELECT u.uuid {found}) page {sql.dialect(conn).ordered_join} component_usages u"
-                 f" ON u.uuid = page.uuid ORDER BY {terms}")
-    rows = sql.rows_arriving(conn, f"{PAGE_COLUMNS} {found}", params, arriving)
+    page = f"SELECT u.uuid FROM component_usages u WHERE {clause} ORDER BY {terms} {sql.limit(limit, offset)}"
+    rows = sql.rows_arriving(
+        conn,
+        f"{PAGE_COLUMNS} FROM ({page}) page {sql.dialect(conn).ordered_join} component_usages u"
+        f" ON u.uuid = page.uuid ORDER BY {terms}",
+        params, arriving,
+    )
     return placement.named(conn, [dict(zip(RECORD_KEYS, row)) for row in rows], arriving)
 
 

@@ -338,7 +338,8 @@ def test_a_filtered_page_in_the_default_order_is_read_off_an_index_without_sorti
     """With a million records, sorting the matches for each page would take seconds."""
     plan = query_plan_of_page(ledger.conn, lambda: usage_view.records(ledger.conn, None, filters, [], limit=10))
     assert "TEMP B-TREE" not in plan
-    assert re.search(r"USING (COVERING )?INDEX idx_component_usages_", plan)
+    # in the index alone: the records an ordered scan passes over are not read from the table
+    assert re.search(r"USING COVERING INDEX idx_component_usages_", plan)
 
 
 def add_records(ledger, count: int, start: int = 0, policies: tuple[str, ...] = ("none",)) -> None:
