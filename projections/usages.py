@@ -243,20 +243,6 @@ HANDLERS = {
 }
 
 
-# The catalog rows that name a record `u`'s resource, offering, project, customer and component.
-RECORD_JOINS = (
-    " JOIN resources r ON r.uuid = u.resource_uuid"
-    " JOIN offerings o ON o.uuid = u.offering_uuid"
-    " JOIN projects p ON p.uuid = u.project_uuid"
-    " JOIN customers cu ON cu.uuid = u.customer_uuid"
-    " LEFT JOIN components c ON c.offering_uuid = u.offering_uuid AND c.type = u.type"
-)
-RECORD_COLUMNS = (
-    "SELECT u.uuid, u.created, u.description, u.type, c.name, c.measured_unit, u.usage, u.date,"
-    " u.missing_usage_policy, r.name, u.resource_uuid, o.name, u.offering_uuid, p.name, u.project_uuid,"
-    " cu.name, u.customer_uuid, u.billing_period, u.modified_by"
-)
-RECORD_SELECT = f"{RECORD_COLUMNS} FROM component_usages u{RECORD_JOINS}"
 # A page's columns: the record's own, in RECORD_KEYS' order, and NULL for the names of its placement,
 # which placement.named adds from the catalog's rows.
 PAGE_COLUMNS = (

@@ -83,14 +83,8 @@ def _copy_dates(conn, record_uuids) -> None:
 
 HANDLERS = {"UserUsageReported": _user_usage_reported, "UsageReported": _usage_reported}
 
-RECORD_COLUMNS = (
-    "SELECT uu.uuid, uu.user_uuid, uu.username, uu.component_usage_uuid, uu.usage, c.measured_unit,"
-    " uu.created, uu.modified, r.name, u.resource_uuid, o.name, u.offering_uuid, p.name, u.project_uuid,"
-    " cu.name, u.customer_uuid, u.type, u.date, u.billing_period"
-)
 # User usages `uu` with their parents `u`: JOIN, or a join in order (SQLite's CROSS JOIN) to read the user usages first.
 WITH_PARENTS = "component_user_usages uu {join} component_usages u ON u.uuid = uu.component_usage_uuid"
-RECORD_SELECT = f"{RECORD_COLUMNS} FROM {WITH_PARENTS}{usages.RECORD_JOINS}"
 # A page's columns: the user usage's and its parent's own, in RECORD_KEYS' order, and NULL for the
 # names of its placement, which placement.named adds from the catalog's rows.
 PAGE_COLUMNS = (

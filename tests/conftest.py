@@ -156,6 +156,18 @@ def assert_first_page_work_stays_flat(conn, fetch_page, add_rows) -> None:
     assert work() < 1.5 * fewer
 
 
+# The catalog rows that name a record `u`'s resource, offering, project, customer and component:
+# a plain query joined to them is what a page of the views must equal (a record is listed only where
+# its catalog rows are; the views read the names apart, projections/placement.py).
+CATALOG_JOINS = (
+    " JOIN resources r ON r.uuid = u.resource_uuid"
+    " JOIN offerings o ON o.uuid = u.offering_uuid"
+    " JOIN projects p ON p.uuid = u.project_uuid"
+    " JOIN customers cu ON cu.uuid = u.customer_uuid"
+    " LEFT JOIN components c ON c.offering_uuid = u.offering_uuid AND c.type = u.type"
+)
+
+
 def query_plan_of_page(conn, fetch_page) -> str:
     """SQLite's plan for finding the rows of the page that `fetch_page()` gives (its last statement
     that reads records, before their catalog names are read): of its subquery `page` when it has

@@ -13,6 +13,7 @@ from projections import placement
 from projections import usages as usage_view
 
 from .conftest import (
+    CATALOG_JOINS,
     ON_BOTH_BACKENDS,
     assert_first_page_work_stays_flat,
     assert_ordered_pages_are_the_plain_ones,
@@ -363,7 +364,8 @@ def plain_page(conn, scopes, filters, limit, offset, order=()):
     """The page as one query over every visible record would give it."""
     clause, params = usage_view.where(conn, scopes, filters)
     return [row[0] for row in conn.execute(
-        f"{usage_view.RECORD_SELECT} WHERE {clause} ORDER BY {usage_view.order_by(conn, list(order))} LIMIT ? OFFSET ?",
+        f"SELECT u.uuid FROM component_usages u{CATALOG_JOINS} WHERE {clause}"
+        f" ORDER BY {usage_view.order_by(conn, list(order))} LIMIT ? OFFSET ?",
         [*params, limit, offset],
     )]
 

@@ -17,6 +17,7 @@ from projections import runner
 from projections import user_usages as user_usage_view
 
 from .conftest import (
+    CATALOG_JOINS,
     ON_BOTH_BACKENDS,
     assert_first_page_work_stays_flat,
     assert_ordered_pages_are_the_plain_ones,
@@ -697,7 +698,8 @@ def plain_user_usages(conn, scopes, filters, limit, offset, order=()):
     clause, params = user_usage_view.where(conn, scopes, filters)
     terms = user_usage_view.usages.order_by(conn, list(order), user_usage_view.ORDER_COLUMNS, "u.date DESC, u.type, uu.uuid")
     return [row[0] for row in conn.execute(
-        f"{user_usage_view.RECORD_SELECT.format(join='JOIN')} WHERE {clause} ORDER BY {terms} LIMIT ? OFFSET ?",
+        f"SELECT uu.uuid FROM {user_usage_view.WITH_PARENTS.format(join='JOIN')}{CATALOG_JOINS}"
+        f" WHERE {clause} ORDER BY {terms} LIMIT ? OFFSET ?",
         [*params, limit, offset],
     )]
 
