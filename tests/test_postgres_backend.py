@@ -11,7 +11,7 @@ import pytest
 from ledger.backends import backend_for, translated
 from ledger.backends.postgres import PostgresBackend, connection, driver_errors
 from ledger.backends.postgres import lease as lease_module
-from ledger.backends.postgres.connection import placeholders
+from ledger.backends.postgres.connection import numbered, placeholders
 from ledger.backends.postgres import store as store_module
 from ledger.backends.postgres.store import PostgresEventStore
 from ledger.database import Ledger
@@ -105,6 +105,70 @@ def test_question_marks_become_parameters_outside_quotes_and_percent_signs_stay_
     assert placeholders("SELECT ? WHERE a = '?' AND b LIKE 'x%' AND c = ?") == (
         "SELECT %s WHERE a = '?' AND b LIKE 'x%%' AND c = %s")
     assert placeholders("""SELECT 'it''s ?', "col?" , ?""") == """SELECT 'it''s ?', "col?" , %s"""
+
+
+def test_question_marks_become_the_servers_numbered_parameters_outside_quotes():
+    assert numbered("SELECT ? WHERE a = '?' AND b LIKE 'x%' AND c = ?") == (
+        b"SELECT $1 WHERE a = '?' AND b LIKE 'x%' AND c = $2", 2, True)
+    assert numbered("(select 1)") == (b"(select 1)", 0, True)
+    assert numbered("CREATE TABLE t (n INTEGER DEFAULT ?)") == (b"CREATE TABLE t (n INTEGER DEFAULT $1)", 1, False)
+
+
+def ledger_statements(conn) -> list[str]:
+    """The statements the session of `conn` holds prepared under the ledger's own names."""
+    return [row[0] for row in conn.raw.execute(
+        "SELECT statement FROM pg_prepared_statements WHERE name LIKE '\\_ledger\\_%' ORDER BY statement")]
+
+
+def test_a_statement_is_prepared_once_a_session_and_its_rows_are_read_whole(store):
+    conn = store.conn
+    for n in (1, 2, 3):
+        rows = conn.execute("SELECT ? + 1 AS next, CAST(? AS TEXT) AS text", (n, "x"))
+        assert rows.description == [("next",), ("text",)]
+        assert rows.fetchone() == (n + 1, "x") and rows.fetchone() is None
+    assert ledger_statements(conn).count("SELECT $1 + 1 AS next, CAST($2 AS TEXT) AS text") == 1
+    assert list(conn.execute("SELECT n FROM generate_series(1, ?) n", (3,))) == [(1,), (2,), (3,)]
+    assert conn.execute("SELECT 1 WHERE FALSE").fetchall() == []
+
+
+def test_statements_are_let_go_after_a_rollback_and_prepared_again(store):
+    conn = store.conn
+    conn.execute("BEGIN")
+    conn.execute("CREATE TABLE passing (n INTEGER)")
+    conn.execute("INSERT INTO passing VALUES (?)", (1,))
+    kept = ledger_statements(conn)
+    assert "INSERT INTO passing VALUES ($1)" in kept and not {"BEGIN", "CREATE TABLE passing (n INTEGER)"} & set(kept)
+    conn.execute("ROLLBACK")  # the table is gone: a statement prepared on it must not be kept
+    assert ledger_statements(conn) == []
+    conn.execute("CREATE TABLE passing (n TEXT)")
+    conn.execute("INSERT INTO passing VALUES (?)", ("two",))
+    assert conn.execute("SELECT n FROM passing").fetchall() == [("two",)]
+
+
+def test_a_statement_let_go_elsewhere_is_prepared_again_outside_a_transaction(store):
+    conn = store.conn
+    assert conn.execute("SELECT CAST(? AS INTEGER)", (1,)).fetchone() == (1,)
+    conn.raw.execute("DEALLOCATE ALL")  # as psycopg sends after a rollback of its own
+    assert conn.execute("SELECT CAST(? AS INTEGER)", (2,)).fetchone() == (2,)
+    with pytest.raises(DatabaseUnavailable, match="does not exist"), store.transaction():
+        conn.raw.execute("DEALLOCATE ALL")
+        conn.execute("SELECT CAST(? AS INTEGER)", (3,))  # the transaction fails with it
+    assert conn.execute("SELECT CAST(? AS INTEGER)", (4,)).fetchone() == (4,)
+
+
+def test_a_session_keeps_its_latest_statements_and_gives_them_up_with_it(postgres_url, monkeypatch):
+    monkeypatch.setattr(connection, "PREPARED_MAX", 2)
+    monkeypatch.setattr(connection, "POOL_SIZE", 1)
+    connection.close_pools()
+    conn = connection.connect(postgres_url)
+    for n in (1, 2, 3, 1):
+        assert conn.execute(f"SELECT {n} + ?", (1,)).fetchone() == (n + 1,)
+    assert ledger_statements(conn) == ["SELECT 1 + $1", "SELECT 3 + $1"]
+    conn.close()
+    again = connection.connect(postgres_url)
+    assert ledger_statements(again) == []  # given back to the pool, the session let them go
+    assert again.execute("SELECT 2 + ?", (1,)).fetchone() == (3,)
+    again.close()
 
 
 def test_connections_speak_the_write_sides_sql(store):

@@ -4,12 +4,18 @@ write side's and the views' `?` parameters."""
 import atexit
 import contextlib
 import functools
+import itertools
 import os
+import re
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
+from psycopg import errors, pq
+from psycopg.adapt import PyFormat, Transformer
 from psycopg_pool import ConnectionPool
 
 # As long as a SQLite writer waits for the writer lock before giving up.
@@ -17,25 +23,84 @@ LOCK_TIMEOUT_SECONDS = 60
 # Connections a process keeps open at most per database and mode; a Ledger holds one while it is open.
 POOL_SIZE = 64
 CONNECT_TIMEOUT_SECONDS = 10
+# Statements a session keeps prepared at most (psycopg's own limit), the least recently used let go first.
+PREPARED_MAX = 100
+# After these, the server may no longer find what a prepared statement refers to (an object dropped,
+# or made by a transaction rolled back): the session's statements are prepared again (as psycopg does).
+_UNPREPARES = re.compile(rb"^(?:DROP|ALTER|ROLLBACK|DISCARD ALL|DEALLOCATE ALL)\b").match
+# The statements kept prepared: those executed again and again, which the server would otherwise parse
+# and plan every time. The rest (the schema's DDL, BEGIN, SET) are parsed as they come.
+_KEPT_PREPARED = {"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "VALUES"}
+_RESULTS = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY)
 
 _pools: dict[tuple[int, str, bool], ConnectionPool] = {}
 _pools_lock = threading.Lock()
 
 
-@functools.lru_cache(maxsize=4096)
-def placeholders(sql: str) -> str:
-    """`sql` with each `?` outside quotes as psycopg's `%s`, and each literal `%` doubled."""
-    translated, quote = [], None
+def _between_parameters(sql: str) -> list[str]:
+    """`sql` cut at each `?` outside quotes."""
+    pieces, piece, quote = [], [], None
     for char in sql:
         if quote:
             quote = None if char == quote else quote  # a doubled quote closes and reopens: still inside
         elif char in "'\"":
             quote = char
         elif char == "?":
-            translated.append("%s")
+            pieces.append("".join(piece))
+            piece = []
             continue
-        translated.append("%%" if char == "%" else char)
-    return "".join(translated)
+        piece.append(char)
+    return [*pieces, "".join(piece)]
+
+
+@functools.lru_cache(maxsize=4096)
+def placeholders(sql: str) -> str:
+    """`sql` with each `?` outside quotes as psycopg's `%s`, and each literal `%` doubled."""
+    return "%s".join(piece.replace("%", "%%") for piece in _between_parameters(sql))
+
+
+@functools.lru_cache(maxsize=4096)
+def numbered(sql: str) -> tuple[bytes, int, bool]:
+    """`sql` with each `?` outside quotes as the server's `$1`, `$2`, ...; how many there are; and
+    whether it is kept prepared (a query, or a change of rows: not DDL, nor a transaction's commands)."""
+    pieces = _between_parameters(sql)
+    query = "".join(f"{piece}${n}" for n, piece in enumerate(pieces[:-1], 1)) + pieces[-1]
+    return query.encode(), len(pieces) - 1, query.lstrip(" \n(").split(None, 1)[0].upper() in _KEPT_PREPARED
+
+
+class Rows:
+    """A statement's rows, all fetched: what the ledger reads of a cursor."""
+
+    __slots__ = ("rows", "description", "_next")
+
+    def __init__(self, rows: list[tuple], description: list[tuple[str]]):
+        self.rows, self.description, self._next = rows, description, 0
+
+    def fetchone(self) -> tuple | None:
+        if self._next == len(self.rows):
+            return None
+        self._next += 1
+        return self.rows[self._next - 1]
+
+    def fetchall(self) -> list[tuple]:
+        rows, self._next = self.rows[self._next:], len(self.rows)
+        return rows
+
+    def __iter__(self) -> Iterator[tuple]:
+        return iter(self.fetchall())
+
+
+class Prepared:
+    """The statements that one session has prepared through `Connection.execute`, by query and
+    parameter types, least recently used first; psycopg's own (of pipelines) are apart, named by it."""
+
+    def __init__(self):
+        self.names: OrderedDict[tuple[bytes, tuple[int, ...]], bytes] = OrderedDict()
+        self.numbers = itertools.count()
+
+
+# Each session's Prepared, kept with its psycopg connection (pooled, it outlives our Connection).
+_prepared: "weakref.WeakKeyDictionary[psycopg.Connection, Prepared]" = weakref.WeakKeyDictionary()
 
 
 class Connection:
@@ -44,11 +109,14 @@ class Connection:
 
     dialect = "postgresql"  # what the views' SQL asks of it (projections/sql.py)
 
-    def __init__(self, raw: psycopg.Connection, pool: ConnectionPool | None = None):
+    def __init__(self, raw: psycopg.Connection, pool: ConnectionPool | None = None, direct_calls: bool = True):
         self.raw = raw
         self.pool = pool
         self.pid = os.getpid()
         self.pipelined: psycopg.Pipeline | None = None  # the pipeline open on the connection, if any
+        # Statements are sent by libpq's own blocking calls (`_called`); not on a session that
+        # listens, whose notifications psycopg must see arrive.
+        self.prepared = _prepared.setdefault(raw, Prepared()) if direct_calls else None
 
     @property
     def in_transaction(self) -> bool:
@@ -61,8 +129,66 @@ class Connection:
             idle = self.raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         return not idle
 
-    def execute(self, sql: str, parameters: Sequence[Any] | dict = (), /) -> psycopg.Cursor:
-        return self.raw.execute(placeholders(sql), parameters)
+    def execute(self, sql: str, parameters: Sequence[Any] | dict = (), /) -> psycopg.Cursor | Rows:
+        if self.prepared is None or self.pipelined is not None or isinstance(parameters, dict):
+            return self.raw.execute(placeholders(sql), parameters)
+        return self._called(sql, parameters)
+
+    def _called(self, sql: str, parameters: Sequence[Any]) -> Rows:
+        """A statement prepared once per session and executed by libpq's blocking call, which lets
+        go of the GIL while it waits, as psycopg's cursors do. A cursor's execute took the client
+        30 µs, its generators and waits the most of it; this takes 12 (a page of the usage list
+        is a statement, a report three)."""
+        query, count, kept = numbered(sql)
+        if len(parameters) != count:
+            raise psycopg.ProgrammingError(f"the query has {count} placeholders but {len(parameters)} parameters were passed")
+        transformer = Transformer(self.raw)
+        values = transformer.dump_sequence(parameters, [PyFormat.AUTO] * count) if count else None
+        try:
+            result = self._sent(query, transformer, values, kept)
+        except errors.InvalidSqlStatementName:  # let go by a DEALLOCATE ALL not sent here
+            self.prepared.names.clear()
+            if self.in_transaction:  # the transaction failed with the statement
+                raise
+            result = self._sent(query, transformer, values, kept)
+        if result.status != pq.ExecStatus.TUPLES_OK:
+            return Rows([], [])
+        transformer.set_pgresult(result)
+        return Rows(transformer.load_rows(0, result.ntuples, tuple),
+                    [(result.fname(i).decode(),) for i in range(result.nfields)])
+
+    def _sent(self, query: bytes, transformer: Transformer, values: list | None, kept: bool) -> pq.PGresult:
+        """The result of `query` with the `values` that `transformer` dumped; prepared first, if it
+        is `kept` prepared and not yet."""
+        raw, names = self.raw, self.prepared.names
+        key = (query, transformer.types)
+        with raw.lock:
+            name = names.get(key) if kept else b""  # b"": the unnamed statement, parsed for this execution alone
+            if name is None:
+                name = f"_ledger_{next(self.prepared.numbers)}".encode()
+                self._checked(raw.pgconn.prepare(name, query, transformer.types or None))
+                names[key] = name
+                if len(names) > PREPARED_MAX:
+                    self._unprepare([names.popitem(last=False)[1]])
+            elif name:
+                names.move_to_end(key)
+            else:
+                self._checked(raw.pgconn.prepare(name, query, transformer.types or None))
+            result = raw.pgconn.exec_prepared(name, values, transformer.formats or None)
+            self._checked(result)
+            if result.status == pq.ExecStatus.COMMAND_OK and _UNPREPARES(result.command_status or b""):
+                self._unprepare(list(names.values()))
+                names.clear()
+        return result
+
+    def _checked(self, result: pq.PGresult) -> None:
+        if result.status not in _RESULTS:
+            raise errors.error_from_result(result, encoding=self.raw.info.encoding)
+
+    def _unprepare(self, names: list[bytes]) -> None:
+        """Lets the session's statements `names` go, in one round trip."""
+        if names:
+            self._checked(self.raw.pgconn.exec_(b"; ".join(b"DEALLOCATE " + name for name in names)))
 
     def execute_script(self, sql: str, /) -> None:
         """Runs statements without parameters, separated by `;`, in one round trip to the server."""
@@ -122,7 +248,7 @@ def connect(url: str, read_only: bool = False) -> Connection:
 
 def direct(url: str, **settings: str) -> Connection:
     """A connection of its own, outside any pool: for a session that holds something (a lease), or a look."""
-    return Connection(psycopg.connect(url, **session(**settings)))
+    return Connection(psycopg.connect(url, **session(**settings)), direct_calls=False)
 
 
 def _pooled(url: str, read_only: bool) -> tuple[psycopg.Connection, ConnectionPool]:
@@ -132,10 +258,17 @@ def _pooled(url: str, read_only: bool) -> tuple[psycopg.Connection, ConnectionPo
         if pool is None:
             pool = _pools[key] = ConnectionPool(
                 url, kwargs=session(read_only), min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT_SECONDS,
-                reset=lambda raw: raw.execute("RESET ALL"),  # undoes a session's SETs, e.g. forgo_durability
+                reset=_reset,
                 name=f"ledger{'-read' if read_only else ''}", open=True,
             )
     return pool.getconn(), pool
+
+
+def _reset(raw: psycopg.Connection) -> None:
+    """Undoes a session's SETs (e.g. forgo_durability) and lets its prepared statements go, when it
+    is given back to its pool: the pool may have rolled it back, and psycopg let them go then."""
+    raw.execute("RESET ALL; DEALLOCATE ALL")  # psycopg forgets its own, seeing DEALLOCATE ALL
+    _prepared.pop(raw, None)
 
 
 @atexit.register
