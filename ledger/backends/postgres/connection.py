@@ -138,7 +138,7 @@ class Connection:
         """A statement prepared once per session and executed by libpq's blocking call, which lets
         go of the GIL while it waits, as psycopg's cursors do. A cursor's execute took the client
         30 µs, its generators and waits the most of it; this takes 12 (a page of the usage list
-        is a statement, a report three)."""
+        is one statement, a report two)."""
         query, count, kept = numbered(sql)
         if len(parameters) != count:
             raise psycopg.ProgrammingError(f"the query has {count} placeholders but {len(parameters)} parameters were passed")
@@ -163,18 +163,18 @@ class Connection:
         raw, names = self.raw, self.prepared.names
         key = (query, transformer.types)
         with raw.lock:
-            name = names.get(key) if kept else b""  # b"": the unnamed statement, parsed for this execution alone
-            if name is None:
+            if not kept:  # parsed for this execution alone, in the same round trip
+                result = raw.pgconn.exec_params(query, values, transformer.types or None, transformer.formats or None)
+            elif (name := names.get(key)) is not None:
+                names.move_to_end(key)
+                result = raw.pgconn.exec_prepared(name, values, transformer.formats or None)
+            else:
                 name = f"_ledger_{next(self.prepared.numbers)}".encode()
                 self._checked(raw.pgconn.prepare(name, query, transformer.types or None))
                 names[key] = name
                 if len(names) > PREPARED_MAX:
                     self._unprepare([names.popitem(last=False)[1]])
-            elif name:
-                names.move_to_end(key)
-            else:
-                self._checked(raw.pgconn.prepare(name, query, transformer.types or None))
-            result = raw.pgconn.exec_prepared(name, values, transformer.formats or None)
+                result = raw.pgconn.exec_prepared(name, values, transformer.formats or None)
             self._checked(result)
             if result.status == pq.ExecStatus.COMMAND_OK and _UNPREPARES(result.command_status or b""):
                 self._unprepare(list(names.values()))
