@@ -156,6 +156,21 @@ def test_a_statement_let_go_elsewhere_is_prepared_again_outside_a_transaction(st
     assert conn.execute("SELECT CAST(? AS INTEGER)", (4,)).fetchone() == (4,)
 
 
+def test_statements_let_go_here_leave_psycopgs_own(store):
+    conn = store.conn
+    conn.execute("CREATE TABLE apart (n INTEGER)")
+    conn.execute("DROP TABLE IF EXISTS nothing_here")  # psycopg looks at a statement's status the first time only
+    for n in range(7):  # psycopg prepares a statement of its own once it has run it five times
+        conn.executemany("INSERT INTO apart VALUES (?)", [(n,)])
+    assert conn.execute("SELECT count(*) FROM apart").fetchone() == (7,)
+    conn.execute("DROP TABLE IF EXISTS nothing_here")
+    assert ledger_statements(conn) == []
+    psycopgs = "SELECT name FROM pg_prepared_statements WHERE name LIKE '\\_pg3\\_%'"
+    assert conn.raw.execute(psycopgs).fetchall() != []  # what psycopg counts on is still there
+    conn.executemany("INSERT INTO apart VALUES (?)", [(7,)])
+    assert conn.execute("SELECT count(*) FROM apart").fetchone() == (8,)
+
+
 def test_a_session_keeps_its_latest_statements_and_gives_them_up_with_it(postgres_url, monkeypatch):
     monkeypatch.setattr(connection, "PREPARED_MAX", 2)
     monkeypatch.setattr(connection, "POOL_SIZE", 1)

@@ -26,12 +26,12 @@ CONNECT_TIMEOUT_SECONDS = 10
 # Statements a session keeps prepared at most (psycopg's own limit), the least recently used let go first.
 PREPARED_MAX = 100
 # After these, the server may no longer find what a prepared statement refers to (an object dropped,
-# or made by a transaction rolled back): the session's statements are prepared again (as psycopg does).
+# or made by a transaction rolled back): the session's statements are prepared again (as psycopg's).
 _UNPREPARES = re.compile(rb"^(?:DROP|ALTER|ROLLBACK|DISCARD ALL|DEALLOCATE ALL)\b").match
-# The statements kept prepared: those executed again and again, which the server would otherwise parse
-# and plan every time. The rest (the schema's DDL, BEGIN, SET) are parsed as they come.
+# The statements kept prepared and sent by libpq's own calls: those executed again and again, which the
+# server would otherwise parse and plan every time. The rest (DDL, BEGIN, ROLLBACK, SET) go by psycopg.
 _KEPT_PREPARED = {"SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "VALUES"}
-_RESULTS = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK, pq.ExecStatus.EMPTY_QUERY)
+_RESULTS = (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK)
 
 _pools: dict[tuple[int, str, bool], ConnectionPool] = {}
 _pools_lock = threading.Lock()
@@ -130,65 +130,62 @@ class Connection:
         return not idle
 
     def execute(self, sql: str, parameters: Sequence[Any] | dict = (), /) -> psycopg.Cursor | Rows:
-        if self.prepared is None or self.pipelined is not None or isinstance(parameters, dict):
-            return self.raw.execute(placeholders(sql), parameters)
-        return self._called(sql, parameters)
+        if self.prepared is not None and self.pipelined is None and not isinstance(parameters, dict):
+            query, count, kept = numbered(sql)
+            if kept:
+                return self._called(query, count, parameters)
+        cursor = self.raw.execute(placeholders(sql), parameters)
+        if self.pipelined is None and self.prepared is not None and self.prepared.names \
+                and _UNPREPARES(cursor.pgresult.command_status or b""):
+            # What the statements prepared here refer to may be gone.
+            self.prepared.names.clear()
+            _let_prepared_go(self.raw)
+        return cursor
 
-    def _called(self, sql: str, parameters: Sequence[Any]) -> Rows:
-        """A statement prepared once per session and executed by libpq's blocking call, which lets
-        go of the GIL while it waits, as psycopg's cursors do. A cursor's execute took the client
-        30 µs, its generators and waits the most of it; this takes 12 (a page of the usage list
-        is one statement, a report two)."""
-        query, count, kept = numbered(sql)
+    def _called(self, query: bytes, count: int, parameters: Sequence[Any]) -> Rows:
+        """A query or a change of rows (`query`, with `count` parameters), prepared once per session
+        and executed by libpq's blocking call, which lets go of the GIL while it waits, as psycopg's
+        cursors do. A cursor's execute took the client 30 µs, its generators and waits the most of
+        it; this takes 12 (a page of the usage list is one statement, a report two). The rest, which
+        may run long (an index made), keep psycopg's cursors, which a Ctrl-C interrupts."""
         if len(parameters) != count:
             raise psycopg.ProgrammingError(f"the query has {count} placeholders but {len(parameters)} parameters were passed")
         transformer = Transformer(self.raw)
         values = transformer.dump_sequence(parameters, [PyFormat.AUTO] * count) if count else None
         try:
-            result = self._sent(query, transformer, values, kept)
+            result = self._sent(query, transformer, values)
         except errors.InvalidSqlStatementName:  # let go by a DEALLOCATE ALL not sent here
             self.prepared.names.clear()
             if self.in_transaction:  # the transaction failed with the statement
                 raise
-            result = self._sent(query, transformer, values, kept)
+            result = self._sent(query, transformer, values)
         if result.status != pq.ExecStatus.TUPLES_OK:
             return Rows([], [])
         transformer.set_pgresult(result)
         return Rows(transformer.load_rows(0, result.ntuples, tuple),
                     [(result.fname(i).decode(),) for i in range(result.nfields)])
 
-    def _sent(self, query: bytes, transformer: Transformer, values: list | None, kept: bool) -> pq.PGresult:
-        """The result of `query` with the `values` that `transformer` dumped; prepared first, if it
-        is `kept` prepared and not yet."""
+    def _sent(self, query: bytes, transformer: Transformer, values: list | None) -> pq.PGresult:
+        """The result of `query` with the `values` that `transformer` dumped, prepared first if it is not yet."""
         raw, names = self.raw, self.prepared.names
         key = (query, transformer.types)
         with raw.lock:
-            if not kept:  # parsed for this execution alone, in the same round trip
-                result = raw.pgconn.exec_params(query, values, transformer.types or None, transformer.formats or None)
-            elif (name := names.get(key)) is not None:
+            if (name := names.get(key)) is not None:
                 names.move_to_end(key)
-                result = raw.pgconn.exec_prepared(name, values, transformer.formats or None)
             else:
                 name = f"_ledger_{next(self.prepared.numbers)}".encode()
                 self._checked(raw.pgconn.prepare(name, query, transformer.types or None))
                 names[key] = name
                 if len(names) > PREPARED_MAX:
-                    self._unprepare([names.popitem(last=False)[1]])
-                result = raw.pgconn.exec_prepared(name, values, transformer.formats or None)
+                    let_go = names.popitem(last=False)[1]
+                    self._checked(raw.pgconn.exec_(b"DEALLOCATE " + let_go))
+            result = raw.pgconn.exec_prepared(name, values, transformer.formats or None)
             self._checked(result)
-            if result.status == pq.ExecStatus.COMMAND_OK and _UNPREPARES(result.command_status or b""):
-                self._unprepare(list(names.values()))
-                names.clear()
         return result
 
     def _checked(self, result: pq.PGresult) -> None:
         if result.status not in _RESULTS:
             raise errors.error_from_result(result, encoding=self.raw.info.encoding)
-
-    def _unprepare(self, names: list[bytes]) -> None:
-        """Lets the session's statements `names` go, in one round trip."""
-        if names:
-            self._checked(self.raw.pgconn.exec_(b"; ".join(b"DEALLOCATE " + name for name in names)))
 
     def execute_script(self, sql: str, /) -> None:
         """Runs statements without parameters, separated by `;`, in one round trip to the server."""
@@ -264,11 +261,22 @@ def _pooled(url: str, read_only: bool) -> tuple[psycopg.Connection, ConnectionPo
     return pool.getconn(), pool
 
 
+def _let_prepared_go(raw: psycopg.Connection) -> None:
+    """Lets go of the statements that `Connection.execute` prepared on a session. psycopg may have let
+    them go with its own (DEALLOCATE ALL, after a ROLLBACK or a DROP it saw), or not: those the server
+    still holds are asked for. psycopg's own are left to it, which does not always notice a
+    DEALLOCATE ALL that it did not send."""
+    held = [row[0] for row in raw.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE '\\_ledger\\_%'")]
+    if held:
+        raw.execute("; ".join(f"DEALLOCATE {name}" for name in held))
+
+
 def _reset(raw: psycopg.Connection) -> None:
-    """Undoes a session's SETs (e.g. forgo_durability) and lets its prepared statements go, when it
-    is given back to its pool: the pool may have rolled it back, and psycopg let them go then."""
-    raw.execute("RESET ALL; DEALLOCATE ALL")  # psycopg forgets its own, seeing DEALLOCATE ALL
-    _prepared.pop(raw, None)
+    """Undoes a session's SETs (e.g. forgo_durability) and lets go of the statements prepared on it,
+    when it is given back to its pool."""
+    raw.execute("RESET ALL")
+    if _prepared.pop(raw, None) is not None:
+        _let_prepared_go(raw)
 
 
 @atexit.register
