@@ -1,5 +1,5 @@
 """Connections to a PostgreSQL ledger: psycopg's, in autocommit mode, pooled per process, speaking the
-write side's and the views' `?` parameters."""
+write side's and the views' `?` parameters; queries sent by libpq's own calls, prepared once a session."""
 
 import atexit
 import contextlib
@@ -109,14 +109,14 @@ class Connection:
 
     dialect = "postgresql"  # what the views' SQL asks of it (projections/sql.py)
 
-    def __init__(self, raw: psycopg.Connection, pool: ConnectionPool | None = None, direct_calls: bool = True):
+    def __init__(self, raw: psycopg.Connection, pool: ConnectionPool | None = None, libpq_calls: bool = True):
         self.raw = raw
         self.pool = pool
         self.pid = os.getpid()
         self.pipelined: psycopg.Pipeline | None = None  # the pipeline open on the connection, if any
-        # Statements are sent by libpq's own blocking calls (`_called`); not on a session that
-        # listens, whose notifications psycopg must see arrive.
-        self.prepared = _prepared.setdefault(raw, Prepared()) if direct_calls else None
+        # Queries are sent by libpq's own blocking calls (`_called`); not on a session that listens,
+        # whose notifications psycopg must see arrive.
+        self.prepared = _prepared.setdefault(raw, Prepared()) if libpq_calls else None
 
     @property
     def in_transaction(self) -> bool:
@@ -146,7 +146,7 @@ class Connection:
         """A query or a change of rows (`query`, with `count` parameters), prepared once per session
         and executed by libpq's blocking call, which lets go of the GIL while it waits, as psycopg's
         cursors do. A cursor's execute took the client 30 µs, its generators and waits the most of
-        it; this takes 12 (a page of the usage list is one statement, a report two). The rest, which
+        it; this takes 14 (a page of the usage list is one statement, a report two). The rest, which
         may run long (an index made), keep psycopg's cursors, which a Ctrl-C interrupts."""
         if len(parameters) != count:
             raise psycopg.ProgrammingError(f"the query has {count} placeholders but {len(parameters)} parameters were passed")
@@ -245,7 +245,7 @@ def connect(url: str, read_only: bool = False) -> Connection:
 
 def direct(url: str, **settings: str) -> Connection:
     """A connection of its own, outside any pool: for a session that holds something (a lease), or a look."""
-    return Connection(psycopg.connect(url, **session(**settings)), direct_calls=False)
+    return Connection(psycopg.connect(url, **session(**settings)), libpq_calls=False)
 
 
 def _pooled(url: str, read_only: bool) -> tuple[psycopg.Connection, ConnectionPool]:
