@@ -45,6 +45,7 @@ def start_rollover_timer(path: str, seconds: float) -> None:
                 ledger.roll_periods()
             except DatabaseError:
                 logging.getLogger(__name__).exception("billing period rollover failed; retrying")
+                projector.renew_if_lost(ledger.store)
 
     threading.Thread(target=roll_forever, name="rollover", daemon=True).start()
 
@@ -117,7 +118,8 @@ def create_app(config: dict | None = None) -> Flask:
         if getattr(view, "arrives_with_first_read", False):
             g.ledger.presume_arrival(unwaited)
         else:
-            g.ledger.arrive(unwaited)
+            # Arrives, and arrives again in a new session if its own was lost.
+            requests.on_a_new_session(g.ledger, lambda: g.ledger.arrive(unwaited), unwaited=unwaited)
 
     app.url_map.converters["uuid"] = UUIDConverter
     app.url_map.strict_slashes = False  # a path without its trailing slash is served, not redirected as HTML
@@ -129,6 +131,8 @@ def create_app(config: dict | None = None) -> Flask:
     app.register_blueprint(openapi.blueprint)
     for blueprint in (accounts.blueprint, provider.blueprint, site_agents.blueprint, reports.blueprint, pages.blueprint):
         app.register_blueprint(blueprint)
+    for endpoint, view in app.view_functions.items():
+        app.view_functions[endpoint] = requests.served_on_a_new_session(view)
     return app
 
 

@@ -1,9 +1,12 @@
 """Every error is a JSON body in Django REST framework's shape, never an HTML page."""
 
+import contextlib
+
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from ledger.commands import idempotency
+from ledger.errors import DatabaseUnavailable
 from projections.projector import ViewsBehind
 
 # How long a client is asked to wait when the views are behind the log (a 503).
@@ -30,6 +33,13 @@ def forbidden() -> ApiError:
     return ApiError(403, {"detail": "You do not have permission to perform this action."})
 
 
+def write_unsettled() -> ApiError:
+    """A write whose database session was lost while it was on the way, and which is not made again
+    by itself (api/requests.py, on_a_new_session): whether it landed is not known."""
+    return ApiError(503, {"detail": "The database session was lost while this write was on its way:"
+                                    " it may or may not have been recorded."}, {"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(error: ApiError):
@@ -50,6 +60,16 @@ def register(app: Flask) -> None:
         # Never an answer from views that miss an acknowledged write: the client asks again.
         app.logger.warning("read refused: %s", error)
         return jsonify(detail="The ledger is catching up; try again shortly."), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+
+    @app.errorhandler(DatabaseUnavailable)
+    def database_unavailable(error: DatabaseUnavailable):
+        # The server is down or failing over, or the database busy past its timeout: the client asks
+        # again. A session lost is renewed now if it can be, so that the next request finds one.
+        app.logger.error("database unavailable: %s", error)
+        with contextlib.suppress(DatabaseUnavailable):
+            if "ledger" in g:
+                g.ledger.renew_if_lost()
+        return jsonify(detail="The database is unavailable; try again shortly."), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
     @app.errorhandler(MethodNotAllowed)
     def method_not_allowed(error):

@@ -4,17 +4,21 @@ import functools
 import io
 import json
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wsgi import get_content_length
 
+from ledger import backends
 from ledger.commands import idempotency
-from ledger.database import ArrivalMissed
+from ledger.database import ArrivalMissed, Ledger
+from ledger.errors import DatabaseUnavailable
 from ledger.log.records import canonical
 from ledger.rules.access import Caller
 
-from .errors import bad_request
+from .errors import bad_request, write_unsettled
 
 MAX_KEY_LENGTH = 255
 UUID_TEXT = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
@@ -24,6 +28,7 @@ WHOLE_UUID = re.compile(rf"^{UUID_TEXT}$")
 # (raw UTF-8 cannot encode one: json.loads refuses such bytes).
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 UUID_FIELDS = ("resource", "plan_period")  # body fields holding a UUID, besides `user` links
+T = TypeVar("T")
 
 
 def unwaited(types: frozenset[str]):
@@ -54,6 +59,47 @@ def arrives_with_first_read(view):
         return view(*args, **kwargs)  # on the positions found, which hold (Ledger.found)
 
     served.arrives_with_first_read = True
+    return served
+
+
+def restated(view):
+    """Marks a view whose write states amounts (a usage report): made a second time, its decision
+    finds the first one's events in the log and changes nothing, or appends them if they never
+    landed (an append checks the versions that its decision read). See on_a_new_session."""
+    view.restated = True
+    return view
+
+
+def on_a_new_session(ledger: Ledger, serve: Callable[[], T], restated: bool = False, unwaited=()) -> T:
+    """`serve()`, made once more on a new database session if its own was lost (the server restarted
+    or failed over, the network failed), when that is safe: before it sent a write (a read, or a
+    decision not appended yet), or when its write is `restated` safely. Otherwise the request is
+    answered 503 (errors.py's write_unsettled): its write may have landed or not. Made again, the
+    request arrives again first (Ledger.arrive, waiting for the `unwaited` types' events too): what it
+    had found before it lost its session is not taken on trust (a presumed arrival, say, read no more)."""
+    sent = ledger.writes_sent
+    try:
+        with backends.translated():  # a driver's error, raised by a read of the views
+            return serve()
+    except DatabaseUnavailable:
+        on_the_way = ledger.writes_sent != sent
+        if not ledger.renew_if_lost():
+            raise
+        if on_the_way and not restated:
+            raise write_unsettled() from None
+    with backends.translated():
+        ledger.arrive(unwaited)
+        return serve()
+
+
+def served_on_a_new_session(view):
+    """A view served again on a new session if its own was lost (on_a_new_session)."""
+
+    @functools.wraps(view)
+    def served(*args, **kwargs):
+        return on_a_new_session(g.ledger, lambda: view(*args, **kwargs), getattr(view, "restated", False),
+                                getattr(view, "unwaited", ()))
+
     return served
 
 

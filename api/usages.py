@@ -11,7 +11,7 @@ from projections import usages
 from . import filters, reading, schemas
 from .auth import authenticate
 from .errors import bad_request, forbidden, not_found
-from .requests import arrives_with_first_read, idempotency_key, json_body, unwaited
+from .requests import arrives_with_first_read, idempotency_key, json_body, restated, unwaited
 from .shapes import INTEGER, MOMENT, OBJECT, TEXT, UUID_TEXT, Field, Shape
 
 # One event of a record's history, its data as it was hashed.
@@ -28,6 +28,7 @@ blueprint = Blueprint("component_usages", __name__, url_prefix="/api/marketplace
 @blueprint.route("/set_usage/", methods=["POST"])
 @arrives_with_first_read
 @unwaited(usage.SET_USAGE_UNWAITED)
+@restated
 def set_usage():
     caller = authenticate(g.ledger.conn)
     key = idempotency_key(caller)

@@ -9,7 +9,7 @@ from projections import catalog, usages, user_usages
 from . import filters, reading, schemas
 from .auth import authenticate
 from .errors import bad_request, forbidden, not_found
-from .requests import arrives_with_first_read, idempotency_key, json_body, unwaited
+from .requests import arrives_with_first_read, idempotency_key, json_body, restated, unwaited
 
 blueprint = Blueprint("component_user_usages", __name__, url_prefix="/api")
 USER_USAGE = schemas.UserUsageRequest()
@@ -70,6 +70,7 @@ def record_user_usages(command: usage.SetUserUsages, key):
 @blueprint.route("/marketplace-component-usages/<uuid:record_uuid>/set_user_usage/", methods=["POST"])
 @arrives_with_first_read
 @unwaited(usage.USER_USAGES_UNWAITED)
+@restated
 def set_user_usage(record_uuid):
     record = writable_record(record_uuid)
     key = idempotency_key(g.caller)
@@ -83,6 +84,7 @@ def set_user_usage(record_uuid):
 @blueprint.route("/marketplace-component-usages/<uuid:record_uuid>/set_user_usages/", methods=["POST"])
 @arrives_with_first_read
 @unwaited(usage.USER_USAGES_UNWAITED)
+@restated
 def set_user_usages(record_uuid):
     record = writable_record(record_uuid)
     key = idempotency_key(g.caller)

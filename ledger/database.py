@@ -60,6 +60,9 @@ class Ledger:
         """
         self.path = path
         self.committer, self.projector = committer, projector
+        # Writes sent to the database so far: a request that lost its session before sending one may be
+        # served again on a new session (api/requests.py), one that lost it while sending one not.
+        self.writes_sent = 0
         backend = backends.backend_for(path)
         writes = Writes.VIEWS if read_only else writes
         self.conn = backend.connect(sync_on_commit, read_only, writes)
@@ -209,7 +212,11 @@ class Ledger:
                 if attempt > 1 or not arrived:  # views that trail what overtook the last decision, or the caller
                     self.reach_views()
                 decided = self._decide(decide, single_read)
-                stored = self.committer.submit(decided, key) if self.committer else self._append(decided, key)
+                if self.committer:
+                    self.writes_sent += 1
+                    stored = self.committer.submit(decided, key)
+                else:
+                    stored = self._append(decided, key)
                 if stored:  # a report that changes nothing leaves nothing to fold
                     self._written()
                 return stored
@@ -231,6 +238,7 @@ class Ledger:
     def _append(self, decided: list[NewEvent], key: idempotency.Key | None) -> list[StoredEvent]:
         """In one write transaction: the key checked and remembered, due months started, then the
         decision. The decision alone is a transaction of its own (on PostgreSQL, one statement)."""
+        self.writes_sent += 1
         if key is None and not self._month_entered():
             return self.store.append(decided)
         with self.store.transaction():
@@ -248,6 +256,7 @@ class Ledger:
 
     def roll_periods(self) -> list[StoredEvent]:
         """Starts every billing month the clock has entered that the log has not started yet."""
+        self.writes_sent += 1
         with self.store.transaction():
             stored = self.append_rollover()
         self._written()
@@ -270,6 +279,10 @@ class Ledger:
         if due:
             idempotency.purge(self.conn)
         return due
+
+    def renew_if_lost(self) -> bool:
+        """Whether the database session was lost and is renewed (EventStore.renew_if_lost)."""
+        return self.store.renew_if_lost()
 
     def close(self) -> None:
         if self.checkpointer:

@@ -38,6 +38,15 @@ STOP_WAIT_SECONDS = 5.0
 log = logging.getLogger(__name__)
 
 
+def renew_if_lost(store: EventStore) -> None:
+    """A new session for a thread that goes on after its own was lost (the server restarted, say);
+    none to be had yet is logged, and asked for again at the thread's next failure."""
+    try:
+        store.renew_if_lost()
+    except StoreError as error:
+        log.warning("no new database session yet: %s", error)
+
+
 def read_wait_seconds() -> float:
     return float(os.environ.get("LEDGER_READ_WAIT", "10"))
 
@@ -150,6 +159,7 @@ class Projector:
             except Exception:  # noqa: BLE001 - a fold that failed is rolled back whole and tried again
                 log.exception("projector: folding (or holding the lease) failed; retrying")
                 self.stopped.wait(RETRY_SECONDS)
+                renew_if_lost(self.store)
 
     def stop(self) -> None:
         """Stops folding, once the views hold every event committed so far (this process's last writes

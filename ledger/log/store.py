@@ -74,6 +74,12 @@ class EventStore(abc.ABC):
         """Readies the connection for folding many events into the views (a rebuild, the projector):
         e.g. a page cache that holds the views' indexes. Nothing to do for a backend that needs nothing."""
 
+    def renew_if_lost(self) -> bool:
+        """Whether the connection's session was lost (a server restarted, a network failed) and is
+        renewed: raises DatabaseUnavailable when no new one can be had. A transaction open in the
+        lost one is gone. False for a backend whose sessions cannot be lost (a file)."""
+        return False
+
     @abc.abstractmethod
     def forgo_durability(self) -> None:
         """Lets commits skip waiting for the disk altogether: for a scratch database thrown away afterwards."""

@@ -10,7 +10,7 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -109,9 +109,11 @@ class Connection:
 
     dialect = "postgresql"  # what the views' SQL asks of it (projections/sql.py)
 
-    def __init__(self, raw: psycopg.Connection, pool: ConnectionPool | None = None, libpq_calls: bool = True):
+    def __init__(self, raw: psycopg.Connection, pool: ConnectionPool | None = None, libpq_calls: bool = True,
+                 reopen: Callable[[], psycopg.Connection] | None = None):
+        """`reopen` makes a new session for a connection outside a pool (`renew`)."""
         self.raw = raw
-        self.pool = pool
+        self.pool, self.reopen = pool, reopen
         self.pid = os.getpid()
         self.pipelined: psycopg.Pipeline | None = None  # the pipeline open on the connection, if any
         # Queries are sent by libpq's own blocking calls (`_called`); not on a session that listens,
@@ -128,6 +130,28 @@ class Connection:
             self.pipelined.sync()
             idle = self.raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         return not idle
+
+    @property
+    def lost(self) -> bool:
+        """Whether the session is gone: the server restarted or failed over, or the network failed; its
+        transaction, if any, is gone with it. libpq learns it from a statement that failed so, or
+        from the socket, which a server ending the session (a shutdown) closes after saying so."""
+        if not self.raw.closed:
+            with contextlib.suppress(psycopg.Error):
+                self.raw.pgconn.consume_input()  # reads what waits, without blocking: the end of the session
+        return self.raw.closed
+
+    def renew(self) -> None:
+        """Goes on in a new session, in place of a lost one. The new one is had first: when none can
+        be (the server still down), the lost one is kept, to be renewed at the next try."""
+        fresh = self.pool.getconn() if self.pool is not None else self.reopen()
+        lost, self.raw, self.pipelined = self.raw, fresh, None
+        if self.pool is not None:
+            self.pool.putconn(lost)  # the pool replaces it
+        else:
+            lost.close()
+        if self.prepared is not None:
+            self.prepared = _prepared.setdefault(fresh, Prepared())
 
     def execute(self, sql: str, parameters: Sequence[Any] | dict = (), /) -> psycopg.Cursor | Rows:
         if self.prepared is not None and self.pipelined is None and not isinstance(parameters, dict):
@@ -245,7 +269,8 @@ def connect(url: str, read_only: bool = False) -> Connection:
 
 def direct(url: str, **settings: str) -> Connection:
     """A connection of its own, outside any pool: for a session that holds something (a lease), or a look."""
-    return Connection(psycopg.connect(url, **session(**settings)), libpq_calls=False)
+    reopen = functools.partial(psycopg.connect, url, **session(**settings))
+    return Connection(reopen(), libpq_calls=False, reopen=reopen)
 
 
 def _pooled(url: str, read_only: bool) -> tuple[psycopg.Connection, ConnectionPool]:
@@ -255,7 +280,9 @@ def _pooled(url: str, read_only: bool) -> tuple[psycopg.Connection, ConnectionPo
         if pool is None:
             pool = _pools[key] = ConnectionPool(
                 url, kwargs=session(read_only), min_size=1, max_size=POOL_SIZE, timeout=CONNECT_TIMEOUT_SECONDS,
-                reset=_reset,
+                # A session lent is first checked (a round trip): one left idle in the pool while the
+                # server restarted is gone, and would fail the first statement of whoever got it.
+                reset=_reset, check=ConnectionPool.check_connection,
                 name=f"ledger{'-read' if read_only else ''}", open=True,
             )
     return pool.getconn(), pool

@@ -55,6 +55,15 @@ class Lease:
             self.conn, self.pid, self.held = None, os.getpid(), False
         if self.held and self._session_lives():
             return True
+        try:
+            return self._take()
+        except psycopg.OperationalError:
+            if self.conn is None or not self.conn.lost:
+                raise
+            self._session_ended()  # e.g. the server restarted since the last try: once more, in a new session
+            return self._take()
+
+    def _take(self) -> bool:
         if self.conn is None:
             holder = f"ledger projector pid {os.getpid()} on {socket.gethostname()}"
             self.conn = connection.direct(self.url, application_name=holder, **LIVENESS)

@@ -217,6 +217,13 @@ class PostgresEventStore(SQLEventStore):
         """Nothing to ready: a savepoint costs the server no file of its own."""
 
     @translated()
+    def renew_if_lost(self) -> bool:
+        if not self.conn.lost:
+            return False
+        self.conn.renew()
+        return True
+
+    @translated()
     def forgo_durability(self) -> None:
         self.conn.execute("SET synchronous_commit = off")
 
