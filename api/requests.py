@@ -5,7 +5,7 @@ import io
 import json
 import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -79,17 +79,25 @@ def on_a_new_session(ledger: Ledger, serve: Callable[[], T], restated: bool = Fa
     had found before it lost its session is not taken on trust (a presumed arrival, say, read no more)."""
     sent = ledger.writes_sent
     try:
-        with backends.translated():  # a driver's error, raised by a read of the views
-            return serve()
-    except DatabaseUnavailable:
-        on_the_way = ledger.writes_sent != sent
-        if not ledger.renew_if_lost():
-            raise
-        if on_the_way and not restated:
+        return serve()
+    except Exception as error:  # noqa: BLE001 - a driver's own, raised by a read of the views, included
+        if not isinstance(backends.neutral(error), DatabaseUnavailable) or not ledger.renew_if_lost():
+            raise_neutral(error)
+        if ledger.writes_sent != sent and not restated:  # lost while its write was on the way
             raise write_unsettled() from None
-    with backends.translated():
+    try:
         ledger.arrive(unwaited)
         return serve()
+    except Exception as error:  # noqa: BLE001
+        raise_neutral(error)
+
+
+def raise_neutral(error: Exception) -> NoReturn:
+    """Raises the ledger's own error for a driver's (errors.py answers it), or the error itself."""
+    neutral = backends.neutral(error)
+    if neutral is error:
+        raise error
+    raise neutral from error
 
 
 def served_on_a_new_session(view):

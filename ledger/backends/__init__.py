@@ -12,7 +12,8 @@ from ledger.backends.sqlite import SQLiteBackend
 from ledger.backends.sqlite import driver_errors as sqlite_errors
 from ledger.errors import UnsupportedDatabase
 
-__all__ = ["Backend", "Connection", "ProjectorLease", "Writes", "backend_for", "independent_of_cwd", "translated"]
+__all__ = ["Backend", "Connection", "ProjectorLease", "Writes", "backend_for", "independent_of_cwd", "neutral",
+           "translated"]
 
 # A URL's scheme, as in postgresql://host/db; a file path has none.
 URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -40,3 +41,12 @@ def translated() -> Iterator[None]:
     where SQL run on a backend's connection past its event store (the views') meets an operator."""
     with sqlite_errors.translated(), postgres_errors.translated():
         yield
+
+
+def neutral(error: Exception) -> Exception:
+    """The ledger's own error for a driver's error of any backend; any other error as it is. For an
+    edge that handles errors as they come (a request's), where `translated` costs every call its entry."""
+    for driver in (sqlite_errors, postgres_errors):
+        if isinstance(error, driver.DRIVER_ERROR):
+            return driver.neutral(error)
+    return error

@@ -8,6 +8,7 @@ from psycopg import errors
 
 from ledger.errors import DatabaseError, DatabaseLocked, DatabaseUnavailable, IntegrityViolation, TransactionAborted
 
+DRIVER_ERROR = psycopg.Error  # the base of the driver's errors, which `neutral` takes
 # The server aborted one transaction of two that raced: made again, it lands.
 RACED = (errors.SerializationFailure, errors.DeadlockDetected)
 # A lock not had within the connection's lock_timeout, or a statement past its statement_timeout.

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from ledger.errors import DatabaseError, DatabaseLocked, DatabaseUnavailable, IntegrityViolation
 
 BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+DRIVER_ERROR = sqlite3.Error  # the base of the driver's errors, which `neutral` takes
 
 
 def neutral(error: sqlite3.Error) -> DatabaseError:
