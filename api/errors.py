@@ -1,7 +1,5 @@
 """Every error is a JSON body in Django REST framework's shape, never an HTML page."""
 
-import contextlib
-
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
@@ -63,12 +61,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(DatabaseUnavailable)
     def database_unavailable(error: DatabaseUnavailable):
-        # The server is down or failing over, or the database busy past its timeout: the client asks
-        # again. A session lost is renewed now if it can be, so that the next request finds one.
+        # The server is down (no new session within the pool's wait, api/requests.py), or the database
+        # busy past its timeout: the client asks again.
         app.logger.error("database unavailable: %s", error)
-        with contextlib.suppress(DatabaseUnavailable):
-            if "ledger" in g:
-                g.ledger.renew_if_lost()
         return jsonify(detail="The database is unavailable; try again shortly."), 503, {"Retry-After": str(RETRY_AFTER_SECONDS)}
 
     @app.errorhandler(MethodNotAllowed)
