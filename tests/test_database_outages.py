@@ -3,8 +3,9 @@ ledger, and a database busy past its timeout.
 
 While the database cannot be reached a request is answered 503 with Retry-After, never 500. Once
 it can, every process goes on in new sessions by itself: a request that lost its session before
-it sent a write is served again in a new one (nobody sees the restart); one that lost it while its
-write was on the way is answered 503, its write landed or not, and the client sends it again.
+it sent a write is served again in a new one (nobody sees the restart), and so is a usage report
+that lost it on the way (decided again, it lands once); another write lost on the way is answered
+503, saying that it may or may not have been recorded.
 """
 
 import concurrent.futures
