@@ -4,7 +4,7 @@ import functools
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import NoReturn, TypeVar
 
 from flask import current_app, g, request
@@ -70,7 +70,8 @@ def restated(view):
     return view
 
 
-def on_a_new_session(ledger: Ledger, serve: Callable[[], T], restated: bool = False, unwaited=()) -> T:
+def on_a_new_session(ledger: Ledger, serve: Callable[[], T], restated: bool = False,
+                     unwaited: Collection[str] = ()) -> T:
     """`serve()`, made once more on a new database session if its own was lost (the server restarted
     or failed over, the network failed), when that is safe: before it sent a write (a read, or a
     decision not appended yet), or when its write is `restated` safely. Otherwise the request is
