@@ -68,7 +68,7 @@ def start_process(app: Flask, process: dict) -> None:
 
 
 def create_app(config: dict | None = None) -> Flask:
-    """The Flask application; `config["DATABASE"]` names the ledger's SQLite file."""
+    """The Flask application; `config["DATABASE"]` names the ledger's database (a SQLite file's path or a PostgreSQL URL)."""
     app = Flask(__name__, static_folder=None)
     app.config.update(
         DATABASE=os.environ.get("LEDGER_DB", "ledger.db"),

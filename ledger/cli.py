@@ -49,7 +49,7 @@ class LedgerGroup(click.Group):
 @click.version_option(package_name="usage-ledger", prog_name="ledger")
 @click.option(
     "--db", "db_path", envvar="LEDGER_DB", default="ledger.db", show_default=True,
-    help="The ledger's SQLite database (LEDGER_DB).",
+    help="The ledger's database: a SQLite file's path, or a postgresql:// URL (LEDGER_DB).",
 )
 @click.pass_context
 def cli(ctx, db_path):

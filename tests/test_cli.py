@@ -44,6 +44,11 @@ def test_every_command_answers_help(name):
     assert "Example:" in result.output
 
 
+def test_the_db_option_names_both_kinds_of_database():
+    output = " ".join(CliRunner().invoke(cli, ["--help"]).output.split())  # click wraps its lines
+    assert "a SQLite file's path, or a postgresql:// URL (LEDGER_DB)" in output
+
+
 def test_init_creates_a_database(tmp_path):
     path = tmp_path / "new.db"
     result = CliRunner().invoke(cli, ["--db", str(path), "init"])
