@@ -57,14 +57,15 @@ SCHEMA = (
 # unique_violation, as for a version taken: a conflict); then each row is numbered after the head,
 # chained to it (the text hashed made by ledger/log/hashing.py but for recorded_at and seq), inserted,
 # and the projector's holder notified. An event is the next of its stream when its version is 1 or
-# the version before it is in the log (UNIQUE (stream, version) refuses one taken), checked by its
-# own insert: a query of every stream's version before the inserts was a sixth of the append's CPU
-# on the server, as was looking for moved streams when the decision read none. recorded_at never goes back along the log (a clock that
-# stepped back, or a node's behind another's). The streams read come as a JSON object of their
-# versions, the events as a JSON array of arrays (stream, version, event_id, type, schema_version,
-# occurred_at, actor_id, data, and the text hashed before recorded_at, between it and seq, after
-# seq): one text each to send, where arrays of every column cost the client more than the rest
-# of the append; parsed once by the server (JSONB), where JSON is parsed again at every access.
+# the version before it is in the log (UNIQUE (stream, version) refuses one taken), which its own
+# insert checks: a query of the streams' versions before the inserts, and a look for moved streams
+# when the decision read none, cost the server 0.03-0.04 ms of the 0.26 an append of three events
+# took. recorded_at never goes back along the log (a clock that stepped back, or a node's behind
+# another's). The streams read come as a JSON object of their versions, the events as a JSON array
+# of arrays (stream, version, event_id, type, schema_version, occurred_at, actor_id, data, and the
+# text hashed before recorded_at, between it and seq, after seq): one text each to send, where
+# arrays of every column cost the client more than the rest of the append; parsed once by the
+# server (JSONB), where JSON is parsed again at every access.
 APPEND_BODY = f"""
     DECLARE
         head_seq BIGINT := 0;
