@@ -196,7 +196,7 @@ def wrk(url: str, seconds: int, connections: int, script: str | None = None) -> 
 
 def cpu_seconds(root: int) -> float:
     """CPU time (user and system) of process `root` and its descendants, and of every PostgreSQL
-    server process (which serve whichever side is running), so far."""
+    server process (which serve whichever side is running), so far, those that ended included."""
     processes = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -206,7 +206,9 @@ def cpu_seconds(root: int) -> float:
         except OSError:  # ended meanwhile
             continue
         name, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
-        processes[int(entry)] = (name, int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, utime + stime
+        # ppid, and its CPU with that of its children that ended: PostgreSQL's autovacuum workers (and a
+        # session that closed) live for moments, and a round's count of the live processes alone missed them.
+        processes[int(entry)] = (name, int(fields[1]), sum(int(field) for field in fields[11:15]))
     children: dict[int, list[int]] = {}
     for pid, (_, parent, _) in processes.items():
         children.setdefault(parent, []).append(pid)
