@@ -18,7 +18,7 @@ import pytest
 from ledger.backends.postgres.store import PostgresEventStore
 from ledger.commands import usage
 from ledger.database import Ledger
-from ledger.errors import DatabaseLocked
+from ledger.errors import DatabaseLocked, DatabaseUnavailable
 from ledger.history import verify
 from ledger.log import events
 
@@ -53,6 +53,16 @@ def test_a_database_busy_past_its_timeout_is_a_503_with_retry_after(client, db_p
     assert answer.status_code == 503
     assert answer.get_json() == {"detail": "The database is unavailable; try again shortly."}
     assert answer.headers["Retry-After"] == "1"
+
+
+def test_a_path_with_no_route_is_answered_without_the_database(client, monkeypatch):
+    def unreachable(*args, **kwargs):
+        raise DatabaseUnavailable("the server is down")
+
+    monkeypatch.setattr(Ledger, "arrive", unreachable)  # what a request that reads does first
+    assert client.get(LIST, headers=auth("staff")).status_code == 503
+    assert client.get("/api/unknown/", headers=auth("staff")).status_code == 404
+    assert client.delete(LIST, headers=auth("staff")).status_code == 405
 
 
 @pytest.mark.parametrize("db_path", ["postgresql"], indirect=True)
