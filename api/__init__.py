@@ -114,8 +114,8 @@ def create_app(config: dict | None = None) -> Flask:
         # need not wait for, see requests.unwaited). A view whose first read carries the arrival
         # (requests.arrives_with_first_read) is served on the positions the last one found, until that read.
         view = app.view_functions.get(request.endpoint)
-        if view is None:  # no route (a 404 or 405): nothing is read, nor waited for
-            return
+        if view is None or getattr(view, "reads_nothing", False):  # no route (a 404 or 405), or a view
+            return  # that reads nothing: nothing to wait for
         unwaited = getattr(view, "unwaited", ())
         if getattr(view, "arrives_with_first_read", False):
             g.ledger.presume_arrival(unwaited)

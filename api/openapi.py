@@ -11,7 +11,7 @@ from projections import reports, user_usages
 
 from . import accounts, provider, schemas, site_agents, usages
 from .reports import USAGE_TOTAL
-from .requests import MAX_KEY_LENGTH
+from .requests import MAX_KEY_LENGTH, reads_nothing
 from .shapes import TEXT
 
 blueprint = Blueprint("openapi", __name__)
@@ -307,12 +307,14 @@ def add_site_agent_paths(spec: APISpec) -> None:
         read(path, f"{operation}_list", schema, summary, filters)
         read(f"{path}{{uuid}}/", f"{operation}_retrieve", schema, summary.replace("s the caller", " the caller", 1))
 @blueprint.route("/api/docs/", methods=["GET"])
+@reads_nothing
 def docs():
     """Swagger UI over /api/schema/."""
     return render_template("docs.html")
 
 
 @blueprint.route("/api/schema/", methods=["GET"])
+@reads_nothing
 def schema():
     if "OPENAPI" not in current_app.extensions:
         current_app.extensions["OPENAPI"] = build_spec()

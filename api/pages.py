@@ -19,6 +19,7 @@ from projections import catalog, reports, usages
 
 from .auth import known_caller
 from .reading import read_scopes
+from .requests import reads_nothing
 
 blueprint = Blueprint("pages", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
 
@@ -107,6 +108,7 @@ def sign_in():
 
 
 @blueprint.route("/sign-out", methods=["POST"])
+@reads_nothing
 def sign_out():
     response = redirect(url_for("pages.overview"), 303)
     response.delete_cookie(COOKIE, httponly=True, samesite="Strict", secure=request.is_secure)

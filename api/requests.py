@@ -39,6 +39,13 @@ def unwaited(types: frozenset[str]):
     return marked
 
 
+def reads_nothing(view):
+    """Marks a view that reads nothing of the ledger (a static page, the API's schema): its request
+    does not arrive (Ledger.arrive), and is answered while the database is out of reach."""
+    view.reads_nothing = True
+    return view
+
+
 def arrives_with_first_read(view):
     """Marks a view whose request's arrival is presumed (Ledger.presume_arrival) and read by its first
     read of the views; where the presumption does not hold, the request is served again, from the

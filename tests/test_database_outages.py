@@ -55,7 +55,7 @@ def test_a_database_busy_past_its_timeout_is_a_503_with_retry_after(client, db_p
     assert answer.headers["Retry-After"] == "1"
 
 
-def test_a_path_with_no_route_is_answered_without_the_database(client, monkeypatch):
+def test_a_path_with_no_route_or_a_view_that_reads_nothing_is_answered_without_the_database(client, monkeypatch):
     def unreachable(*args, **kwargs):
         raise DatabaseUnavailable("the server is down")
 
@@ -63,6 +63,9 @@ def test_a_path_with_no_route_is_answered_without_the_database(client, monkeypat
     assert client.get(LIST, headers=auth("staff")).status_code == 503
     assert client.get("/api/unknown/", headers=auth("staff")).status_code == 404
     assert client.delete(LIST, headers=auth("staff")).status_code == 405
+    assert client.get("/api/schema/").get_json()["openapi"].startswith("3.")
+    assert client.get("/api/docs/").status_code == 200
+    assert client.post("/sign-out").status_code == 303
 
 
 @pytest.mark.parametrize("db_path", ["postgresql"], indirect=True)
