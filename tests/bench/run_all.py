@@ -36,6 +36,9 @@ BENCHMARKS = {
     "HTTP on PostgreSQL: set_usage and a filtered list vs minimal Flask on the same server (targets 50% and 50%)":
         (["bench_http.py", "--db", "postgresql", "--records", "1000000", "--seconds", "10"],
          ["bench_http.py", "--db", "postgresql", "--records", "20000", "--resources", "1000", "--seconds", "3"]),
+    "A usage report on PostgreSQL part by part, in-process, against the bare insert (no target: where set_usage's CPU goes)":
+        (["bench_report_parts.py"],
+         ["bench_report_parts.py", "--records", "20000", "--resources", "1000", "--reports", "500"]),
     "Two ledger serve nodes over one PostgreSQL database vs one node, every 201 in the log (target 100%)":
         (["bench_nodes.py"], ["bench_nodes.py", "--resources", "1000", "--seconds", "3", "--rounds", "1"]),
     "Rebuild on PostgreSQL vs raw batched inserts of the same rows (target 30%)":
